@@ -1,0 +1,47 @@
+// Helpers for the known-answer tests: where the outside vectors are, and reading them.
+#pragma once
+
+#include <peerproto/encoding.hpp>
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace peerproto::kat {
+
+/// The outside vectors folder: $PEERPROTO_VECTORS_DIR, else the folder configured at build time.
+inline std::filesystem::path vectors_dir() {
+  if (const char* env = std::getenv("PEERPROTO_VECTORS_DIR"); env && *env) return env;
+  return PEERPROTO_VECTORS_DIR_DEFAULT;
+}
+
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + p.string());
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// Reads a vector file; the test fails (not skips) when it is missing, as the vectors README asks.
+inline boost::json::value load_json(const std::filesystem::path& p) {
+  if (!std::filesystem::exists(p)) {
+    ADD_FAILURE() << "test vectors not found: " << p
+                  << " (put the vectors folder beside the checkout or set PEERPROTO_VECTORS_DIR)";
+    return {};
+  }
+  return boost::json::parse(read_file(p));
+}
+
+inline bytes hex(const boost::json::value& v) {
+  auto b = hex_decode(std::string_view(v.as_string()));
+  if (!b) throw std::runtime_error("bad hex in vector file");
+  return *b;
+}
+
+}  // namespace peerproto::kat

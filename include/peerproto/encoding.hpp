@@ -1,0 +1,263 @@
+// Text encodings of the wire format: lowercase hex, strict base64 (RFC 4648 §4, padded), UUID
+// version 4 in canonical lowercase form, and RFC 3339 UTC timestamps (SPEC ENV-8..ENV-18).
+//
+// Every decoder is strict: it accepts exactly one spelling per value, so decode → encode gives
+// back the input, and it reports failure with std::nullopt (the caller chooses the protocol
+// code, which is INVALID_FORMAT almost everywhere). No decoder allocates more than its output.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace peerproto {
+
+using bytes = std::vector<std::uint8_t>;
+using byte_view = std::span<const std::uint8_t>;
+
+/// The bytes of a string, viewed without copying.
+inline byte_view as_bytes(std::string_view s) noexcept {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+// ---------------------------------------------------------------- hex
+
+/// Lowercase hex of `data`.
+inline std::string hex_encode(byte_view data) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(data.size() * 2, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    out[2 * i] = digits[data[i] >> 4];
+    out[2 * i + 1] = digits[data[i] & 0x0f];
+  }
+  return out;
+}
+
+namespace detail {
+inline int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;  // upper case is not accepted: one spelling per value
+}
+}  // namespace detail
+
+/// Decodes lowercase hex into `out`, which must be exactly half as long as `text`.
+/// Returns false (leaving `out` unspecified) on a length mismatch or any other character.
+inline bool hex_decode_into(std::string_view text, std::span<std::uint8_t> out) noexcept {
+  if (text.size() != out.size() * 2) return false;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const int hi = detail::hex_value(text[2 * i]);
+    const int lo = detail::hex_value(text[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
+
+/// Decodes lowercase hex of exactly N bytes (2N characters).
+template <std::size_t N>
+std::optional<std::array<std::uint8_t, N>> hex_decode_fixed(std::string_view text) noexcept {
+  std::array<std::uint8_t, N> out{};
+  if (!hex_decode_into(text, out)) return std::nullopt;
+  return out;
+}
+
+/// Decodes lowercase hex of any even length.
+inline std::optional<bytes> hex_decode(std::string_view text) {
+  if (text.size() % 2 != 0) return std::nullopt;
+  bytes out(text.size() / 2);
+  if (!hex_decode_into(text, out)) return std::nullopt;
+  return out;
+}
+
+// ---------------------------------------------------------------- base64
+
+/// Standard-alphabet base64 with padding (RFC 4648 §4).
+inline std::string base64_encode(byte_view data) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= data.size(); i += 3) {
+    const std::uint32_t v = std::uint32_t{data[i]} << 16 | std::uint32_t{data[i + 1]} << 8 | data[i + 2];
+    out += alphabet[v >> 18];
+    out += alphabet[(v >> 12) & 63];
+    out += alphabet[(v >> 6) & 63];
+    out += alphabet[v & 63];
+  }
+  if (const std::size_t rest = data.size() - i; rest > 0) {
+    const std::uint32_t v = std::uint32_t{data[i]} << 16 | (rest == 2 ? std::uint32_t{data[i + 1]} << 8 : 0U);
+    out += alphabet[v >> 18];
+    out += alphabet[(v >> 12) & 63];
+    out += rest == 2 ? alphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+/// The number of bytes `text` decodes to if it is well formed (used to check limits before
+/// decoding); 0 for text whose length is not a multiple of 4.
+inline std::size_t base64_decoded_size(std::string_view text) noexcept {
+  if (text.size() % 4 != 0) return 0;
+  std::size_t n = text.size() / 4 * 3;
+  if (!text.empty() && text.back() == '=') --n;
+  if (text.size() >= 2 && text[text.size() - 2] == '=') --n;
+  return n;
+}
+
+namespace detail {
+inline int base64_value(char c) noexcept {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+}  // namespace detail
+
+/// Strict base64 decoding: length a multiple of 4, only the standard alphabet, padding only as the
+/// last one or two characters, and the unused bits before the padding zero (RFC 4648 §3.5).
+/// Whitespace, line breaks and the URL-safe alphabet are rejected.
+inline std::optional<bytes> base64_decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::size_t pad = 0;
+  if (!text.empty() && text.back() == '=') pad = text[text.size() - 2] == '=' ? 2 : 1;
+  bytes out;
+  out.reserve(base64_decoded_size(text));
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    std::uint32_t v = 0;
+    for (std::size_t j = 0; j < 4; ++j) {
+      const bool padding_slot = last && j >= 4 - pad;
+      const int d = padding_slot ? (text[i + j] == '=' ? 0 : -1) : detail::base64_value(text[i + j]);
+      if (d < 0) return std::nullopt;
+      v = v << 6 | static_cast<std::uint32_t>(d);
+    }
+    if (last && pad == 1 && (v & 0xff) != 0) return std::nullopt;    // non-zero trailing bits
+    if (last && pad == 2 && (v & 0xffff) != 0) return std::nullopt;
+    out.push_back(static_cast<std::uint8_t>(v >> 16));
+    if (!last || pad < 2) out.push_back(static_cast<std::uint8_t>(v >> 8));
+    if (!last || pad < 1) out.push_back(static_cast<std::uint8_t>(v));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- UUID v4
+
+/// A version-4 UUID (RFC 9562), kept as its 16 bytes.
+struct uuid {
+  std::array<std::uint8_t, 16> bytes{};  ///< big-endian field order, as written
+  friend bool operator==(const uuid&, const uuid&) = default;
+  friend auto operator<=>(const uuid&, const uuid&) = default;
+};
+
+/// Makes a version-4 UUID from 16 random bytes (sets the version and variant bits).
+inline uuid make_uuid_v4(std::array<std::uint8_t, 16> random) noexcept {
+  random[6] = static_cast<std::uint8_t>((random[6] & 0x0f) | 0x40);
+  random[8] = static_cast<std::uint8_t>((random[8] & 0x3f) | 0x80);
+  return uuid{random};
+}
+
+/// Canonical lowercase 8-4-4-4-12 form.
+inline std::string format_uuid(const uuid& u) {
+  const std::string h = hex_encode(u.bytes);
+  return h.substr(0, 8) + '-' + h.substr(8, 4) + '-' + h.substr(12, 4) + '-' + h.substr(16, 4) + '-' + h.substr(20);
+}
+
+/// Parses the canonical lowercase form of a version-4, variant-10 UUID (ENV-12); anything else
+/// (upper case, braces, a missing dash, another version or variant) is rejected.
+inline std::optional<uuid> parse_uuid_v4(std::string_view text) noexcept {
+  if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-')
+    return std::nullopt;
+  uuid u;
+  std::span<std::uint8_t> out{u.bytes};
+  if (!hex_decode_into(text.substr(0, 8), out.subspan(0, 4)) ||
+      !hex_decode_into(text.substr(9, 4), out.subspan(4, 2)) ||
+      !hex_decode_into(text.substr(14, 4), out.subspan(6, 2)) ||
+      !hex_decode_into(text.substr(19, 4), out.subspan(8, 2)) ||
+      !hex_decode_into(text.substr(24, 12), out.subspan(10, 6)))
+    return std::nullopt;
+  if ((u.bytes[6] >> 4) != 4 || (u.bytes[8] >> 6) != 2) return std::nullopt;
+  return u;
+}
+
+// ---------------------------------------------------------------- timestamps
+
+using sys_milliseconds = std::chrono::sys_time<std::chrono::milliseconds>;
+
+/// An RFC 3339 UTC timestamp with millisecond resolution. The number of fraction digits is kept
+/// so that formatting gives back exactly the text that was parsed (signatures cover the text).
+struct utc_timestamp {
+  sys_milliseconds time{};    ///< the instant
+  int fraction_digits = 3;    ///< 0 to 3 digits after the seconds; 3 is what senders write (ENV-9)
+  friend bool operator==(const utc_timestamp&, const utc_timestamp&) = default;
+};
+
+/// Formats as YYYY-MM-DDTHH:MM:SS[.f{1,3}]Z. Precondition: the year is 0..9999 and, for fewer
+/// than three fraction digits, the dropped digits are zero (true for every parsed value).
+inline std::string format_timestamp(const utc_timestamp& ts) {
+  using namespace std::chrono;
+  const auto day = floor<days>(ts.time);
+  const year_month_day ymd{day};
+  const hh_mm_ss hms{ts.time - day};
+  char buf[32];
+  int n = std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d", static_cast<int>(ymd.year()),
+                        static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                        static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
+                        static_cast<int>(hms.seconds().count()));
+  std::string out(buf, static_cast<std::size_t>(n));
+  if (ts.fraction_digits > 0) {
+    std::snprintf(buf, sizeof buf, "%03d", static_cast<int>(hms.subseconds().count()));
+    out += '.';
+    out.append(buf, static_cast<std::size_t>(ts.fraction_digits));
+  }
+  out += 'Z';
+  return out;
+}
+
+/// A timestamp for `t`, truncated to milliseconds, written with three fraction digits.
+inline utc_timestamp make_timestamp(std::chrono::system_clock::time_point t) noexcept {
+  return {std::chrono::floor<std::chrono::milliseconds>(t), 3};
+}
+
+/// Parses YYYY-MM-DDTHH:MM:SS[.f{1,3}]Z exactly (ENV-8): upper-case T and Z, a real calendar
+/// date, hours 00-23, minutes and seconds 00-59 (no leap second), no other offset.
+inline std::optional<utc_timestamp> parse_timestamp(std::string_view s) noexcept {
+  using namespace std::chrono;
+  auto num = [&](std::size_t pos, std::size_t len) -> int {
+    int v = 0;
+    for (std::size_t i = pos; i < pos + len; ++i) {
+      if (s[i] < '0' || s[i] > '9') return -1;
+      v = v * 10 + (s[i] - '0');
+    }
+    return v;
+  };
+  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+      s.back() != 'Z')
+    return std::nullopt;
+  const int y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2), se = num(17, 2);
+  if (y < 0 || mo < 0 || d < 0 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 59)
+    return std::nullopt;
+  int digits = 0, millis = 0;
+  if (s.size() > 20) {
+    digits = static_cast<int>(s.size()) - 22;  // "...SS" + "." + digits + "Z"
+    if (s[19] != '.' || digits < 1 || digits > 3) return std::nullopt;
+    const int f = num(20, static_cast<std::size_t>(digits));
+    if (f < 0) return std::nullopt;
+    millis = f * (digits == 1 ? 100 : digits == 2 ? 10 : 1);
+  }
+  const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
+  if (!ymd.ok()) return std::nullopt;
+  const auto t = sys_days{ymd} + hours{h} + minutes{mi} + seconds{se} + milliseconds{millis};
+  return utc_timestamp{t, digits};
+}
+
+}  // namespace peerproto

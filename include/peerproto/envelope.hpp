@@ -1,0 +1,259 @@
+// The envelope (SPEC §4): a typed value, its strict validation with the exact error code for each
+// rule, its canonical serialization, Ed25519 signing and verification (§5), and the sealing of
+// v1.1 session payloads with AES-256-GCM (§10).
+#pragma once
+
+#include <peerproto/crypto.hpp>
+#include <peerproto/encoding.hpp>
+#include <peerproto/error.hpp>
+#include <peerproto/jcs.hpp>
+#include <peerproto/version.hpp>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace peerproto {
+
+using message_nonce = std::array<std::uint8_t, 16>;
+
+/// One envelope. Every field holds a validated value in the one spelling the wire allows, so
+/// serialize(parse(x)) reproduces the signed content of x exactly.
+struct envelope {
+  std::string version;                              ///< "1.0" or "1.1" (a handshake may carry another)
+  std::string msg_type;                             ///< ^[a-z][a-z0-9_]{0,63}$
+  std::string sender_id;                            ///< entity id (ID-2)
+  std::string recipient_id;                         ///< entity id (ID-2)
+  utc_timestamp timestamp;                          ///< RFC 3339 UTC (ENV-8)
+  message_nonce nonce{};                            ///< 128 random bits; the message id
+  std::optional<uuid> session_id;                   ///< session messages only
+  std::optional<std::uint64_t> sequence_num;        ///< present iff session_id is
+  std::optional<boost::json::object> payload;       ///< exactly one of payload and encrypted_payload
+  std::optional<bytes> encrypted_payload;           ///< ciphertext ‖ tag; v1.1 session messages only
+  std::optional<crypto::signature> signature;       ///< absent only in v1.1 session messages
+
+  /// True for a v1.1 session message: sealed, not signed (ENV-19, ENV-20).
+  bool is_sealed_session_message() const { return version == version_1_1 && session_id.has_value(); }
+
+  friend bool operator==(const envelope&, const envelope&) = default;
+};
+
+inline bool is_supported_version(std::string_view v) noexcept {
+  return std::find(supported_versions.begin(), supported_versions.end(), v) != supported_versions.end();
+}
+
+/// ID-2: 1 to 128 characters from A-Z a-z 0-9 . _ : @ -
+inline bool is_entity_id(std::string_view s) noexcept {
+  if (s.empty() || s.size() > limits::max_entity_id_chars) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == ':' || c == '@' || c == '-';
+  });
+}
+
+/// ENV-5: ^[a-z][a-z0-9_]{0,63}$
+inline bool is_msg_type(std::string_view s) noexcept {
+  if (s.empty() || s.size() > limits::max_msg_type_chars || s[0] < 'a' || s[0] > 'z') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+}
+
+namespace detail {
+inline constexpr std::array<std::string_view, 11> envelope_members{
+    "version", "msg_type", "sender_id", "recipient_id", "timestamp", "nonce",
+    "session_id", "sequence_num", "payload", "encrypted_payload", "signature"};
+
+inline failure bad(std::string_view member, std::string_view why) {
+  return {errc::invalid_format, std::string("member '") + std::string(member) + "' " + std::string(why)};
+}
+inline failure missing(std::string_view member) {
+  return {errc::missing_fields, std::string("missing member '") + std::string(member) + "'"};
+}
+inline const boost::json::string* string_member(const boost::json::object& o, std::string_view name) {
+  const auto* v = o.if_contains(name);
+  return v ? v->if_string() : nullptr;
+}
+}  // namespace detail
+
+/// Validates a parsed JSON value as an envelope (SPEC §4). Checks run in the order of the member
+/// table, so the reported failure is the first rule broken in that order (ERR-9):
+/// INVALID_FORMAT for a non-object, an unknown member or a wrong form; MISSING_FIELDS for an
+/// absent required member; INVALID_VERSION, last, for an unsupported version on anything but a
+/// handshake (ENV-4, VER-4). Does not check the recipient, the clock, or the signature.
+inline result<envelope> envelope_from_json(const boost::json::value& value) {
+  using detail::bad;
+  using detail::missing;
+  const auto* obj = value.if_object();
+  if (!obj) return failure{errc::invalid_format, "the envelope is not a JSON object"};
+  for (const auto& kv : *obj) {
+    if (std::find(detail::envelope_members.begin(), detail::envelope_members.end(), kv.key()) ==
+        detail::envelope_members.end())
+      return bad(kv.key(), "is not an envelope member");
+  }
+  for (std::size_t i = 0; i < 6; ++i)
+    if (!obj->contains(detail::envelope_members[i])) return missing(detail::envelope_members[i]);
+
+  envelope e;
+  const auto* version = detail::string_member(*obj, "version");
+  if (!version) return bad("version", "is not a string");
+  e.version = *version;
+
+  const auto* msg_type = detail::string_member(*obj, "msg_type");
+  if (!msg_type || !is_msg_type(*msg_type)) return bad("msg_type", "is not a message type (^[a-z][a-z0-9_]{0,63}$)");
+  e.msg_type = *msg_type;
+
+  for (auto [name, field] : {std::pair{"sender_id", &e.sender_id}, std::pair{"recipient_id", &e.recipient_id}}) {
+    const auto* s = detail::string_member(*obj, name);
+    if (!s || !is_entity_id(*s)) return bad(name, "is not an entity id (1-128 of A-Z a-z 0-9 . _ : @ -)");
+    *field = *s;
+  }
+
+  const auto* ts = detail::string_member(*obj, "timestamp");
+  const auto parsed_ts = ts ? parse_timestamp(*ts) : std::nullopt;
+  if (!parsed_ts) return bad("timestamp", "is not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.fff]Z)");
+  e.timestamp = *parsed_ts;
+
+  const auto* nonce = detail::string_member(*obj, "nonce");
+  if (!nonce || !hex_decode_into(*nonce, e.nonce)) return bad("nonce", "is not 32 lowercase hex characters");
+
+  const auto* sid = obj->if_contains("session_id");
+  const auto* seq = obj->if_contains("sequence_num");
+  if (sid && !seq) return missing("sequence_num");
+  if (seq && !sid) return missing("session_id");
+  if (sid) {
+    const auto* s = sid->if_string();
+    if (!s || !(e.session_id = parse_uuid_v4(*s))) return bad("session_id", "is not a lowercase canonical UUID v4");
+    // ENV-14: an integer token (the parser keeps `1.0` and `1e0` as doubles), 1 .. 2^53-1.
+    std::uint64_t n = 0;
+    if (seq->is_int64() && seq->get_int64() > 0) n = static_cast<std::uint64_t>(seq->get_int64());
+    if (n == 0 || n > limits::max_sequence_num) return bad("sequence_num", "is not an integer from 1 to 2^53-1");
+    e.sequence_num = n;
+  }
+
+  const auto* payload = obj->if_contains("payload");
+  const auto* sealed = obj->if_contains("encrypted_payload");
+  if (!payload && !sealed) return missing("payload");
+  if (payload && sealed) return bad("encrypted_payload", "appears together with 'payload'");
+  if (payload) {
+    if (!payload->is_object()) return bad("payload", "is not a JSON object");
+    if (e.is_sealed_session_message()) return bad("payload", "is not allowed in a v1.1 session message (use encrypted_payload)");
+    e.payload = payload->get_object();
+  } else {
+    if (!e.is_sealed_session_message()) return bad("encrypted_payload", "is only allowed in a v1.1 session message");
+    const auto* s = sealed->if_string();
+    auto decoded = s ? base64_decode(*s) : std::nullopt;
+    if (!decoded || decoded->size() < crypto::gcm_tag_bytes)
+      return bad("encrypted_payload", "is not padded base64 of at least 16 bytes");
+    e.encrypted_payload = std::move(*decoded);
+  }
+
+  const auto* sig = obj->if_contains("signature");
+  if (e.is_sealed_session_message()) {
+    if (sig) return bad("signature", "is not allowed in a v1.1 session message");
+  } else {
+    if (!sig) return missing("signature");
+    const auto* s = sig->if_string();
+    crypto::signature bytes{};
+    if (!s || !hex_decode_into(*s, bytes)) return bad("signature", "is not 128 lowercase hex characters");
+    e.signature = bytes;
+  }
+
+  if (!is_supported_version(e.version) && e.msg_type != "handshake")
+    return failure{errc::invalid_version, "version '" + e.version + "' is not supported"};
+  return e;
+}
+
+/// Parses and validates envelope text: the strict JSON rules of §3 (PAYLOAD_TOO_LARGE over
+/// lim.max_bytes, INVALID_FORMAT otherwise), then envelope_from_json.
+inline result<envelope> parse_envelope(std::string_view text, const jcs::parse_limits& lim = {}) {
+  auto value = jcs::parse_strict(text, lim);
+  if (!value) return value.error();
+  return envelope_from_json(*value);
+}
+
+/// Which members to leave out when building JSON (for signing input and associated data).
+enum class omit : unsigned { none = 0, signature = 1, signature_and_ciphertext = 3 };
+
+/// The envelope as a JSON object; members omitted as asked.
+inline boost::json::object to_json(const envelope& e, omit leave_out = omit::none) {
+  boost::json::object o;
+  o.reserve(11);
+  o.emplace("version", e.version);
+  o.emplace("msg_type", e.msg_type);
+  o.emplace("sender_id", e.sender_id);
+  o.emplace("recipient_id", e.recipient_id);
+  o.emplace("timestamp", format_timestamp(e.timestamp));
+  o.emplace("nonce", hex_encode(e.nonce));
+  if (e.session_id) o.emplace("session_id", format_uuid(*e.session_id));
+  if (e.sequence_num) o.emplace("sequence_num", *e.sequence_num);
+  if (e.payload) o.emplace("payload", *e.payload);
+  if (e.encrypted_payload && leave_out != omit::signature_and_ciphertext)
+    o.emplace("encrypted_payload", base64_encode(*e.encrypted_payload));
+  if (e.signature && leave_out == omit::none) o.emplace("signature", hex_encode(*e.signature));
+  return o;
+}
+
+/// The envelope's canonical JSON text (JCS-3: what senders put on the wire).
+inline std::string serialize(const envelope& e) { return jcs::canonicalize(to_json(e)); }
+
+/// The bytes an Ed25519 signature covers: JCS of the envelope without `signature` (SIG-1).
+inline std::string signing_input(const envelope& e) { return jcs::canonicalize(to_json(e, omit::signature)); }
+
+/// Signs `e` with `key`, replacing any earlier signature.
+inline void sign(envelope& e, const crypto::ed25519_keypair& key) {
+  e.signature.reset();
+  e.signature = key.sign(as_bytes(signing_input(e)));
+}
+
+/// True when `e` carries a signature that verifies with the Ed25519 public key `key` (SIG-1..3).
+inline bool verify_signature(const envelope& e, byte_view key) {
+  if (!e.signature) return false;
+  return crypto::ed25519_verify(key, as_bytes(signing_input(e)), *e.signature);
+}
+
+/// ENC-2: the 12-byte AES-GCM nonce, 4 zero bytes ‖ big-endian uint64 sequence number.
+inline std::array<std::uint8_t, 12> session_nonce(std::uint64_t sequence_num) noexcept {
+  std::array<std::uint8_t, 12> n{};
+  for (int i = 0; i < 8; ++i) n[static_cast<std::size_t>(11 - i)] = static_cast<std::uint8_t>(sequence_num >> (8 * i));
+  return n;
+}
+
+/// ENC-3: the associated data, JCS of the envelope without `encrypted_payload` and `signature`.
+inline std::string associated_data(const envelope& e) {
+  return jcs::canonicalize(to_json(e, omit::signature_and_ciphertext));
+}
+
+/// Seals `payload` into `e` with the direction's 32-byte key (ENC-1..ENC-3): sets
+/// encrypted_payload and clears payload and signature. Precondition: e is a v1.1 session message
+/// header (version "1.1", session_id and sequence_num set); otherwise errc::invalid_argument and e
+/// is unchanged. The caller guarantees the sequence number is never reused under `key` (ENC-4).
+inline std::error_code seal(envelope& e, byte_view key, const boost::json::object& payload) {
+  if (!e.is_sealed_session_message() || !e.sequence_num || key.size() != 32) return errc::invalid_argument;
+  e.payload.reset();
+  e.signature.reset();
+  e.encrypted_payload.reset();
+  const std::string plaintext = jcs::canonicalize(payload);
+  const auto nonce = session_nonce(*e.sequence_num);
+  e.encrypted_payload = crypto::aes_gcm_seal(key, nonce, as_bytes(associated_data(e)), as_bytes(plaintext));
+  return {};
+}
+
+/// Opens the encrypted payload of `e` with the direction's key. DECRYPTION_FAILED when the tag
+/// does not verify (ENC-5), INVALID_FORMAT when the plaintext is not a JSON object (ENC-6).
+/// Never changes `e`.
+inline result<boost::json::object> open(const envelope& e, byte_view key) {
+  if (!e.encrypted_payload || !e.sequence_num) return failure{errc::decryption_failed, "no encrypted payload"};
+  const auto nonce = session_nonce(*e.sequence_num);
+  auto plaintext = crypto::aes_gcm_open(key, nonce, as_bytes(associated_data(e)), *e.encrypted_payload);
+  if (!plaintext) return failure{errc::decryption_failed, "the authentication tag does not verify"};
+  auto value = jcs::parse_strict(std::string_view(reinterpret_cast<const char*>(plaintext->data()), plaintext->size()));
+  if (!value) return failure{errc::invalid_format, "the decrypted payload is not valid JSON: " + value.error().message};
+  if (!value->is_object()) return failure{errc::invalid_format, "the decrypted payload is not a JSON object"};
+  return std::move(value->get_object());
+}
+
+}  // namespace peerproto
