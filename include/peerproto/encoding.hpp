@@ -248,7 +248,7 @@ inline std::optional<utc_timestamp> parse_timestamp(std::string_view s) noexcept
     return std::nullopt;
   int digits = 0, millis = 0;
   if (s.size() > 20) {
-    digits = static_cast<int>(s.size()) - 22;  // "...SS" + "." + digits + "Z"
+    digits = static_cast<int>(s.size()) - 21;  // 19 for "YYYY-MM-DDTHH:MM:SS", then ".", digits, "Z"
     if (s[19] != '.' || digits < 1 || digits > 3) return std::nullopt;
     const int f = num(20, static_cast<std::size_t>(digits));
     if (f < 0) return std::nullopt;

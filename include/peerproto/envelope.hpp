@@ -157,9 +157,9 @@ inline result<envelope> envelope_from_json(const boost::json::value& value) {
   } else {
     if (!sig) return missing("signature");
     const auto* s = sig->if_string();
-    crypto::signature bytes{};
-    if (!s || !hex_decode_into(*s, bytes)) return bad("signature", "is not 128 lowercase hex characters");
-    e.signature = bytes;
+    crypto::signature sig_bytes{};
+    if (!s || !hex_decode_into(*s, sig_bytes)) return bad("signature", "is not 128 lowercase hex characters");
+    e.signature = sig_bytes;
   }
 
   if (!is_supported_version(e.version) && e.msg_type != "handshake")

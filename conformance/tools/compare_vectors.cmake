@@ -1,0 +1,12 @@
+# Regenerates the specification vectors and fails when they differ from the committed files.
+execute_process(COMMAND ${GENERATOR} ${OUT} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "vector generator failed with ${rc}")
+endif()
+foreach(name envelopes.json session.json)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${OUT}/${name} ${EXPECTED}/${name} RESULT_VARIABLE diff)
+  if(NOT diff EQUAL 0)
+    message(FATAL_ERROR "${name}: regenerated vectors differ from the committed ones (diff ${OUT}/${name} ${EXPECTED}/${name})")
+  endif()
+endforeach()
+message(STATUS "specification vectors reproduce exactly")
