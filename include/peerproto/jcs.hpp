@@ -461,7 +461,7 @@ inline std::string canonicalize(const boost::json::value& v) {
 }
 
 /// Strict parse followed by canonicalization.
-inline result<std::string> canonicalize(std::string_view text, const parse_limits& lim = {}) {
+inline result<std::string> canonicalize_text(std::string_view text, const parse_limits& lim = {}) {
   auto v = parse_strict(text, lim);
   if (!v) return v.error();
   return canonicalize(*v);
