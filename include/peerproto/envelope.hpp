@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 namespace peerproto {
 
@@ -40,8 +41,20 @@ struct envelope {
   /// True for a v1.1 session message: sealed, not signed (ENV-19, ENV-20).
   bool is_sealed_session_message() const { return version == version_1_1 && session_id.has_value(); }
 
-  friend bool operator==(const envelope&, const envelope&) = default;
+  /// Equal when every member is equal, payloads compared by their canonical form: a JSON number
+  /// means its binary64 value (JSON-7), so `2.0` and `2` are the same payload even though
+  /// boost::json keeps them as different kinds.
+  friend bool operator==(const envelope& a, const envelope& b);
 };
+
+inline bool operator==(const envelope& a, const envelope& b) {
+  const auto head = [](const envelope& e) {
+    return std::tie(e.version, e.msg_type, e.sender_id, e.recipient_id, e.timestamp, e.nonce, e.session_id,
+                    e.sequence_num, e.encrypted_payload, e.signature);
+  };
+  if (head(a) != head(b) || a.payload.has_value() != b.payload.has_value()) return false;
+  return !a.payload || jcs::canonicalize(*a.payload) == jcs::canonicalize(*b.payload);
+}
 
 inline bool is_supported_version(std::string_view v) noexcept {
   return std::find(supported_versions.begin(), supported_versions.end(), v) != supported_versions.end();
