@@ -130,3 +130,20 @@ TEST(SpecVectors, HandshakeAndSealedMessages) {
   std::printf("spec vectors: handshake key schedule and %d sealed messages\n", n);
   EXPECT_GE(n, 3);
 }
+
+TEST(SpecVectors, SpecificationShowsTheSameVectors) {
+  // docs/SPEC.md §22 reproduces the vector files; a stale copy fails here.
+  const auto spec = pp::kat::read_file(PEERPROTO_SPEC_MD);
+  const auto envelopes = load("envelopes.json");
+  const auto session = load("session.json");
+  ASSERT_TRUE(envelopes.is_object() && session.is_object());
+  std::vector<std::string> expected;
+  for (const auto& v : envelopes.at("envelopes").as_array()) {
+    expected.emplace_back(v.at("envelope").as_string());
+    expected.emplace_back(v.at("signing_input").as_string());
+  }
+  for (const char* k : {"message1", "message2", "message3", "okm", "key_confirmation"})
+    expected.emplace_back(session.at(k).as_string());
+  for (const auto& v : session.at("sealed").as_array()) expected.emplace_back(v.at("envelope").as_string());
+  for (const auto& text : expected) EXPECT_NE(spec.find(text), std::string::npos) << "missing from SPEC.md: " << text;
+}
