@@ -137,3 +137,12 @@ TEST(Timestamp, StrictExamples) {
   EXPECT_EQ(ts.time.time_since_epoch().count(), 1767225600250);
   EXPECT_EQ(pp::format_timestamp(ts), "2026-01-01T00:00:00.25Z");
 }
+
+TEST(Timestamp, FormattingNeverDropsPrecision) {
+  auto ts = *pp::parse_timestamp("2026-01-01T00:00:00.5Z");
+  ts.time += std::chrono::milliseconds(7);  // 507 ms cannot be written with one digit
+  EXPECT_EQ(pp::format_timestamp(ts), "2026-01-01T00:00:00.507Z");
+  ts.fraction_digits = 0;
+  ts.time -= std::chrono::milliseconds(507);
+  EXPECT_EQ(pp::format_timestamp(ts), "2026-01-01T00:00:00Z");
+}

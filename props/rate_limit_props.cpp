@@ -7,25 +7,32 @@
 namespace pp = peerproto;
 using namespace std::chrono_literals;
 
-RC_GTEST_PROP(TokenBucket, NeverAdmitsMoreThanBurstPlusRateTimesTime, ()) {
+RC_GTEST_PROP(TokenBucket, NeverAdmitsMoreThanBurstPlusRateTimesTimeOverAnyInterval, ()) {
   const double per_minute = *rc::gen::inRange(1, 600);
-  const double burst = *rc::gen::inRange(1, 200);
+  const double burst = *rc::gen::inRange(1, 50);
   const pp::sys_milliseconds t0{std::chrono::hours(1)};
   pp::token_bucket bucket({per_minute, burst}, t0);
   auto now = t0;
-  std::size_t admitted = 0;
-  const auto steps = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 5000));
-  for (int advance : steps) {
-    now += std::chrono::milliseconds(advance);
-    if (bucket.try_take(now)) ++admitted;
-    const double elapsed_min = static_cast<double>((now - t0).count()) / 60000.0;
-    RC_ASSERT(static_cast<double>(admitted) <= burst + per_minute * elapsed_min + 1e-9);
-    if (bucket.wait_time(now).count() == 0) {  // wait_time() agrees with try_take()
+  std::vector<pp::sys_milliseconds> admitted;
+  // Bursts of attempts separated by pauses of up to ten minutes.
+  const auto steps = *rc::gen::container<std::vector<std::pair<int, int>>>(
+      rc::gen::pair(rc::gen::inRange(0, 600000), rc::gen::inRange(0, 80)));
+  for (const auto& [pause, attempts] : steps) {
+    now += std::chrono::milliseconds(pause);
+    for (int i = 0; i < attempts; ++i) {
+      const bool predicted = bucket.wait_time(now).count() == 0;
       const bool took = bucket.try_take(now);
-      RC_ASSERT(took);
-      ++admitted;
+      RC_ASSERT(took == predicted);  // wait_time() agrees with try_take()
+      if (took) admitted.push_back(now);
+      now += std::chrono::milliseconds(*rc::gen::inRange(0, 50));
     }
   }
+  // Every interval [admitted[i], admitted[j]] holds at most burst + rate × length admissions.
+  for (std::size_t i = 0; i < admitted.size(); ++i)
+    for (std::size_t j = i; j < admitted.size(); ++j) {
+      const double minutes = static_cast<double>((admitted[j] - admitted[i]).count()) / 60000.0;
+      RC_ASSERT(static_cast<double>(j - i + 1) <= burst + per_minute * minutes + 1e-9);
+    }
 }
 
 RC_GTEST_PROP(Backoff, DoublesAndCaps, ()) {

@@ -6,6 +6,7 @@
 // code, which is INVALID_FORMAT almost everywhere). No decoder allocates more than its output.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -201,8 +202,8 @@ struct utc_timestamp {
   friend bool operator==(const utc_timestamp&, const utc_timestamp&) = default;
 };
 
-/// Formats as YYYY-MM-DDTHH:MM:SS[.f{1,3}]Z. Precondition: the year is 0..9999 and, for fewer
-/// than three fraction digits, the dropped digits are zero (true for every parsed value).
+/// Formats as YYYY-MM-DDTHH:MM:SS[.f{1,3}]Z with fraction_digits digits, or more when the instant
+/// needs them (so no value is ever written inexactly). Precondition: the year is 0..9999.
 inline std::string format_timestamp(const utc_timestamp& ts) {
   using namespace std::chrono;
   const auto day = floor<days>(ts.time);
@@ -214,10 +215,12 @@ inline std::string format_timestamp(const utc_timestamp& ts) {
                         static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
                         static_cast<int>(hms.seconds().count()));
   std::string out(buf, static_cast<std::size_t>(n));
-  if (ts.fraction_digits > 0) {
-    std::snprintf(buf, sizeof buf, "%03d", static_cast<int>(hms.subseconds().count()));
+  const auto ms = static_cast<int>(hms.subseconds().count());
+  const int needed = ms % 1000 == 0 ? 0 : ms % 100 == 0 ? 1 : ms % 10 == 0 ? 2 : 3;
+  if (const int digits = std::max(ts.fraction_digits, needed); digits > 0) {
+    std::snprintf(buf, sizeof buf, "%03d", ms);
     out += '.';
-    out.append(buf, static_cast<std::size_t>(ts.fraction_digits));
+    out.append(buf, static_cast<std::size_t>(digits));
   }
   out += 'Z';
   return out;
