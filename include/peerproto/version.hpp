@@ -68,6 +68,7 @@ inline constexpr std::size_t max_transfer_bytes = 64 * 1024 * 1024;    ///< CHK-
 inline constexpr std::size_t max_transfers_per_peer = 4;               ///< CHK-10
 inline constexpr seconds transfer_idle_timeout = 300s;                 ///< CHK-11
 inline constexpr std::size_t max_reassembly_bytes_total = 256 * 1024 * 1024; ///< CHK-13
+inline constexpr std::size_t max_completed_transfers = 4096;         ///< CHK-4
 
 // Rate limiting (SPEC §13). Rates are tokens per minute.
 struct bucket_default {

@@ -1,0 +1,276 @@
+// Chunked transfer (SPEC §12): the `chunk` payload, the sender's split, and the receiver's
+// reassembler. The reassembler's memory grows only with data that has arrived (CHK-12), never
+// with a claimed total or size, and every limit is in reassembly_options.
+#pragma once
+
+#include <peerproto/crypto.hpp>
+#include <peerproto/encoding.hpp>
+#include <peerproto/envelope.hpp>
+#include <peerproto/error.hpp>
+#include <peerproto/jcs.hpp>
+#include <peerproto/version.hpp>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace peerproto {
+
+/// One `chunk` payload, decoded.
+struct chunk {
+  uuid transfer_id;                 ///< identifies the transfer, with the sender (CHK-3)
+  std::uint32_t index = 0;          ///< 0 .. total-1
+  std::uint32_t total = 1;          ///< number of chunks, 1 .. max_chunks
+  std::uint64_t total_size = 0;     ///< bytes of the reassembled payload text
+  crypto::digest sha256{};          ///< SHA-256 of the reassembled bytes
+  std::string original_msg_type;    ///< the type the reassembled payload is dispatched to
+  bytes data;                       ///< this chunk's bytes
+};
+
+/// Limits of chunked transfer (SPEC §18).
+struct reassembly_options {
+  std::size_t max_chunk_data = limits::max_chunk_data_bytes;         ///< CHK-2
+  std::size_t max_chunks = limits::max_chunks_per_transfer;          ///< CHK-2
+  std::size_t max_transfer_bytes = limits::max_transfer_bytes;       ///< CHK-9
+  std::size_t max_transfers_per_peer = limits::max_transfers_per_peer;  ///< CHK-10
+  std::chrono::milliseconds idle_timeout = limits::transfer_idle_timeout;  ///< CHK-11
+  std::size_t max_total_bytes = limits::max_reassembly_bytes_total;  ///< CHK-13
+  std::size_t max_completed = limits::max_completed_transfers;       ///< CHK-4: completions remembered
+};
+
+/// Message types that cannot be sent in chunks (CHK-8).
+inline bool is_core_type(std::string_view t) noexcept {
+  for (std::string_view core : {"handshake", "handshake_ack", "handshake_confirm", "chunk", "ack", "error", "session_close"})
+    if (t == core) return true;
+  return false;
+}
+
+/// Decodes a chunk payload (CHK-2, CHK-8, CHK-9): MISSING_FIELDS for an absent member,
+/// PAYLOAD_TOO_LARGE for total_size over the limit, CHUNK_ERROR for every other violation.
+inline result<chunk> parse_chunk(const boost::json::object& p, const reassembly_options& opt = {}) {
+  static constexpr std::string_view members[] = {"transfer_id", "index", "total", "total_size",
+                                                 "sha256", "original_msg_type", "data"};
+  for (const auto& kv : p)
+    if (std::find(std::begin(members), std::end(members), kv.key()) == std::end(members))
+      return failure{errc::chunk_error, "chunk member '" + std::string(kv.key()) + "' is not allowed"};
+  for (auto m : members)
+    if (!p.contains(m)) return failure{errc::missing_fields, "chunk is missing '" + std::string(m) + "'"};
+  const auto bad = [](const char* what) { return failure{errc::chunk_error, what}; };
+  // A non-negative integer of any kind (the strict parser gives int64; values built in memory may
+  // be uint64), at most `max`.
+  const auto integer = [&](const char* name, std::uint64_t max) -> std::optional<std::uint64_t> {
+    const auto& v = p.at(name);
+    std::uint64_t n;
+    if (v.is_uint64()) n = v.get_uint64();
+    else if (v.is_int64() && v.get_int64() >= 0) n = static_cast<std::uint64_t>(v.get_int64());
+    else return std::nullopt;
+    return n <= max ? std::optional(n) : std::nullopt;
+  };
+  chunk c;
+  const auto* tid = p.at("transfer_id").if_string();
+  auto parsed_tid = tid ? parse_uuid_v4(*tid) : std::nullopt;
+  if (!parsed_tid) return bad("chunk transfer_id is not a lowercase UUID v4");
+  c.transfer_id = *parsed_tid;
+  const auto total = integer("total", opt.max_chunks);
+  if (!total || *total == 0) return bad("chunk total is not an integer from 1 to the chunk limit");
+  c.total = static_cast<std::uint32_t>(*total);
+  const auto index = integer("index", *total - 1);
+  if (!index) return bad("chunk index is not an integer below total");
+  c.index = static_cast<std::uint32_t>(*index);
+  const auto total_size = integer("total_size", UINT64_MAX);
+  if (!total_size) return bad("chunk total_size is not a non-negative integer");
+  if (*total_size > opt.max_transfer_bytes)
+    return failure{errc::payload_too_large, "chunk total_size exceeds the transfer limit"};
+  c.total_size = *total_size;
+  const auto* sha = p.at("sha256").if_string();
+  if (!sha || !hex_decode_into(*sha, c.sha256)) return bad("chunk sha256 is not 64 lowercase hex characters");
+  const auto* type = p.at("original_msg_type").if_string();
+  if (!type || !is_msg_type(*type)) return bad("chunk original_msg_type is not a message type");
+  if (is_core_type(*type)) return bad("core message types cannot be chunked");
+  c.original_msg_type = *type;
+  const auto* data = p.at("data").if_string();
+  if (!data || base64_decoded_size(*data) > opt.max_chunk_data) return bad("chunk data is not base64 within the chunk size limit");
+  auto decoded = base64_decode(*data);
+  if (!decoded) return bad("chunk data is not padded base64");
+  c.data = std::move(*decoded);
+  return c;
+}
+
+inline boost::json::object to_json(const chunk& c) {
+  return {{"transfer_id", format_uuid(c.transfer_id)},
+          {"index", c.index},
+          {"total", c.total},
+          {"total_size", c.total_size},
+          {"sha256", hex_encode(c.sha256)},
+          {"original_msg_type", c.original_msg_type},
+          {"data", base64_encode(c.data)}};
+}
+
+/// The sender's side: splits the JSON text of `payload` into chunk payloads of at most
+/// `chunk_size` bytes of data each. INVALID_ARGUMENT when chunk_size is 0 or over the chunk limit,
+/// or when original_msg_type is a core type; PAYLOAD_TOO_LARGE when the text exceeds the
+/// transfer limit or needs more chunks than allowed.
+inline result<std::vector<chunk>> split(const boost::json::object& payload, std::string_view original_msg_type,
+                                        std::size_t chunk_size, const uuid& transfer_id,
+                                        const reassembly_options& opt = {}) {
+  if (chunk_size == 0 || chunk_size > opt.max_chunk_data || !is_msg_type(original_msg_type) ||
+      is_core_type(original_msg_type))
+    return failure{errc::invalid_argument, "bad chunk size or message type"};
+  const std::string text = jcs::canonicalize(payload);
+  if (text.size() > opt.max_transfer_bytes) return failure{errc::payload_too_large, "payload exceeds the transfer limit"};
+  const std::size_t total = std::max<std::size_t>(1, (text.size() + chunk_size - 1) / chunk_size);
+  if (total > opt.max_chunks) return failure{errc::payload_too_large, "payload needs more chunks than allowed; use larger chunks"};
+  const auto digest = crypto::sha256(as_bytes(text));
+  std::vector<chunk> out;
+  out.reserve(total);
+  for (std::size_t i = 0; i < total; ++i) {
+    const std::size_t begin = i * chunk_size, end = std::min(text.size(), begin + chunk_size);
+    out.push_back(chunk{transfer_id, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(total), text.size(), digest,
+                        std::string(original_msg_type),
+                        bytes(text.begin() + static_cast<std::ptrdiff_t>(begin), text.begin() + static_cast<std::ptrdiff_t>(end))});
+  }
+  return out;
+}
+
+/// The receiver's side.
+class reassembler {
+ public:
+  /// What one accepted chunk did.
+  struct outcome {
+    enum class kind { stored, duplicate, complete } what;   ///< complete: the payload is reassembled
+    std::optional<boost::json::object> payload;              ///< set when complete
+    std::string original_msg_type;                           ///< set when complete
+  };
+
+  explicit reassembler(reassembly_options opt = {}) : opt_(opt) {}
+
+  /// Adds an authenticated chunk from `sender` (CHK-3..CHK-13). On CHUNK_ERROR the transfer is
+  /// dropped (CHK-5, CHK-6); on RATE_LIMITED (total memory, CHK-13) nothing changes and the chunk
+  /// may be sent again later.
+  result<outcome> add(std::string_view sender, chunk c, sys_milliseconds now) {
+    key k{std::string(sender), c.transfer_id};
+    if (const auto done = completed_.find(k); done != completed_.end() && done->second > now)
+      return outcome{outcome::kind::duplicate, std::nullopt, {}};  // CHK-4: delivered once only
+    auto it = transfers_.find(k);
+    if (it == transfers_.end()) {
+      if (count_for(sender) >= opt_.max_transfers_per_peer)
+        return failure{errc::chunk_error, "too many transfers in progress from this sender"};
+      if (bytes_held_ + c.data.size() > opt_.max_total_bytes)
+        return failure{errc::rate_limited, "reassembly memory is full"};
+      it = transfers_.emplace(std::move(k), transfer{c.total, c.total_size, c.sha256, c.original_msg_type, {}, 0, now}).first;
+    }
+    transfer& t = it->second;
+    if (t.total != c.total || t.total_size != c.total_size || t.sha256 != c.sha256 ||
+        t.original_msg_type != c.original_msg_type)
+      return drop(it, "chunk metadata disagrees with earlier chunks of the transfer");
+    if (const auto prev = t.parts.find(c.index); prev != t.parts.end()) {
+      if (prev->second != c.data) return drop(it, "chunk conflicts with an earlier chunk of the same index");
+      t.last_activity = now;
+      return outcome{outcome::kind::duplicate, std::nullopt, {}};
+    }
+    if (t.received + c.data.size() > t.total_size) return drop(it, "chunks exceed the declared total_size");
+    if (bytes_held_ + c.data.size() > opt_.max_total_bytes)
+      return failure{errc::rate_limited, "reassembly memory is full"};
+    t.received += c.data.size();
+    bytes_held_ += c.data.size();
+    t.parts.emplace(c.index, std::move(c.data));
+    t.last_activity = now;
+    if (t.parts.size() < t.total) return outcome{outcome::kind::stored, std::nullopt, {}};
+    return finish(it, now);
+  }
+
+  /// Drops transfers idle for the idle timeout (CHK-11); returns how many.
+  std::size_t expire(sys_milliseconds now) {
+    std::erase_if(completed_, [&](const auto& kv) { return kv.second <= now; });
+    return std::erase_if(transfers_, [&](auto& kv) {
+      if (now - kv.second.last_activity < opt_.idle_timeout) return false;
+      bytes_held_ -= kv.second.received;
+      return true;
+    });
+  }
+
+  /// When expire() next has work to do.
+  std::optional<sys_milliseconds> next_deadline() const {
+    std::optional<sys_milliseconds> d;
+    for (const auto& [k, t] : transfers_)
+      if (!d || t.last_activity + opt_.idle_timeout < *d) d = t.last_activity + opt_.idle_timeout;
+    return d;
+  }
+
+  std::size_t bytes_held() const noexcept { return bytes_held_; }
+  std::size_t transfers() const noexcept { return transfers_.size(); }
+
+ private:
+  struct key {
+    std::string sender;
+    uuid transfer_id;
+    friend auto operator<=>(const key&, const key&) = default;
+  };
+  struct transfer {
+    std::uint32_t total;
+    std::uint64_t total_size;
+    crypto::digest sha256;
+    std::string original_msg_type;
+    std::map<std::uint32_t, bytes> parts;  ///< only chunks that arrived
+    std::uint64_t received;
+    sys_milliseconds last_activity;
+  };
+  using map_type = std::map<key, transfer>;
+
+  std::size_t count_for(std::string_view sender) const {
+    std::size_t n = 0;
+    for (auto it = transfers_.lower_bound(key{std::string(sender), uuid{}});
+         it != transfers_.end() && it->first.sender == sender; ++it)
+      ++n;
+    return n;
+  }
+
+  failure drop(map_type::iterator it, const char* why) {
+    bytes_held_ -= it->second.received;
+    transfers_.erase(it);
+    return failure{errc::chunk_error, why};
+  }
+
+  result<outcome> finish(map_type::iterator it, sys_milliseconds now) {
+    transfer& t = it->second;
+    if (t.received != t.total_size) return drop(it, "reassembled size differs from total_size");
+    std::string text;
+    text.reserve(t.received);
+    for (const auto& [index, part] : t.parts) text.append(part.begin(), part.end());
+    if (crypto::sha256(as_bytes(text)) != t.sha256) return drop(it, "reassembled bytes do not match sha256");
+    std::string type = std::move(t.original_msg_type);
+    bytes_held_ -= t.received;
+    remember_completed(it->first, now);
+    transfers_.erase(it);
+    auto v = jcs::parse_strict(text, {opt_.max_transfer_bytes, limits::max_json_depth});
+    if (!v || !v->is_object()) return failure{errc::chunk_error, "reassembled payload is not a JSON object"};
+    return outcome{outcome::kind::complete, std::move(v->get_object()), std::move(type)};
+  }
+
+  // Completed transfers are remembered for the idle timeout so that a late duplicate chunk is
+  // acknowledged instead of starting the transfer again. Bounded: when full, the entry closest
+  // to expiry goes first.
+  void remember_completed(const key& k, sys_milliseconds now) {
+    if (opt_.max_completed == 0) return;
+    if (completed_.size() >= opt_.max_completed) {
+      std::erase_if(completed_, [&](const auto& kv) { return kv.second <= now; });
+      if (completed_.size() >= opt_.max_completed)
+        completed_.erase(std::min_element(completed_.begin(), completed_.end(),
+                                          [](const auto& a, const auto& b) { return a.second < b.second; }));
+    }
+    completed_.insert_or_assign(k, now + opt_.idle_timeout);
+  }
+
+  reassembly_options opt_;
+  std::map<key, sys_milliseconds> completed_;
+  map_type transfers_;
+  std::size_t bytes_held_ = 0;
+};
+
+}  // namespace peerproto
