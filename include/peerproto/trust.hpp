@@ -1,0 +1,68 @@
+// Binding entity ids to identity keys (SPEC §2): the pinned, tofu and open policies.
+#pragma once
+
+#include <peerproto/crypto.hpp>
+#include <peerproto/error.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace peerproto {
+
+enum class trust_policy { pinned, tofu, open };
+
+class trust_store {
+ public:
+  /// What accepting a handshake key did, so that the node can persist new pins and audit them.
+  enum class binding { known, pinned_now, replaced };
+
+  explicit trust_store(trust_policy policy) : policy_(policy) {}
+
+  trust_policy policy() const noexcept { return policy_; }
+
+  /// Configures a key (pinned policy) or restores a persisted tofu pin.
+  void pin(std::string entity_id, const crypto::public_key& key) { keys_[std::move(entity_id)] = key; }
+
+  /// ID-5..ID-7: whether a verified handshake may bind `entity_id` to `key`. UNKNOWN_SENDER when
+  /// the policy refuses it; otherwise records it (tofu: first key; open: replaces).
+  result<binding> accept_handshake_key(std::string_view entity_id, const crypto::public_key& key) {
+    const auto it = keys_.find(entity_id);
+    if (it != keys_.end() && it->second == key) return binding::known;
+    switch (policy_) {
+      case trust_policy::pinned:
+        return failure{errc::unknown_sender, "the sender's key is not pinned on this node"};
+      case trust_policy::tofu:
+        if (it != keys_.end()) return failure{errc::unknown_sender, "the sender presented a different key than the one pinned"};
+        keys_.emplace(std::string(entity_id), key);
+        return binding::pinned_now;
+      case trust_policy::open:
+        keys_.insert_or_assign(std::string(entity_id), key);
+        return it == keys_.end() ? binding::pinned_now : binding::replaced;
+    }
+    return failure{errc::unknown_sender, "unknown trust policy"};
+  }
+
+  /// ID-8: the key a sessionless message from `entity_id` is verified with.
+  std::optional<crypto::public_key> key_for(std::string_view entity_id) const {
+    const auto it = keys_.find(entity_id);
+    if (it == keys_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  /// Would a handshake with this key be accepted? (No change.)
+  bool acceptable(std::string_view entity_id, const crypto::public_key& key) const {
+    const auto it = keys_.find(entity_id);
+    if (it != keys_.end()) return it->second == key || policy_ == trust_policy::open;
+    return policy_ != trust_policy::pinned;
+  }
+
+  const std::map<std::string, crypto::public_key, std::less<>>& keys() const noexcept { return keys_; }
+
+ private:
+  trust_policy policy_;
+  std::map<std::string, crypto::public_key, std::less<>> keys_;
+};
+
+}  // namespace peerproto

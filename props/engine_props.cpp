@@ -1,0 +1,209 @@
+#include <peerproto/engine.hpp>
+
+#include "engine_test_support.hpp"
+#include "generators.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+namespace pp = peerproto;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using pp::testing::pair_of_nodes;
+
+namespace {
+pp::errc code_of(const pp::outcome& o) { return o.error.value_or(pp::errc{}); }
+}  // namespace
+
+TEST(Engine, EncryptedSessionEndToEnd) {
+  pair_of_nodes n;
+  const auto sid = n.handshake();
+  ASSERT_TRUE(sid);
+  const auto* bob_session = n.bob.find_session(*sid);
+  ASSERT_NE(bob_session, nullptr);
+  EXPECT_EQ(bob_session->state(), pp::session_state::ready);
+  EXPECT_TRUE(bob_session->encrypted());
+
+  const auto ping = n.alice.send(*sid, "ping", {{"text", "hello"}}, n.now);
+  ASSERT_TRUE(ping.ok());
+  EXPECT_EQ(ping->find("\"payload\""), std::string::npos);  // sealed, no plaintext
+  const auto out = n.bob.handle(*ping, "127.0.0.1:1", n.now);
+  ASSERT_EQ(out.what, pp::outcome::kind::reply) << out.reply;
+  const auto replies = n.alice.accept_reply(out.reply, n.now);
+  ASSERT_TRUE(replies.ok()) << replies.error().message;
+  ASSERT_EQ(replies->size(), 1u);
+  EXPECT_EQ((*replies)[0].reply.msg_type, "pong");
+  EXPECT_EQ((*replies)[0].payload.at("echo").at("text"), "hello");
+}
+
+TEST(Engine, Version10SessionIsSignedPlaintext) {
+  auto opt = pair_of_nodes::options("alice");
+  opt.versions = {"1.0"};
+  opt.suites = {};
+  pair_of_nodes n(opt);
+  const auto sid = n.handshake();
+  ASSERT_TRUE(sid);
+  EXPECT_FALSE(n.bob.find_session(*sid)->encrypted());
+  const auto hb = n.alice.send(*sid, "heartbeat", {}, n.now);
+  ASSERT_TRUE(hb.ok());
+  EXPECT_NE(hb->find("\"signature\""), std::string::npos);
+  const auto out = n.bob.handle(*hb, "127.0.0.1:1", n.now);
+  EXPECT_EQ(code_of(out), pp::errc{}) << out.reply;
+  // The same bytes again: the sequence number was delivered (ORD-4).
+  EXPECT_EQ(code_of(n.bob.handle(*hb, "127.0.0.1:1", n.now)), pp::errc::replay_detected);
+}
+
+TEST(Engine, RequireEncryptionRefusesA10Peer) {
+  auto alice_opt = pair_of_nodes::options("alice");
+  alice_opt.versions = {"1.0"};
+  alice_opt.suites = {};
+  auto bob_opt = pair_of_nodes::options("bob");
+  bob_opt.require_encryption = true;
+  pair_of_nodes n(alice_opt, bob_opt);
+  const auto m2 = n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now);
+  EXPECT_EQ(code_of(m2), pp::errc::encryption_required);
+  EXPECT_EQ(m2.http_status, 426);
+}
+
+TEST(Engine, HeldMessagesAreReleasedInOrder) {
+  pair_of_nodes n;
+  const auto sid = *n.handshake();
+  std::vector<std::string> msgs;
+  for (int i = 0; i < 3; ++i) msgs.push_back(*n.alice.send(sid, "ping", {{"i", i}}, n.now));
+  const auto third = n.bob.handle(msgs[2], "a", n.now);
+  EXPECT_EQ(third.what, pp::outcome::kind::held);
+  const auto second = n.bob.handle(msgs[1], "a", n.now);
+  EXPECT_EQ(second.what, pp::outcome::kind::held);
+  const auto first = n.bob.handle(msgs[0], "a", n.now);
+  ASSERT_EQ(first.what, pp::outcome::kind::reply);
+  ASSERT_EQ(first.released.size(), 2u);
+  EXPECT_EQ(first.released[0].request_nonce, second.request_nonce);
+  EXPECT_EQ(first.released[1].request_nonce, third.request_nonce);
+  // The replies are ordered too: alice delivers them in sequence whatever order they arrive in.
+  EXPECT_TRUE(n.alice.accept_reply(first.released[1].reply, n.now)->empty());
+  EXPECT_EQ(n.alice.accept_reply(first.reply, n.now)->size(), 1u);
+  EXPECT_EQ(n.alice.accept_reply(first.released[0].reply, n.now)->size(), 2u);
+}
+
+TEST(Engine, GapTimeoutAnswersHeldMessagesWithSequenceError) {
+  pair_of_nodes n;
+  const auto sid = *n.handshake();
+  const auto m1 = *n.alice.send(sid, "ping", {}, n.now);
+  const auto m2 = *n.alice.send(sid, "ping", {}, n.now);
+  const auto held = n.bob.handle(m2, "a", n.now);
+  ASSERT_EQ(held.what, pp::outcome::kind::held);
+  EXPECT_EQ(n.bob.next_deadline(), n.now + 5s);
+  EXPECT_TRUE(n.bob.poll(n.now + 4s).empty());
+  const auto failed = n.bob.poll(n.now + 5s);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(code_of(failed[0]), pp::errc::sequence_error);
+  EXPECT_EQ(failed[0].request_nonce, held.request_nonce);
+  // Retransmission of the stored bytes is accepted (ORD-7).
+  EXPECT_EQ(n.bob.handle(m1, "a", n.now + 6s).what, pp::outcome::kind::reply);
+  EXPECT_EQ(n.bob.handle(m2, "a", n.now + 6s).what, pp::outcome::kind::reply);
+}
+
+TEST(Engine, ChunkedTransferInASession) {
+  pair_of_nodes n;
+  const auto sid = *n.handshake();
+  json::object big{{"task", std::string(300000, 'z')}};
+  const auto chunks = n.alice.chunk_payloads("task_delegate", big, 64 * 1024);
+  ASSERT_TRUE(chunks.ok());
+  ASSERT_EQ(chunks->size(), 5u);
+  for (std::size_t i = 0; i < chunks->size(); ++i) {
+    const auto out = n.bob.handle(*n.alice.send(sid, "chunk", (*chunks)[i], n.now), "a", n.now);
+    ASSERT_EQ(code_of(out), pp::errc{}) << out.reply;
+    const auto reply = n.alice.accept_reply(out.reply, n.now);
+    ASSERT_TRUE(reply.ok());
+    const auto& type = (*reply)[0].reply.msg_type;
+    EXPECT_EQ(type, i + 1 < chunks->size() ? "ack" : "task_accepted");
+  }
+}
+
+TEST(Engine, SessionlessMessagesNeedAKnownSenderAndAreReplayProtected) {
+  pair_of_nodes n;
+  const auto ping = n.alice.send_sessionless("bob", "ping", {}, n.now);
+  EXPECT_EQ(code_of(n.bob.handle(ping, "a", n.now)), pp::errc::unknown_sender);  // ID-8
+  ASSERT_TRUE(n.handshake());
+  const auto ping2 = n.alice.send_sessionless("bob", "ping", {}, n.now);
+  EXPECT_EQ(code_of(n.bob.handle(ping2, "a", n.now)), pp::errc{});
+  EXPECT_EQ(code_of(n.bob.handle(ping2, "a", n.now)), pp::errc::replay_detected);  // RPL-2
+  const auto late = n.alice.send_sessionless("bob", "ping", {}, n.now - 61s);
+  EXPECT_EQ(code_of(n.bob.handle(late, "a", n.now)), pp::errc::replay_detected);  // RPL-1
+  const auto other = n.alice.send_sessionless("carol", "ping", {}, n.now);
+  EXPECT_EQ(code_of(n.bob.handle(other, "a", n.now)), pp::errc::invalid_format);  // ENV-7
+  const auto unknown = n.alice.send_sessionless("bob", "frobnicate", {}, n.now);
+  const auto o = n.bob.handle(unknown, "a", n.now);
+  EXPECT_EQ(code_of(o), pp::errc::unsupported_message_type);
+  EXPECT_EQ(o.http_status, 400);
+}
+
+TEST(Engine, ErrorEnvelopesAreSignedAndNameTheRequest) {
+  pair_of_nodes n;
+  ASSERT_TRUE(n.handshake());
+  const auto o = n.bob.handle(R"({"nonce":"00112233445566778899aabbccddeeff","sender_id":"alice"})", "a", n.now);
+  EXPECT_EQ(code_of(o), pp::errc::missing_fields);
+  const auto e = pp::parse_envelope(o.reply);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->msg_type, "error");
+  EXPECT_EQ(e->recipient_id, "alice");
+  EXPECT_EQ(e->payload->at("original_nonce"), "00112233445566778899aabbccddeeff");
+  EXPECT_TRUE(pp::verify_signature(*e, n.bob_key.public_key_bytes()));
+  const auto garbage = n.bob.handle("not json", "a", n.now);
+  EXPECT_EQ(code_of(garbage), pp::errc::invalid_format);
+  EXPECT_TRUE(pp::parse_envelope(garbage.reply)->payload->at("original_nonce").is_null());
+  EXPECT_EQ(pp::parse_envelope(garbage.reply)->recipient_id, "unknown");
+  EXPECT_EQ(code_of(n.bob.handle(std::string(2 << 20, ' '), "a", n.now)), pp::errc::payload_too_large);
+}
+
+TEST(Engine, ConfirmRulesHs19ToHs22) {
+  pair_of_nodes n;
+  const auto m1 = n.alice.begin_handshake("bob", n.now);
+  const auto m2 = n.bob.handle(m1, "a", n.now);
+  const auto m3 = *n.alice.finish_handshake(m2.reply, n.now);
+  ASSERT_EQ(code_of(n.bob.handle(m3, "a", n.now)), pp::errc{});
+  EXPECT_EQ(code_of(n.bob.handle(m3, "a", n.now)), pp::errc::replay_detected);  // HS-19 (and RPL-2)
+  // A confirm for an unknown session (HS-20).
+  auto e = *pp::parse_envelope(m3);
+  (*e.payload)["session_id"] = "123e4567-e89b-42d3-a456-426614174000";
+  e.nonce[0] ^= 1;
+  pp::sign(e, n.alice_key);
+  EXPECT_EQ(code_of(n.bob.handle(pp::serialize(e), "a", n.now)), pp::errc::session_not_found);
+}
+
+TEST(Engine, PendingHandshakeExpiresAndLimitsHold) {
+  auto bob_opt = pair_of_nodes::options("bob");
+  bob_opt.max_pending_per_peer = 2;
+  pair_of_nodes n(pair_of_nodes::options("alice"), bob_opt);
+  const auto m1 = n.alice.begin_handshake("bob", n.now);
+  const auto m2 = n.bob.handle(m1, "a", n.now);
+  ASSERT_EQ(code_of(m2), pp::errc{});
+  EXPECT_EQ(code_of(n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now)), pp::errc{});
+  EXPECT_EQ(code_of(n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now)), pp::errc::handshake_in_progress);
+  const auto m3 = *n.alice.finish_handshake(m2.reply, n.now + 29s);
+  EXPECT_EQ(code_of(n.bob.handle(m3, "a", n.now + 30s)), pp::errc::challenge_expired);  // HS-16
+}
+
+TEST(Engine, SessionCloseAndExpiry) {
+  pair_of_nodes n;
+  auto sid = *n.handshake();
+  const auto close = n.bob.handle(*n.alice.send(sid, "session_close", {}, n.now), "a", n.now);
+  ASSERT_EQ(code_of(close), pp::errc{}) << close.reply;
+  EXPECT_EQ(n.bob.find_session(sid)->state(), pp::session_state::closed);
+  EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now), "a", n.now)), pp::errc::session_not_found);  // SES-9
+
+  sid = *n.handshake();
+  const auto later = n.now + 30min;
+  EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, later), "a", later)), pp::errc::session_expired);  // SES-4
+}
+
+TEST(Engine, TamperedSealedMessageIsDecryptionFailedAndChangesNothing) {
+  pair_of_nodes n;
+  const auto sid = *n.handshake();
+  auto e = *pp::parse_envelope(*n.alice.send(sid, "ping", {}, n.now));
+  const auto good = pp::serialize(e);
+  (*e.encrypted_payload)[0] ^= 1;
+  EXPECT_EQ(code_of(n.bob.handle(pp::serialize(e), "a", n.now)), pp::errc::decryption_failed);
+  EXPECT_EQ(code_of(n.bob.handle(good, "a", n.now)), pp::errc{});  // sequence 1 was not consumed
+}
