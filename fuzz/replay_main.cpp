@@ -9,6 +9,8 @@
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
+// Optional: a stateful target prints what its inputs reached.
+extern "C" __attribute__((weak)) void peerproto_fuzz_summary();
 
 namespace {
 int run_file(const std::filesystem::path& p) {
@@ -38,5 +40,6 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("replayed %d inputs\n", count);
+  if (peerproto_fuzz_summary) peerproto_fuzz_summary();
   return count > 0 ? 0 : 1;
 }

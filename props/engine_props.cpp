@@ -1,6 +1,6 @@
 #include <peerproto/engine.hpp>
 
-#include "engine_test_support.hpp"
+#include "two_nodes.hpp"
 #include "generators.hpp"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 #include <peerproto/handshake.hpp>
 
-#include "engine_test_support.hpp"
+#include "two_nodes.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>

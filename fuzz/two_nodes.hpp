@@ -1,7 +1,10 @@
-// Two engines, alice (client) and bob (server), with handlers registered, for engine tests.
+// Two engines, alice (client) and bob (server), with demo handlers and deterministic randomness,
+// for engine tests and the stateful fuzz targets.
 #pragma once
 
 #include <peerproto/engine.hpp>
+
+#include "deterministic_random.hpp"
 
 namespace peerproto::testing {
 
@@ -18,18 +21,6 @@ inline registry demo_handlers() {
     return handler_reply{"task_accepted", {{"task_id", "00000000-0000-4000-8000-000000000000"}, {"size", jcs::canonicalize(req.payload).size()}}};
   });
   return r;
-}
-
-// A deterministic random stream (fuzzing and tests only): SHA-256 in counter mode over a seed.
-inline random_source counter_random(std::uint64_t seed) {
-  auto counter = std::make_shared<std::uint64_t>(seed << 32);
-  return [counter](std::span<std::uint8_t> out) {
-    for (std::size_t i = 0; i < out.size(); i += 32) {
-      const auto block = crypto::sha256(byte_view(reinterpret_cast<const std::uint8_t*>(counter.get()), 8));
-      ++*counter;
-      std::copy_n(block.begin(), std::min<std::size_t>(32, out.size() - i), out.begin() + static_cast<std::ptrdiff_t>(i));
-    }
-  };
 }
 
 struct pair_of_nodes {
