@@ -1,7 +1,8 @@
 // The reassembler as a state machine: a payload and chunk size come from the input, then a
 // program of "deliver chunk i", "deliver chunk i corrupted", "deliver chunk i from another
-// sender" and "advance the clock". Oracles: the payload is delivered at most once per sender and
-// only intact; memory held never exceeds the bytes that arrived.
+// sender" and "advance the clock". Oracles: the payload is delivered only intact, and at most once
+// per sender while the completion is remembered (the idle timeout, CHK-4); memory held never
+// exceeds the bytes that arrived.
 #include <peerproto/chunking.hpp>
 
 #include "input_stream.hpp"
@@ -21,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   peerproto::reassembler r(opt);
   peerproto::sys_milliseconds now{};
   std::size_t arrived = 0;
-  int delivered[2] = {0, 0};
+  std::optional<peerproto::sys_milliseconds> delivered_at[2];
   while (!in.empty()) {
     const auto op = in.byte();
     if (op >= 0xF0) {
@@ -41,7 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (out && out->what == peerproto::reassembler::outcome::kind::stored) arrived += r.bytes_held() - before;
     if (out && out->what == peerproto::reassembler::outcome::kind::complete) {
       if (*out->payload != payload) std::abort();
-      if (++delivered[sender] > 1) std::abort();
+      if (delivered_at[sender] && now - *delivered_at[sender] < opt.idle_timeout) std::abort();
+      delivered_at[sender] = now;
     }
     if (r.bytes_held() > arrived) std::abort();
   }
