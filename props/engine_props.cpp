@@ -207,3 +207,72 @@ TEST(Engine, TamperedSealedMessageIsDecryptionFailedAndChangesNothing) {
   EXPECT_EQ(code_of(n.bob.handle(pp::serialize(e), "a", n.now)), pp::errc::decryption_failed);
   EXPECT_EQ(code_of(n.bob.handle(good, "a", n.now)), pp::errc{});  // sequence 1 was not consumed
 }
+
+TEST(Engine, SessionAndHandshakeLimits) {
+  {  // HS-18: pending handshakes in total
+    auto bob_opt = pair_of_nodes::options("bob");
+    bob_opt.max_pending_total = 1;
+    pair_of_nodes n(pair_of_nodes::options("alice"), bob_opt);
+    EXPECT_EQ(code_of(n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now)), pp::errc{});
+    const auto o = n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now);
+    EXPECT_EQ(code_of(o), pp::errc::rate_limited);
+    EXPECT_EQ(o.http_status, 429);
+    EXPECT_EQ(o.retry_after, 30s);
+  }
+  {  // HS-25: sessions in total
+    auto bob_opt = pair_of_nodes::options("bob");
+    bob_opt.max_sessions_total = 1;
+    pair_of_nodes n(pair_of_nodes::options("alice"), bob_opt);
+    ASSERT_TRUE(n.handshake());
+    EXPECT_EQ(code_of(n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now)), pp::errc::rate_limited);
+  }
+}
+
+TEST(Engine, SessionLifetimeAndMessageCount) {
+  auto bob_opt = pair_of_nodes::options("bob");
+  bob_opt.session.lifetime = 10min;
+  bob_opt.session.max_messages = 3;
+  pair_of_nodes n(pair_of_nodes::options("alice"), bob_opt);
+  auto sid = *n.handshake();
+  // Activity every 5 minutes keeps it from idling, but the lifetime ends it (SES-5).
+  EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now + 5min), "a", n.now + 5min)), pp::errc{});
+  EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now + 10min), "a", n.now + 10min)),
+            pp::errc::session_expired);
+  // SES-6: bob has sent ack (1) and two replies (2, 3): the count is used up.
+  sid = *n.handshake();
+  EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now), "a", n.now)), pp::errc{});
+  EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now), "a", n.now)), pp::errc{});
+  EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now), "a", n.now)), pp::errc::session_expired);
+}
+
+TEST(Engine, TerminalSessionsAreForgottenAfterRetention) {
+  pair_of_nodes n;
+  const auto sid = *n.handshake();
+  ASSERT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "session_close", {{"reason", "done"}}, n.now), "a", n.now)), pp::errc{});
+  (void)n.bob.poll(n.now + 299s);
+  EXPECT_NE(n.bob.find_session(sid), nullptr);
+  (void)n.bob.poll(n.now + 300s);  // SES-10
+  EXPECT_EQ(n.bob.find_session(sid), nullptr);
+}
+
+TEST(Engine, CloseReasonAndErrorMessageLimits) {
+  pair_of_nodes n;
+  const auto sid = *n.handshake();
+  const auto too_long = n.bob.handle(*n.alice.send(sid, "session_close", {{"reason", std::string(257, 'r')}}, n.now), "a", n.now);
+  EXPECT_EQ(code_of(too_long), pp::errc::invalid_format);
+  EXPECT_EQ(n.bob.find_session(sid)->state(), pp::session_state::ready);
+  // ERR-2: error messages are cut to 512 characters (an unknown type of 64 characters makes a
+  // message under the limit; a handler failure can say more).
+  pp::registry noisy;
+  noisy.add("ping", [](const pp::handler_request&) -> pp::result<pp::handler_reply> {
+    return pp::failure{pp::errc::invalid_format, std::string(2000, 'x')};
+  });
+  pp::trust_store trust(pp::trust_policy::open);
+  pp::engine bob(pair_of_nodes::options("bob"), n.bob_key, trust, noisy, pp::testing::counter_random(5));
+  pp::engine alice(pair_of_nodes::options("alice"), n.alice_key, n.alice_trust, noisy, pp::testing::counter_random(6));
+  const auto m2 = bob.handle(alice.begin_handshake("bob", n.now), "a", n.now);
+  ASSERT_EQ(code_of(m2), pp::errc{});
+  const auto o = bob.handle(alice.send_sessionless("bob", "ping", {}, n.now), "a", n.now);
+  EXPECT_EQ(code_of(o), pp::errc::invalid_format);
+  EXPECT_EQ(pp::parse_envelope(o.reply)->payload->at("error_message").as_string().size(), 512u);
+}

@@ -598,6 +598,11 @@ class engine {
   outcome deliver(request_context& ctx, session& s, const held_message& h) {
     (void)s.apply(session_event::message, ctx.now);
     if (h.request.msg_type == "session_close") {
+      for (const auto& kv : h.payload) {
+        const auto* reason = kv.value().if_string();
+        if (kv.key() != "reason" || !reason || reason->size() > limits::max_close_reason_chars)
+          return error_reply(ctx, {errc::invalid_format, "session_close takes only a reason of at most 256 characters"});
+      }
       auto out = session_reply(ctx, s, handler_reply{"ack", {{"acked_nonce", hex_encode(h.request.nonce)}, {"status", "closed"}}});
       (void)s.apply(session_event::close, ctx.now);  // SES-8
       audit(ctx, audit_event::session_closed, h.request, std::nullopt, "closed by the peer");
