@@ -59,10 +59,26 @@ bool authentication_failure(pp::errc c) {
          c == pp::errc::unknown_sender;
 }
 
-std::string flip(std::string text, std::size_t pos, std::uint8_t bits) {
-  if (!text.empty()) text[pos % text.size()] = static_cast<char>(text[pos % text.size()] ^ (bits | 1));
-  return text;
-}
+// A delivery: which queued message, and whether (and where) it is tampered with in flight.
+struct delivery {
+  std::size_t index = *rc::gen::arbitrary<std::size_t>();
+  bool tamper = *rc::gen::weightedOneOf<bool>({{4, rc::gen::just(false)}, {1, rc::gen::just(true)}});
+  std::size_t pos = *rc::gen::arbitrary<std::size_t>();
+  std::uint8_t bits = *rc::gen::arbitrary<std::uint8_t>();
+
+  // Removes the chosen message from `q` and returns it as it arrives; nothing if `q` is empty.
+  std::optional<message> take(std::vector<message>& q) const {
+    if (q.empty()) return std::nullopt;
+    const auto i = index % q.size();
+    message m = q[i];
+    q.erase(q.begin() + static_cast<std::ptrdiff_t>(i));
+    if (tamper && !m.text.empty()) {
+      m.text[pos % m.text.size()] = static_cast<char>(m.text[pos % m.text.size()] ^ (bits | 1));
+      m.genuine = false;
+    }
+    return m;
+  }
+};
 
 struct start : command {
   void run(const model&, world& w) const override { w.to_bob.push_back({w.n.alice.begin_handshake("bob", w.n.now), true}); }
@@ -70,17 +86,12 @@ struct start : command {
 };
 
 struct deliver_to_bob : command {
-  std::size_t index = *rc::gen::arbitrary<std::size_t>();
-  bool tamper = *rc::gen::weightedOneOf<bool>({{4, rc::gen::just(false)}, {1, rc::gen::just(true)}});
-  std::size_t pos = *rc::gen::arbitrary<std::size_t>();
-  std::uint8_t bits = *rc::gen::arbitrary<std::uint8_t>();
+  delivery d;
 
   void run(const model&, world& w) const override {
-    if (w.to_bob.empty()) return;
-    const auto i = index % w.to_bob.size();
-    message m = w.to_bob[i];
-    w.to_bob.erase(w.to_bob.begin() + static_cast<std::ptrdiff_t>(i));
-    if (tamper) m = {flip(m.text, pos, bits), false};
+    const auto taken = d.take(w.to_bob);
+    if (!taken) return;
+    const message& m = *taken;
     const auto before = w.bob_states();
     const auto o = w.n.bob.handle(m.text, "127.0.0.1:1", w.n.now);
     RC_ASSERT(o.http_status < 500);
@@ -104,21 +115,16 @@ struct deliver_to_bob : command {
     for (const auto& [id, state] : w.bob_states())
       if (state == pp::session_state::ready) RC_ASSERT(w.confirmed_genuinely.contains(id));
   }
-  void show(std::ostream& os) const override { os << "deliver_to_bob " << index << (tamper ? " tampered" : ""); }
+  void show(std::ostream& os) const override { os << "deliver_to_bob " << d.index << (d.tamper ? " tampered" : ""); }
 };
 
 struct deliver_to_alice : command {
-  std::size_t index = *rc::gen::arbitrary<std::size_t>();
-  bool tamper = *rc::gen::weightedOneOf<bool>({{4, rc::gen::just(false)}, {1, rc::gen::just(true)}});
-  std::size_t pos = *rc::gen::arbitrary<std::size_t>();
-  std::uint8_t bits = *rc::gen::arbitrary<std::uint8_t>();
+  delivery d;
 
   void run(const model&, world& w) const override {
-    if (w.to_alice.empty()) return;
-    const auto i = index % w.to_alice.size();
-    message m = w.to_alice[i];
-    w.to_alice.erase(w.to_alice.begin() + static_cast<std::ptrdiff_t>(i));
-    if (tamper) m = {flip(m.text, pos, bits), false};
+    const auto taken = d.take(w.to_alice);
+    if (!taken) return;
+    const message& m = *taken;
     const bool is_ack = m.text.find("\"msg_type\":\"handshake_ack\"") != std::string::npos;
     if (is_ack) {
       const auto sessions_before = w.n.alice.session_count();
@@ -142,7 +148,7 @@ struct deliver_to_alice : command {
     if (!r && !(r.code() == pp::errc::unknown_sender && !w.n.alice_trust.key_for("bob")))
       RC_ASSERT(!authentication_failure(r.code()));
   }
-  void show(std::ostream& os) const override { os << "deliver_to_alice " << index << (tamper ? " tampered" : ""); }
+  void show(std::ostream& os) const override { os << "deliver_to_alice " << d.index << (d.tamper ? " tampered" : ""); }
 };
 
 struct drop : command {
