@@ -97,6 +97,21 @@ inline const boost::json::string* string_member(const boost::json::object& o, st
 /// INVALID_FORMAT for a non-object, an unknown member or a wrong form; MISSING_FIELDS for an
 /// absent required member; INVALID_VERSION, last, for an unsupported version on anything but a
 /// handshake (ENV-4, VER-4). Does not check the recipient, the clock, or the signature.
+inline result<envelope> envelope_from_json(const boost::json::value& value);
+
+/// The same, taking the payload out of `value` instead of copying it.
+inline result<envelope> envelope_from_json(boost::json::value&& value) {
+  boost::json::object payload;
+  if (auto* o = value.if_object())
+    if (auto* p = o->if_contains("payload"); p && p->is_object()) {
+      payload = std::move(p->get_object());
+      *p = boost::json::object();  // an empty object of the same kind: validation is unchanged
+    }
+  auto e = envelope_from_json(static_cast<const boost::json::value&>(value));
+  if (e && e->payload) e->payload = std::move(payload);
+  return e;
+}
+
 inline result<envelope> envelope_from_json(const boost::json::value& value) {
   using detail::bad;
   using detail::missing;
@@ -185,7 +200,7 @@ inline result<envelope> envelope_from_json(const boost::json::value& value) {
 inline result<envelope> parse_envelope(std::string_view text, const jcs::parse_limits& lim = {}) {
   auto value = jcs::parse_strict(text, lim);
   if (!value) return value.error();
-  return envelope_from_json(*value);
+  return envelope_from_json(std::move(*value));
 }
 
 /// Which members to leave out when building JSON (for signing input and associated data).

@@ -29,8 +29,10 @@ struct parse_limits {
   std::size_t max_depth = limits::max_json_depth;      ///< deeper nesting is INVALID_FORMAT (JSON-4)
 };
 
-/// Appends the UTF-8 encoding of code point `cp` (precondition: a Unicode scalar value).
-inline void append_utf8(std::string& s, std::uint32_t cp) {
+/// Appends the UTF-8 encoding of code point `cp` (precondition: a Unicode scalar value) to a
+/// std::string or a boost::json::string.
+template <class String>
+void append_utf8(String& s, std::uint32_t cp) {
   if (cp < 0x80) {
     s += static_cast<char>(cp);
   } else if (cp < 0x800) {
@@ -94,9 +96,9 @@ class strict_parser {
       case '{': return parse_object(out, depth);
       case '[': return parse_array(out, depth);
       case '"': {
-        std::string s;
+        boost::json::string s;
         if (!parse_string(s)) return false;
-        out = boost::json::string(s);
+        out = std::move(s);
         return true;
       }
       case 't': out = true; return literal("true");
@@ -121,14 +123,13 @@ class strict_parser {
       if (p_ == end_ || *p_ != '"') return error("expected a member name");
       std::string key;
       if (!parse_string(key)) return false;
-      if (obj.contains(key)) return error("duplicate member name");
       skip_ws();
       if (p_ == end_ || *p_ != ':') return error("expected ':'");
       ++p_;
       skip_ws();
       boost::json::value v;
       if (!parse_value(v, depth + 1)) return false;
-      obj.emplace(key, std::move(v));
+      if (!obj.emplace(key, std::move(v)).second) return error("duplicate member name");  // emplace never overwrites
       skip_ws();
       if (p_ == end_) return error("unexpected end of input in an object");
       if (*p_ == ',') { ++p_; continue; }
@@ -178,7 +179,8 @@ class strict_parser {
 
   // One UTF-8 sequence starting at p_ (a non-ASCII lead byte), validated per RFC 3629: no
   // overlong forms, no surrogates, nothing above U+10FFFF (JSON-1).
-  bool utf8_sequence(std::string& s) {
+  template <class String>
+  bool utf8_sequence(String& s) {
     const auto b0 = static_cast<unsigned char>(*p_);
     int len;
     std::uint32_t cp, min;
@@ -193,12 +195,13 @@ class strict_parser {
       cp = cp << 6 | (b & 0x3F);
     }
     if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return error("invalid UTF-8");
-    s.append(p_, static_cast<std::size_t>(len));
+    s.append(std::string_view(p_, static_cast<std::size_t>(len)));
     p_ += len;
     return true;
   }
 
-  bool parse_string(std::string& s) {
+  template <class String>
+  bool parse_string(String& s) {
     ++p_;  // opening quote
     for (;;) {
       // Copy the run of plain ASCII characters in one go.
@@ -206,7 +209,7 @@ class strict_parser {
       while (p_ != end_ && *p_ != '"' && *p_ != '\\' && static_cast<unsigned char>(*p_) >= 0x20 &&
              static_cast<unsigned char>(*p_) < 0x80)
         ++p_;
-      s.append(run, static_cast<std::size_t>(p_ - run));
+      s.append(std::string_view(run, static_cast<std::size_t>(p_ - run)));
       if (p_ == end_) return error("unterminated string");
       const auto c = static_cast<unsigned char>(*p_);
       if (c == '"') { ++p_; return true; }
@@ -366,8 +369,16 @@ inline void append_number(std::string& out, double v) {
 /// \b \t \n \f \r, \u00xx (lower-case hex) for other control characters, everything else as is.
 inline void append_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
+  out.reserve(out.size() + s.size() + 2);
   out += '"';
-  for (char ch : s) {
+  for (std::size_t i = 0; i < s.size();) {
+    // Copy the run of characters that need no escape in one go.
+    std::size_t j = i;
+    while (j < s.size() && static_cast<unsigned char>(s[j]) >= 0x20 && s[j] != '"' && s[j] != '\\') ++j;
+    out.append(s, i, j - i);
+    if (j == s.size()) break;
+    const char ch = s[j];
+    i = j + 1;
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
       case '"': out += "\\\""; break;
