@@ -385,7 +385,7 @@ class engine {
     }
     if (!verify_signature(e, key)) return auth_failed(ctx, e, {errc::invalid_signature, "the signature does not verify"});
     if (replay_.insert(e.sender_id, e.nonce, ctx.now))
-      return limited(ctx, e, replay_.retry_after(ctx.now) , "the replay cache is full");
+      return limited(ctx, e, replay_.retry_after(ctx.now), "the replay cache is full");
     rate_.authenticated(e.sender_id);
     return std::nullopt;
   }

