@@ -32,7 +32,7 @@ const pp::crypto::ed25519_keypair& key() {
   return k;
 }
 
-pp::envelope envelope_of(std::size_t n) {
+pp::envelope header() {
   pp::envelope e;
   e.version = "1.1";
   e.msg_type = "task_delegate";
@@ -40,6 +40,11 @@ pp::envelope envelope_of(std::size_t n) {
   e.recipient_id = "bob";
   e.timestamp = pp::make_timestamp(std::chrono::system_clock::now());
   e.nonce = pp::crypto::random_array<16>();
+  return e;
+}
+
+pp::envelope envelope_of(std::size_t n) {
+  auto e = header();
   e.payload = payload_of(n);
   pp::sign(e, key());
   return e;
@@ -102,13 +107,7 @@ void parse_verify_peerproto(benchmark::State& st) {
 }
 
 pp::envelope session_header() {
-  pp::envelope e;
-  e.version = "1.1";
-  e.msg_type = "task_delegate";
-  e.sender_id = "alice";
-  e.recipient_id = "bob";
-  e.timestamp = pp::make_timestamp(std::chrono::system_clock::now());
-  e.nonce = pp::crypto::random_array<16>();
+  auto e = header();
   e.session_id = pp::make_uuid_v4(pp::crypto::random_array<16>());
   e.sequence_num = 1;
   return e;
