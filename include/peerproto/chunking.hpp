@@ -54,13 +54,9 @@ inline bool is_core_type(std::string_view t) noexcept {
 /// Decodes a chunk payload (CHK-2, CHK-8, CHK-9): MISSING_FIELDS for an absent member,
 /// PAYLOAD_TOO_LARGE for total_size over the limit, CHUNK_ERROR for every other violation.
 inline result<chunk> parse_chunk(const boost::json::object& p, const reassembly_options& opt = {}) {
-  static constexpr std::string_view members[] = {"transfer_id", "index", "total", "total_size",
-                                                 "sha256", "original_msg_type", "data"};
-  for (const auto& kv : p)
-    if (std::find(std::begin(members), std::end(members), kv.key()) == std::end(members))
-      return failure{errc::chunk_error, "chunk member '" + std::string(kv.key()) + "' is not allowed"};
-  for (auto m : members)
-    if (!p.contains(m)) return failure{errc::missing_fields, "chunk is missing '" + std::string(m) + "'"};
+  if (auto f = detail::check_members(p, "chunk", errc::chunk_error,
+                                     {"transfer_id", "index", "total", "total_size", "sha256", "original_msg_type", "data"}))
+    return *f;
   const auto bad = [](const char* what) { return failure{errc::chunk_error, what}; };
   // A non-negative integer of any kind (the strict parser gives int64; values built in memory may
   // be uint64), at most `max`.
@@ -73,10 +69,9 @@ inline result<chunk> parse_chunk(const boost::json::object& p, const reassembly_
     return n <= max ? std::optional(n) : std::nullopt;
   };
   chunk c;
-  const auto* tid = p.at("transfer_id").if_string();
-  auto parsed_tid = tid ? parse_uuid_v4(*tid) : std::nullopt;
-  if (!parsed_tid) return bad("chunk transfer_id is not a lowercase UUID v4");
-  c.transfer_id = *parsed_tid;
+  const auto tid = detail::uuid_member(p, "transfer_id");
+  if (!tid) return bad("chunk transfer_id is not a lowercase UUID v4");
+  c.transfer_id = *tid;
   const auto total = integer("total", opt.max_chunks);
   if (!total || *total == 0) return bad("chunk total is not an integer from 1 to the chunk limit");
   c.total = static_cast<std::uint32_t>(*total);

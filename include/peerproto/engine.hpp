@@ -18,6 +18,7 @@
 #include <peerproto/trust.hpp>
 #include <peerproto/version.hpp>
 
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -105,6 +106,7 @@ class engine {
   /// idle transfers are dropped (CHK-11); terminal sessions are forgotten (SES-10).
   std::vector<outcome> poll(sys_milliseconds now) {
     std::vector<outcome> out;
+    std::vector<audit_record> events;  // expiries have no request to travel with
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       auto& entry = *it->second;
       session& s = entry.s;
@@ -119,6 +121,7 @@ class engine {
         entry.pending.reset();
         audit(ctx, audit_event::handshake_failed, std::nullopt, errc::challenge_expired, "pending handshake expired");
       }
+      std::move(ctx.audit.begin(), ctx.audit.end(), std::back_inserter(events));
       if (const auto t = s.terminal_since(); t && now - *t >= opt_.terminal_retention) {
         it = sessions_.erase(it);
         continue;
@@ -127,11 +130,7 @@ class engine {
     }
     std::erase_if(initiating_, [&](const auto& kv) { return now - kv.second.started >= opt_.handshake_timeout; });
     reassembler_.expire(now);
-    if (!pending_audit_.empty()) {
-      outcome o{outcome::kind::none, {}, 0, {}, {}, {}, std::move(pending_audit_), {}};
-      pending_audit_.clear();
-      out.push_back(std::move(o));
-    }
+    if (!events.empty()) out.push_back(outcome{outcome::kind::none, {}, 0, {}, {}, {}, std::move(events), {}});
     return out;
   }
 
@@ -164,7 +163,6 @@ class engine {
 
   /// Starts a handshake with `peer_id` (message 1), offering our versions and suites.
   std::string begin_handshake(std::string_view peer_id, sys_milliseconds now) {
-    auto e = make_header(opt_.versions.front(), "handshake", opt_.self_id, peer_id, now, rng_);
     initiator_pending p{crypto::x25519_keypair(draw<32>(rng_)), {}, now, std::string(peer_id)};
     hello h;
     h.identity_key = identity_.public_key_bytes();
@@ -172,8 +170,7 @@ class engine {
     h.cipher_suites = opt_.suites;
     if (!h.cipher_suites.empty()) h.ephemeral_key = p.ephemeral.public_key_bytes();
     h.challenge = draw<32>(rng_);
-    e.payload = to_json(h);
-    sign(e, identity_);
+    const auto e = signed_envelope(opt_.versions.front(), "handshake", peer_id, to_json(h), now);
     p.msg1 = serialize(e);
     std::string text = p.msg1;
     initiating_.emplace(e.nonce, std::move(p));
@@ -226,11 +223,8 @@ class engine {
       entry->s.set_keys(ack->selected_version, nullptr, nullptr);
     }
     (void)entry->s.apply(session_event::valid_ack, now);
-    auto m3 = make_header(ack->selected_version, "handshake_confirm", opt_.self_id, e->sender_id, now, rng_);
-    m3.payload = to_json(c);
-    sign(m3, identity_);
     sessions_.emplace(ack->session_id, std::move(entry));
-    return serialize(m3);
+    return serialize(signed_envelope(ack->selected_version, "handshake_confirm", e->sender_id, to_json(c), now));
   }
 
   /// A session message for `session_id` carrying `payload` (sealed in 1.1, signed in 1.0).
@@ -248,10 +242,7 @@ class engine {
   /// A sessionless signed message to `peer_id`.
   std::string send_sessionless(std::string_view peer_id, std::string_view msg_type, const boost::json::object& payload,
                                sys_milliseconds now) {
-    auto e = make_header(opt_.versions.front(), msg_type, opt_.self_id, peer_id, now, rng_);
-    e.payload = payload;
-    sign(e, identity_);
-    return serialize(e);
+    return serialize(signed_envelope(opt_.versions.front(), msg_type, peer_id, payload, now));
   }
 
   /// Splits `payload` into chunk payloads for `msg_type` (CHK-1); send each with send() or
@@ -339,21 +330,27 @@ class engine {
                    ctx.session_id.empty() ? std::nullopt : std::optional(ctx.session_id),
                    e ? std::optional(e->msg_type) : std::nullopt,
                    ctx.nonce_hex.empty() ? std::nullopt : std::optional(ctx.nonce_hex), code, std::move(detail)};
-    if (ctx.remote.empty() && ctx.nonce_hex.empty()) pending_audit_.push_back(std::move(r));  // from poll()
-    else ctx.audit.push_back(std::move(r));
+    ctx.audit.push_back(std::move(r));
+  }
+
+  // A sessionless envelope from this node to `to`, signed (SIG-6).
+  envelope signed_envelope(std::string_view version, std::string_view msg_type, std::string_view to,
+                           boost::json::object payload, sys_milliseconds now) {
+    auto e = make_header(version, msg_type, opt_.self_id, to, now, rng_);
+    e.payload = std::move(payload);
+    sign(e, identity_);
+    return e;
   }
 
   // ERR-1..ERR-5: a signed, sessionless error envelope.
   outcome error_reply(request_context& ctx, const failure& f, std::optional<std::chrono::seconds> retry = std::nullopt) {
     const std::string version = ctx.version.empty() ? opt_.versions.front() : ctx.version;
-    auto e = make_header(version, "error", opt_.self_id, ctx.sender_id.empty() ? "unknown" : ctx.sender_id, ctx.now, rng_);
     boost::json::object p{{"error_code", wire_name(f.code)},
                           {"error_message", f.message.substr(0, limits::max_error_message_chars)},
                           {"original_nonce", ctx.nonce_hex.empty() ? boost::json::value(nullptr) : boost::json::value(ctx.nonce_hex)}};
     if (f.code == errc::rate_limited) p["retry_after"] = (retry ? *retry : std::chrono::seconds(1)).count();
     if (f.code == errc::invalid_version) p["supported_versions"] = boost::json::array(opt_.versions.begin(), opt_.versions.end());
-    e.payload = std::move(p);
-    sign(e, identity_);
+    const auto e = signed_envelope(version, "error", ctx.sender_id.empty() ? "unknown" : ctx.sender_id, std::move(p), ctx.now);
     outcome o{outcome::kind::reply, serialize(e), http_status(f.code), f.code, {}, ctx.nonce_hex, std::move(ctx.audit), {}};
     if (f.code == errc::rate_limited) o.retry_after = retry ? *retry : std::chrono::seconds(1);
     return o;
@@ -442,9 +439,7 @@ class engine {
     auto r = dispatch(e, *e.payload, ctx.remote, ctx.now);
     if (!r) return error_reply(ctx, r.error());
     name_request(*r, e);
-    auto reply = make_header(e.version, r->msg_type, opt_.self_id, e.sender_id, ctx.now, rng_);
-    reply.payload = std::move(r->payload);
-    sign(reply, identity_);
+    const auto reply = signed_envelope(e.version, r->msg_type, e.sender_id, std::move(r->payload), ctx.now);
     return outcome{outcome::kind::reply, serialize(reply), 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}};
   }
 
@@ -485,10 +480,7 @@ class engine {
       eph.emplace(draw<32>(rng_));
       ack.ephemeral_key = eph->public_key_bytes();
     }
-    auto m2 = make_header(neg->version, "handshake_ack", opt_.self_id, e.sender_id, ctx.now, rng_);
-    m2.payload = to_json(ack);
-    sign(m2, identity_);
-    const std::string msg2 = serialize(m2);
+    const std::string msg2 = serialize(signed_envelope(neg->version, "handshake_ack", e.sender_id, to_json(ack), ctx.now));
 
     auto entry = std::make_unique<session_entry>(session(ack.session_id, session_role::responder, e.sender_id, h->identity_key, opt_.session));
     pending_handshake pending{crypto::sha256(as_bytes(msg2)), std::nullopt, ctx.now};
@@ -625,7 +617,6 @@ class engine {
   reassembler reassembler_;
   std::map<uuid, std::unique_ptr<session_entry>> sessions_;
   std::map<message_nonce, initiator_pending> initiating_;
-  std::vector<audit_record> pending_audit_;
 };
 
 }  // namespace peerproto

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,6 +90,26 @@ inline failure missing(std::string_view member) {
 inline const boost::json::string* string_member(const boost::json::object& o, std::string_view name) {
   const auto* v = o.if_contains(name);
   return v ? v->if_string() : nullptr;
+}
+inline std::optional<uuid> uuid_member(const boost::json::object& o, std::string_view name) {
+  const auto* s = string_member(o, name);
+  return s ? parse_uuid_v4(*s) : std::nullopt;
+}
+// Checks that a payload `o` (called `label` in messages) has every `required` member and no
+// member outside `required` and `optional_members`: MISSING_FIELDS for an absent member,
+// `extra_code` for an unknown one.
+inline std::optional<failure> check_members(const boost::json::object& o, std::string_view label, errc extra_code,
+                                            std::initializer_list<std::string_view> required,
+                                            std::initializer_list<std::string_view> optional_members = {}) {
+  for (const auto& kv : o) {
+    const auto k = kv.key();
+    if (std::find(required.begin(), required.end(), k) == required.end() &&
+        std::find(optional_members.begin(), optional_members.end(), k) == optional_members.end())
+      return failure{extra_code, std::string(label) + " member '" + std::string(k) + "' is not allowed"};
+  }
+  for (auto r : required)
+    if (!o.contains(r)) return failure{errc::missing_fields, std::string(label) + " is missing '" + std::string(r) + "'"};
+  return std::nullopt;
 }
 }  // namespace detail
 
@@ -233,8 +254,7 @@ inline std::string signing_input(const envelope& e) { return jcs::canonicalize(t
 
 /// Signs `e` with `key`, replacing any earlier signature.
 inline void sign(envelope& e, const crypto::ed25519_keypair& key) {
-  e.signature.reset();
-  e.signature = key.sign(as_bytes(signing_input(e)));
+  e.signature = key.sign(as_bytes(signing_input(e)));  // the signing input never includes it
 }
 
 /// True when `e` carries a signature that verifies with the Ed25519 public key `key` (SIG-1..3).

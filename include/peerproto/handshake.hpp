@@ -61,20 +61,6 @@ struct hello_confirm {
 };
 
 namespace detail {
-// Checks that `o` has exactly the `required` members plus any of `optional_members` (HS-3).
-inline std::optional<failure> check_members(const boost::json::object& o, std::initializer_list<std::string_view> required,
-                                            std::initializer_list<std::string_view> optional_members) {
-  for (const auto& kv : o) {
-    const auto k = kv.key();
-    if (std::find(required.begin(), required.end(), k) == required.end() &&
-        std::find(optional_members.begin(), optional_members.end(), k) == optional_members.end())
-      return failure{errc::invalid_format, "handshake payload member '" + std::string(k) + "' is not allowed"};
-  }
-  for (auto r : required)
-    if (!o.contains(r)) return failure{errc::missing_fields, "handshake payload is missing '" + std::string(r) + "'"};
-  return std::nullopt;
-}
-
 template <std::size_t N>
 bool hex_member(const boost::json::object& o, std::string_view name, std::array<std::uint8_t, N>& out) {
   const auto* s = o.at(name).if_string();
@@ -97,7 +83,7 @@ inline std::optional<std::vector<std::string>> string_list(const boost::json::va
 }  // namespace detail
 
 inline result<hello> parse_hello(const boost::json::object& p) {
-  if (auto f = detail::check_members(p, {"identity_key", "supported_versions", "cipher_suites", "challenge"},
+  if (auto f = detail::check_members(p, "handshake payload", errc::invalid_format, {"identity_key", "supported_versions", "cipher_suites", "challenge"},
                                      {"ephemeral_key", "capabilities"}))
     return *f;
   hello h;
@@ -131,17 +117,16 @@ inline boost::json::object to_json(const hello& h) {
 }
 
 inline result<hello_ack> parse_hello_ack(const boost::json::object& p) {
-  if (auto f = detail::check_members(p, {"in_reply_to", "session_id", "selected_version", "selected_suite", "identity_key",
+  if (auto f = detail::check_members(p, "handshake_ack payload", errc::invalid_format, {"in_reply_to", "session_id", "selected_version", "selected_suite", "identity_key",
                                          "challenge", "challenge_response"},
                                      {"ephemeral_key"}))
     return *f;
   hello_ack a;
   const auto bad = [](const char* what) { return failure{errc::invalid_format, what}; };
   if (!detail::hex_member(p, "in_reply_to", a.in_reply_to)) return bad("in_reply_to is not a nonce");
-  const auto* sid = p.at("session_id").if_string();
-  auto parsed = sid ? parse_uuid_v4(*sid) : std::nullopt;
-  if (!parsed) return bad("session_id is not a lowercase UUID v4");
-  a.session_id = *parsed;
+  const auto sid = detail::uuid_member(p, "session_id");
+  if (!sid) return bad("session_id is not a lowercase UUID v4");
+  a.session_id = *sid;
   const auto* v = p.at("selected_version").if_string();
   if (!v) return bad("selected_version is not a string");
   a.selected_version = *v;
@@ -174,12 +159,13 @@ inline boost::json::object to_json(const hello_ack& a) {
 }
 
 inline result<hello_confirm> parse_hello_confirm(const boost::json::object& p) {
-  if (auto f = detail::check_members(p, {"session_id", "challenge_response"}, {"key_confirmation"})) return *f;
+  if (auto f = detail::check_members(p, "handshake_confirm payload", errc::invalid_format, {"session_id", "challenge_response"},
+                                     {"key_confirmation"}))
+    return *f;
   hello_confirm c;
-  const auto* sid = p.at("session_id").if_string();
-  auto parsed = sid ? parse_uuid_v4(*sid) : std::nullopt;
-  if (!parsed) return failure{errc::invalid_format, "session_id is not a lowercase UUID v4"};
-  c.session_id = *parsed;
+  const auto sid = detail::uuid_member(p, "session_id");
+  if (!sid) return failure{errc::invalid_format, "session_id is not a lowercase UUID v4"};
+  c.session_id = *sid;
   if (!detail::hex_member(p, "challenge_response", c.challenge_response))
     return failure{errc::invalid_format, "challenge_response is not 64 lowercase hex"};
   if (p.contains("key_confirmation")) {
@@ -244,9 +230,6 @@ inline result<session_keys> derive_session_keys(const crypto::secret<32>& own_pr
 inline crypto::digest key_confirmation(const crypto::secret<32>& k_confirm) {
   return crypto::hmac_sha256(k_confirm.view(), as_bytes(key_confirmation_label));
 }
-
-/// HS-7, HS-8: SHA-256 of a message's canonical form including its signature.
-inline crypto::digest transcript_hash(const envelope& e) { return crypto::sha256(as_bytes(serialize(e))); }
 
 /// A sessionless, signed envelope header from `from` to `to` at `now`.
 inline envelope make_header(std::string_view version, std::string_view msg_type, std::string_view from, std::string_view to,

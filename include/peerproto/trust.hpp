@@ -30,18 +30,13 @@ class trust_store {
   result<binding> accept_handshake_key(std::string_view entity_id, const crypto::public_key& key) {
     const auto it = keys_.find(entity_id);
     if (it != keys_.end() && it->second == key) return binding::known;
-    switch (policy_) {
-      case trust_policy::pinned:
-        return failure{errc::unknown_sender, "the sender's key is not pinned on this node"};
-      case trust_policy::tofu:
-        if (it != keys_.end()) return failure{errc::unknown_sender, "the sender presented a different key than the one pinned"};
-        keys_.emplace(std::string(entity_id), key);
-        return binding::pinned_now;
-      case trust_policy::open:
-        keys_.insert_or_assign(std::string(entity_id), key);
-        return it == keys_.end() ? binding::pinned_now : binding::replaced;
-    }
-    return failure{errc::unknown_sender, "unknown trust policy"};
+    if (!acceptable(entity_id, key))
+      return failure{errc::unknown_sender, policy_ == trust_policy::pinned
+                                               ? "the sender's key is not pinned on this node"
+                                               : "the sender presented a different key than the one pinned"};
+    const bool had_key = it != keys_.end();
+    keys_.insert_or_assign(std::string(entity_id), key);  // tofu: first key; open: replaces
+    return had_key ? binding::replaced : binding::pinned_now;
   }
 
   /// ID-8: the key a sessionless message from `entity_id` is verified with.
