@@ -80,7 +80,7 @@ class engine {
     auto value = jcs::parse_strict(text, opt_.json);
     if (!value) return error_reply(ctx, value.error());
     peek(*value, ctx);
-    auto parsed = envelope_from_json(*value);
+    auto parsed = envelope_from_json(std::move(*value));  // peek() has read what it needs
     if (!parsed) return error_reply(ctx, parsed.error());
     envelope& e = *parsed;
     if (e.msg_type == "error") return outcome{outcome::kind::none, {}, 400, errc::unsupported_message_type, {}, ctx.nonce_hex, {}, {}};
