@@ -276,3 +276,57 @@ TEST(Engine, CloseReasonAndErrorMessageLimits) {
   EXPECT_EQ(code_of(o), pp::errc::invalid_format);
   EXPECT_EQ(pp::parse_envelope(o.reply)->payload->at("error_message").as_string().size(), 512u);
 }
+
+// SES-13: a ready session written out and put back into a fresh engine carries on where it
+// stopped: the next message is accepted, an old one is a replay, and sequence numbers go on.
+TEST(Engine, SessionSnapshotSurvivesARestart) {
+  pair_of_nodes n;
+  const auto sid = n.handshake();
+  ASSERT_TRUE(sid);
+  const auto first = n.alice.send(*sid, "ping", {{"n", 1}}, n.now);
+  ASSERT_TRUE(first.ok());
+  const auto out = n.bob.handle(*first, "127.0.0.1:1", n.now);
+  ASSERT_EQ(code_of(out), pp::errc{}) << out.reply;
+  ASSERT_TRUE(n.alice.accept_reply(out.reply, n.now).ok());
+
+  const auto changed = n.bob.take_changed_sessions();
+  ASSERT_EQ(changed.count(*sid), 1u);
+  EXPECT_TRUE(n.bob.take_changed_sessions().empty());  // taken once
+  const auto snap = n.bob.find_session(*sid)->snapshot();
+  ASSERT_TRUE(snap);
+  EXPECT_EQ(snap->next_send, 3u);  // session_ready was 1, the pong 2
+  EXPECT_EQ(snap->next_expected, 2u);
+
+  pp::engine restarted(pair_of_nodes::options("bob"), n.bob_key, n.bob_trust, n.handlers);
+  ASSERT_TRUE(restarted.restore_session(*snap));
+  EXPECT_FALSE(restarted.restore_session(*snap));  // the id is taken
+  EXPECT_EQ(pp::errc::replay_detected, code_of(restarted.handle(*first, "127.0.0.1:1", n.now)));
+  const auto second = n.alice.send(*sid, "ping", {{"n", 2}}, n.now);
+  ASSERT_TRUE(second.ok());
+  const auto again = restarted.handle(*second, "127.0.0.1:1", n.now);
+  ASSERT_EQ(code_of(again), pp::errc{}) << again.reply;
+  const auto replies = n.alice.accept_reply(again.reply, n.now);
+  ASSERT_TRUE(replies.ok()) << replies.error().message;  // sequence 3 from bob: never reused
+  EXPECT_EQ((*replies)[0].payload.at("echo").at("n"), 2);
+}
+
+// The transport's refusals are signed errors that name what could be read of the request.
+TEST(Engine, RefuseNamesTheRequestWhenReadable) {
+  pair_of_nodes n;
+  const auto msg = n.alice.send_sessionless("bob", "ping", {}, n.now);
+  const auto o = n.bob.refuse({pp::errc::invalid_format, "wrong content type"}, msg, "127.0.0.1:1", n.now);
+  EXPECT_EQ(o.http_status, 400);
+  EXPECT_EQ(o.msg_type, "ping");
+  const auto e = pp::parse_envelope(o.reply);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->recipient_id, "alice");
+  EXPECT_EQ(e->payload->at("original_nonce").as_string(), o.request_nonce);
+  EXPECT_TRUE(pp::verify_signature(*e, n.bob_key.public_key_bytes()));
+  const auto blind = n.bob.refuse({pp::errc::rate_limited, "busy"}, "", "127.0.0.1:1", n.now, std::chrono::seconds(7));
+  const auto b = pp::parse_envelope(blind.reply);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->recipient_id, "unknown");
+  EXPECT_TRUE(b->payload->at("original_nonce").is_null());
+  EXPECT_EQ(b->payload->at("retry_after"), 7);
+  EXPECT_EQ(blind.retry_after, std::chrono::seconds(7));
+}

@@ -78,3 +78,23 @@ TEST(ReplayCache, PersistAndRestore) {
   EXPECT_EQ(b.check("alice", nonce_of(7), t + 1s), pp::errc::replay_detected);
   EXPECT_FALSE(b.check("alice", nonce_of(8), t + 1s));
 }
+
+TEST(ReplayCache, JournalListsEachInsertOnceAndOnlyWhenEnabled) {
+  const auto now = pp::sys_milliseconds(std::chrono::hours(1000));
+  pp::replay_cache off;
+  ASSERT_FALSE(off.insert("a", nonce_t{1}, now));
+  EXPECT_TRUE(off.take_journal().empty());
+
+  pp::replay_options opt;
+  opt.journal = true;
+  opt.max_entries = 1;
+  pp::replay_cache on(opt);
+  ASSERT_FALSE(on.insert("a", nonce_t{1}, now));
+  EXPECT_EQ(on.insert("b", nonce_t{2}, now), pp::errc::rate_limited);  // refused: not journalled
+  const auto j = on.take_journal();
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0].sender, "a");
+  EXPECT_EQ(j[0].nonce[0], 1);
+  EXPECT_EQ(j[0].expiry, now + pp::limits::replay_window);
+  EXPECT_TRUE(on.take_journal().empty());
+}

@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,7 @@ struct outcome {
   std::string request_nonce;                          ///< the request's nonce (hex), when readable
   std::vector<audit_record> audit;                    ///< security events (§20)
   std::vector<outcome> released;                      ///< earlier held messages answered now (ORD-8)
+  std::string msg_type;                               ///< the request's type, when readable (for metrics)
 };
 
 /// A reply accepted on the client side.
@@ -76,29 +78,23 @@ class engine {
 
   /// Processes one inbound envelope from `remote` (SPEC §17).
   outcome handle(std::string_view text, std::string_view remote, sys_milliseconds now) {
-    request_context ctx{std::string(remote), now, {}, {}, {}, {}, {}};
-    auto value = jcs::parse_strict(text, opt_.json);
-    if (!value) return error_reply(ctx, value.error());
-    peek(*value, ctx);
-    auto parsed = envelope_from_json(std::move(*value));  // peek() has read what it needs
-    if (!parsed) return error_reply(ctx, parsed.error());
-    envelope& e = *parsed;
-    if (e.msg_type == "error") return outcome{outcome::kind::none, {}, 400, errc::unsupported_message_type, {}, ctx.nonce_hex, {}, {}};
+    request_context ctx{std::string(remote), now, {}, {}, {}, {}, {}, {}};
+    outcome o = process(ctx, text);
+    o.msg_type = std::move(ctx.msg_type);
+    return o;
+  }
 
-    // PROC-2
-    if (const auto wait = rate_.admit_unauthenticated(ctx.remote, e.sender_id, now); wait.count() > 0)
-      return limited(ctx, e, wait, "too many messages from this address or sender");
-    // PROC-3
-    if (e.recipient_id != opt_.self_id)
-      return error_reply(ctx, {errc::invalid_format, "the message is addressed to another node"});
-    if (replay_.check_time(e.timestamp, now)) {
-      audit(ctx, audit_event::replay_detected, e, errc::replay_detected, "clock skew");
-      return error_reply(ctx, {errc::replay_detected, "the timestamp is outside the allowed clock skew"});
-    }
-    if (e.session_id) return handle_session_message(ctx, std::move(e));
-    if (e.msg_type == "handshake") return handle_handshake(ctx, e);
-    if (e.msg_type == "handshake_confirm") return handle_confirm(ctx, e);
-    return handle_sessionless(ctx, e);
+  /// The signed `error` reply for a request that the transport refused before the engine saw it
+  /// (a wrong content type, an oversize body, too many requests in flight, a storage failure).
+  /// `text` is the request as far as it is known, read only for its sender and nonce (ERR-3,
+  /// ERR-4); `retry_after` goes with RATE_LIMITED.
+  outcome refuse(const failure& f, std::string_view text, std::string_view remote, sys_milliseconds now,
+                 std::optional<std::chrono::seconds> retry_after = std::nullopt) {
+    request_context ctx{std::string(remote), now, {}, {}, {}, {}, {}, {}};
+    if (auto value = jcs::parse_strict(text, opt_.json)) peek(*value, ctx);
+    outcome o = error_reply(ctx, f, retry_after);
+    o.msg_type = std::move(ctx.msg_type);
+    return o;
   }
 
   /// Does the timed work due at `now`: held messages whose gap timed out are answered with
@@ -110,11 +106,15 @@ class engine {
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       auto& entry = *it->second;
       session& s = entry.s;
-      request_context ctx{{}, now, s.peer_id(), {}, format_uuid(s.id()), {}, {}};
-      if (s.expire_if_due(now)) audit(ctx, audit_event::session_expired, std::nullopt, std::nullopt, "session expired");
+      request_context ctx{{}, now, s.peer_id(), {}, format_uuid(s.id()), {}, {}, {}};
+      if (s.expire_if_due(now)) {
+        changed_.insert(s.id());
+        audit(ctx, audit_event::session_expired, std::nullopt, std::nullopt, "session expired");
+      }
       for (auto& [seq, held] : s.received().expire(now)) {
-        request_context hctx{held.remote, now, held.request.sender_id, hex_encode(held.request.nonce), ctx.session_id, s.version(), {}};
+        request_context hctx{held.remote, now, held.request.sender_id, hex_encode(held.request.nonce), ctx.session_id, s.version(), {}, held.request.msg_type};
         out.push_back(error_reply(hctx, {errc::sequence_error, "a gap before this message was not filled in time"}));
+        out.back().msg_type = held.request.msg_type;
       }
       if (entry.pending && now - entry.pending->started >= opt_.handshake_timeout) {
         (void)s.apply(session_event::pending_timeout, now);
@@ -123,6 +123,7 @@ class engine {
       }
       std::move(ctx.audit.begin(), ctx.audit.end(), std::back_inserter(events));
       if (const auto t = s.terminal_since(); t && now - *t >= opt_.terminal_retention) {
+        changed_.insert(s.id());
         it = sessions_.erase(it);
         continue;
       }
@@ -130,7 +131,7 @@ class engine {
     }
     std::erase_if(initiating_, [&](const auto& kv) { return now - kv.second.started >= opt_.handshake_timeout; });
     reassembler_.expire(now);
-    if (!events.empty()) out.push_back(outcome{outcome::kind::none, {}, 0, {}, {}, {}, std::move(events), {}});
+    if (!events.empty()) out.push_back(outcome{outcome::kind::none, {}, 0, {}, {}, {}, std::move(events), {}, {}});
     return out;
   }
 
@@ -156,6 +157,19 @@ class engine {
     return it == sessions_.end() ? nullptr : &it->second->s;
   }
   std::size_t session_count() const noexcept { return sessions_.size(); }
+
+  /// The ids of the sessions created, changed or forgotten since the last call, so that a node can
+  /// persist them (SES-13): for each, find_session() gives the session, or nothing when it is gone.
+  /// Holds at most one entry per session.
+  std::set<uuid> take_changed_sessions() { return std::exchange(changed_, {}); }
+
+  /// Puts back a persisted ready session (after a restart). False, changing nothing, when the id
+  /// is already in use or the session limit is reached.
+  bool restore_session(const session_snapshot& snap) {
+    if (sessions_.contains(snap.id) || sessions_.size() >= opt_.max_sessions_total) return false;
+    sessions_.emplace(snap.id, std::make_unique<session_entry>(session::restore(snap, opt_.session)));
+    return true;
+  }
   const replay_cache& replay() const noexcept { return replay_; }
   replay_cache& replay() noexcept { return replay_; }
 
@@ -224,6 +238,7 @@ class engine {
     }
     (void)entry->s.apply(session_event::valid_ack, now);
     sessions_.emplace(ack->session_id, std::move(entry));
+    changed_.insert(ack->session_id);
     return serialize(signed_envelope(ack->selected_version, "handshake_confirm", e->sender_id, to_json(c), now));
   }
 
@@ -233,6 +248,7 @@ class engine {
     const auto it = sessions_.find(session_id);
     if (it == sessions_.end()) return failure{errc::session_not_found, "no such session"};
     auto& s = it->second->s;
+    changed_.insert(session_id);
     auto e = make_header(s.version(), msg_type, opt_.self_id, s.peer_id(), now, rng_);
     if (auto ec = s.seal_outbound(e, payload, now)) return failure{static_cast<errc>(ec.value()), ec.message()};
     if (!s.encrypted()) sign(e, identity_);
@@ -276,6 +292,7 @@ class engine {
     if (it == sessions_.end() || it->second->s.peer_id() != e->sender_id) return failure{errc::session_not_found, "no such session"};
     session& s = it->second->s;
     if (auto ec = s.check_inbound(*e)) return failure{static_cast<errc>(ec.value()), ec.message()};
+    changed_.insert(s.id());
     auto payload = s.open_inbound(*e);
     if (!payload) return payload.error();
     std::vector<accepted_reply> out;
@@ -295,6 +312,7 @@ class engine {
     std::string session_id;  ///< canonical text, when known
     std::string version;     ///< the request's version, when supported
     std::vector<audit_record> audit;
+    std::string msg_type;    ///< the request's type, when readable
   };
 
   struct pending_handshake {
@@ -321,6 +339,34 @@ class engine {
     if (const auto* s = detail::string_member(*o, "sender_id"); s && is_entity_id(*s)) ctx.sender_id = *s;
     if (const auto* s = detail::string_member(*o, "nonce"); s && hex_decode_fixed<16>(*s)) ctx.nonce_hex = *s;
     if (const auto* s = detail::string_member(*o, "version"); s && is_supported_version(*s)) ctx.version = *s;
+    if (const auto* s = detail::string_member(*o, "msg_type"); s && is_msg_type(*s)) ctx.msg_type = *s;
+  }
+
+  // SPEC §17, steps 1 to 3, then the handler of the message's kind.
+  outcome process(request_context& ctx, std::string_view text) {
+    const auto now = ctx.now;
+    auto value = jcs::parse_strict(text, opt_.json);
+    if (!value) return error_reply(ctx, value.error());
+    peek(*value, ctx);
+    auto parsed = envelope_from_json(std::move(*value));  // peek() has read what it needs
+    if (!parsed) return error_reply(ctx, parsed.error());
+    envelope& e = *parsed;
+    if (e.msg_type == "error") return outcome{outcome::kind::none, {}, 400, errc::unsupported_message_type, {}, ctx.nonce_hex, {}, {}, {}};
+
+    // PROC-2
+    if (const auto wait = rate_.admit_unauthenticated(ctx.remote, e.sender_id, now); wait.count() > 0)
+      return limited(ctx, e, wait, "too many messages from this address or sender");
+    // PROC-3
+    if (e.recipient_id != opt_.self_id)
+      return error_reply(ctx, {errc::invalid_format, "the message is addressed to another node"});
+    if (replay_.check_time(e.timestamp, now)) {
+      audit(ctx, audit_event::replay_detected, e, errc::replay_detected, "clock skew");
+      return error_reply(ctx, {errc::replay_detected, "the timestamp is outside the allowed clock skew"});
+    }
+    if (e.session_id) return handle_session_message(ctx, std::move(e));
+    if (e.msg_type == "handshake") return handle_handshake(ctx, e);
+    if (e.msg_type == "handshake_confirm") return handle_confirm(ctx, e);
+    return handle_sessionless(ctx, e);
   }
 
   void audit(request_context& ctx, audit_event ev, const std::optional<envelope>& e, std::optional<errc> code,
@@ -351,7 +397,7 @@ class engine {
     if (f.code == errc::rate_limited) p["retry_after"] = (retry ? *retry : std::chrono::seconds(1)).count();
     if (f.code == errc::invalid_version) p["supported_versions"] = boost::json::array(opt_.versions.begin(), opt_.versions.end());
     const auto e = signed_envelope(version, "error", ctx.sender_id.empty() ? "unknown" : ctx.sender_id, std::move(p), ctx.now);
-    outcome o{outcome::kind::reply, serialize(e), http_status(f.code), f.code, {}, ctx.nonce_hex, std::move(ctx.audit), {}};
+    outcome o{outcome::kind::reply, serialize(e), http_status(f.code), f.code, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
     if (f.code == errc::rate_limited) o.retry_after = retry ? *retry : std::chrono::seconds(1);
     return o;
   }
@@ -440,7 +486,7 @@ class engine {
     if (!r) return error_reply(ctx, r.error());
     name_request(*r, e);
     const auto reply = signed_envelope(e.version, r->msg_type, e.sender_id, std::move(r->payload), ctx.now);
-    return outcome{outcome::kind::reply, serialize(reply), 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}};
+    return outcome{outcome::kind::reply, serialize(reply), 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
   }
 
   outcome handle_handshake(request_context& ctx, const envelope& e) {
@@ -496,7 +542,7 @@ class engine {
     (void)entry->s.apply(session_event::valid_handshake, ctx.now);
     entry->pending = pending;
     sessions_.emplace(ack.session_id, std::move(entry));
-    return outcome{outcome::kind::reply, msg2, 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}};
+    return outcome{outcome::kind::reply, msg2, 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
   }
 
   outcome handle_confirm(request_context& ctx, const envelope& e) {
@@ -509,6 +555,7 @@ class engine {
     auto& entry = *it->second;
     session& s = entry.s;
     if (s.state() == session_state::ready) return error_reply(ctx, {errc::replay_detected, "the session is already confirmed"});  // HS-19
+    changed_.insert(s.id());
     if (s.state() != session_state::await_confirm || !entry.pending)
       return error_reply(ctx, {errc::session_not_found, "no pending handshake with this session id"});  // HS-22
     if (ctx.now - entry.pending->started >= opt_.handshake_timeout) {
@@ -544,7 +591,7 @@ class engine {
     if (auto ec = s.seal_outbound(reply, r.payload, ctx.now))
       return error_reply(ctx, {static_cast<errc>(ec.value()), "the session cannot send: " + ec.message()});
     if (!s.encrypted()) sign(reply, identity_);
-    return outcome{outcome::kind::reply, serialize(reply), 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}};
+    return outcome{outcome::kind::reply, serialize(reply), 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
   }
 
   outcome handle_session_message(request_context& ctx, envelope e) {
@@ -553,6 +600,7 @@ class engine {
     if (it == sessions_.end() || it->second->s.peer_id() != e.sender_id)
       return error_reply(ctx, {errc::session_not_found, "no such session for this sender"});
     session& s = it->second->s;
+    changed_.insert(s.id());
     if (s.expire_if_due(ctx.now)) audit(ctx, audit_event::session_expired, e, errc::session_expired, "session expired");
     if (auto ec = s.check_inbound(e)) {
       const auto code = static_cast<errc>(ec.value());
@@ -572,13 +620,14 @@ class engine {
     const auto seq = *e.sequence_num;
     const std::string request_nonce = ctx.nonce_hex;
     auto delivered = s.received().accept(seq, held_message{std::move(e), std::move(*payload), ctx.remote}, ctx.now);
-    if (delivered.empty()) return outcome{outcome::kind::held, {}, 0, {}, {}, request_nonce, std::move(ctx.audit), {}};
+    if (delivered.empty()) return outcome{outcome::kind::held, {}, 0, {}, {}, request_nonce, std::move(ctx.audit), {}, {}};
     outcome first;
     for (std::size_t i = 0; i < delivered.size(); ++i) {
       auto& h = delivered[i];
-      request_context hctx{h.remote, ctx.now, h.request.sender_id, hex_encode(h.request.nonce), ctx.session_id, s.version(), {}};
+      request_context hctx{h.remote, ctx.now, h.request.sender_id, hex_encode(h.request.nonce), ctx.session_id, s.version(), {}, h.request.msg_type};
       if (i == 0) hctx.audit = std::move(ctx.audit);
       outcome o = deliver(hctx, s, h);
+      o.msg_type = h.request.msg_type;
       if (i == 0) first = std::move(o);
       else first.released.push_back(std::move(o));
       if (s.state() != session_state::ready) break;  // closed by session_close
@@ -617,6 +666,7 @@ class engine {
   reassembler reassembler_;
   std::map<uuid, std::unique_ptr<session_entry>> sessions_;
   std::map<message_nonce, initiator_pending> initiating_;
+  std::set<uuid> changed_;
 };
 
 }  // namespace peerproto

@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace peerproto {
 
@@ -25,6 +27,16 @@ struct replay_options {
   /// RPL-6 for nodes without durable storage: refuse signed messages with a timestamp earlier
   /// than this (start time + tolerance). Leave at the epoch when the cache is persisted instead.
   sys_milliseconds not_before{};
+  /// Keep a journal of inserted entries for take_journal(), so that a node can persist each one
+  /// before it replies (RPL-6's first way). Off by default: nobody would drain it.
+  bool journal = false;
+};
+
+/// One accepted (sender, nonce) and when it may be forgotten.
+struct replay_entry {
+  std::string sender;
+  std::array<std::uint8_t, 16> nonce;
+  sys_milliseconds expiry;
 };
 
 class replay_cache {
@@ -56,8 +68,13 @@ class replay_cache {
     auto k = key(sender, nonce);
     const auto expiry = now + opt_.window;
     if (seen_.insert_or_assign(k, expiry).second) order_.push_back({expiry, std::move(k)});
+    if (opt_.journal) journal_.push_back({std::string(sender), nonce, expiry});
     return {};
   }
+
+  /// The entries inserted since the last call (only with replay_options::journal). The journal
+  /// grows by at most one entry per accepted message between two calls.
+  std::vector<replay_entry> take_journal() { return std::exchange(journal_, {}); }
 
   /// Seconds (at least 1) until the oldest entry expires: the retry hint when the cache is full.
   std::chrono::seconds retry_after(sys_milliseconds now) const {
@@ -112,6 +129,7 @@ class replay_cache {
   replay_options opt_;
   std::unordered_map<std::string, sys_milliseconds> seen_;
   std::deque<entry> order_;
+  std::vector<replay_entry> journal_;
 };
 
 }  // namespace peerproto

@@ -26,7 +26,8 @@ struct sequencer_options {
 template <class T>
 class sequencer {
  public:
-  explicit sequencer(sequencer_options opt = {}) : opt_(opt) {}
+  /// `next` is the first sequence number to deliver: 1 for a new session, more for a restored one.
+  explicit sequencer(sequencer_options opt = {}, std::uint64_t next = 1) : opt_(opt), next_(next) {}
 
   /// The next sequence number to deliver.
   std::uint64_t next_expected() const noexcept { return next_; }

@@ -73,6 +73,21 @@ struct held_message {
   std::string remote;
 };
 
+/// What a node persists of a ready session so that it survives a restart (SES-13): the keys and,
+/// per direction, the next sequence number. Held messages are not part of it: they were never
+/// answered, so their senders retransmit them (ORD-7).
+struct session_snapshot {
+  uuid id;
+  session_role role;
+  std::string peer_id;
+  crypto::public_key peer_key;
+  std::string version;
+  crypto::secret<32> send_key, receive_key;  ///< unused (zero) for 1.0
+  std::uint64_t next_send = 1;               ///< the next sequence number this side sends
+  std::uint64_t next_expected = 1;           ///< the next sequence number to deliver
+  sys_milliseconds ready_at{}, last_activity{};
+};
+
 /// One session, seen from one side. Keys are per direction: send_key seals what this side sends,
 /// receive_key opens what the peer sends (ENC-1). For a 1.0 session both are unused and messages
 /// are signed with the identity keys instead (SES-11).
@@ -90,6 +105,27 @@ class session {
   bool encrypted() const noexcept { return version_ == version_1_1; }
   std::uint64_t sent() const noexcept { return next_send_ - 1; }
   sequencer<held_message>& received() noexcept { return received_; }
+
+  /// The persistent part of a ready session; nothing for a session in any other state.
+  std::optional<session_snapshot> snapshot() const {
+    if (state_ != session_state::ready) return std::nullopt;
+    return session_snapshot{id_, role_, peer_id_, peer_key_, version_, send_key_, receive_key_,
+                            next_send_, received_.next_expected(), ready_at_, last_activity_};
+  }
+
+  /// A ready session rebuilt from its snapshot (after a restart).
+  static session restore(const session_snapshot& s, session_options opt = {}) {
+    session out(s.id, s.role, s.peer_id, s.peer_key, opt);
+    out.state_ = session_state::ready;
+    out.version_ = s.version;
+    out.send_key_ = s.send_key;
+    out.receive_key_ = s.receive_key;
+    out.next_send_ = s.next_send;
+    out.received_ = sequencer<held_message>(opt.ordering, s.next_expected);
+    out.ready_at_ = s.ready_at;
+    out.last_activity_ = s.last_activity;
+    return out;
+  }
 
   /// Applies `event` by the table: INVALID_STATE and no change when there is no row (SES-1).
   std::error_code apply(session_event event, sys_milliseconds now) {
