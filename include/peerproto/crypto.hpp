@@ -50,6 +50,9 @@ class secret {
   std::array<std::uint8_t, N> b_{};
 };
 
+/// Overwrites `b` with zeros in a way the compiler does not remove (for secrets outside secret<N>).
+inline void wipe(std::span<std::uint8_t> b) noexcept { CryptoPP::SecureWipeBuffer(b.data(), b.size()); }
+
 using public_key = std::array<std::uint8_t, 32>;
 using signature = std::array<std::uint8_t, 64>;
 using digest = std::array<std::uint8_t, 32>;

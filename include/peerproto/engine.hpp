@@ -443,12 +443,6 @@ class engine {
     return std::nullopt;
   }
 
-  static bool is_reply_type(std::string_view t) {
-    for (std::string_view r : {"handshake_ack", "ack", "error", "pong", "capability_response", "task_accepted", "discovery_response"})
-      if (t == r) return true;
-    return false;
-  }
-
   // MSG-1, MSG-3, CHK-7: what a delivered message's handler answers, before it is wrapped.
   result<handler_reply> dispatch(const envelope& e, const boost::json::object& payload, std::string_view remote,
                                  sys_milliseconds now) {

@@ -33,6 +33,13 @@ struct handler_reply {
   boost::json::object payload;   ///< without in_reply_to / acked_nonce: the engine adds those
 };
 
+/// MSG-3: the reply types, which are never requests.
+inline bool is_reply_type(std::string_view t) noexcept {
+  for (std::string_view r : {"handshake_ack", "ack", "error", "pong", "capability_response", "task_accepted", "discovery_response"})
+    if (t == r) return true;
+  return false;
+}
+
 using handler = std::function<result<handler_reply>(const handler_request&)>;
 
 class registry {

@@ -1,0 +1,148 @@
+// peerproto-node: the reference node. `serve` runs it, `keygen` makes an identity, `send` talks to
+// a node (handshake, then one message or a chunked payload) and prints the replies.
+#include "node/client.hpp"
+#include "node/server.hpp"
+
+#include <boost/asio/signal_set.hpp>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <iostream>
+
+namespace pn = peerproto::node;
+
+namespace {
+
+int serve(pn::node_config cfg) {
+  boost::asio::io_context ioc(1);
+  pn::server srv(ioc, std::move(cfg));
+  srv.start();
+  // Tests and scripts read this line to learn the port when --port 0 was given.
+  std::cout << "peerproto-node listening on " << srv.config().bind << ":" << srv.port() << std::endl;
+  boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (!ec) srv.shutdown();
+  });
+  ioc.run();
+  return 0;
+}
+
+int keygen(const std::string& file, const std::string& entity_id) {
+  const auto id = pn::generate_key_file(file, entity_id);
+  std::cout << "wrote " << file << " (mode 0600)\n"
+            << "entity_id   " << id.entity_id << "\n"
+            << "public_key  " << peerproto::hex_encode(id.key.public_key_bytes()) << "\n"
+            << "fingerprint " << pn::fingerprint(id.key.public_key_bytes()) << "\n"
+            << "peers line  " << id.entity_id << " " << peerproto::hex_encode(id.key.public_key_bytes()) << "\n";
+  return 0;
+}
+
+struct send_options {
+  std::string key_file = "node.key", to, type = "ping", payload = "{}";
+  bool sessionless = false, v10 = false;
+  std::size_t chunk_size = 0, repeat = 1;
+};
+
+int send(const send_options& o) {
+  auto peer = pn::parse_peer_url(o.to);
+  if (!peer) throw pn::config_error("--to: " + peer.error().message);
+  auto value = peerproto::jcs::parse_strict(o.payload);
+  if (!value || !value->is_object()) throw pn::config_error("--payload must be a JSON object");
+  peerproto::engine_options opt;
+  if (o.v10) {
+    opt.versions = {"1.0"};
+    opt.suites = {};
+  }
+  pn::client c(pn::load_key_file(o.key_file), opt);
+  const auto check = [](const auto& r) {
+    if (!r) throw std::runtime_error(std::string(peerproto::wire_name(r.code())) + ": " + r.error().message);
+  };
+  auto peer_id = c.learn_identity(*peer);
+  check(peer_id);
+  std::optional<peerproto::uuid> session;
+  if (!o.sessionless || o.chunk_size) {
+    auto s = c.handshake(*peer, *peer_id);
+    check(s);
+    session = *s;
+    std::cerr << "session " << peerproto::format_uuid(*s) << " with " << *peer_id << "\n";
+  } else {
+    auto s = c.handshake(*peer, *peer_id);  // binds our key on the peer (ID-8)
+    check(s);
+  }
+  for (std::size_t i = 0; i < o.repeat; ++i) {
+    if (o.chunk_size) {
+      auto r = c.send_chunked(*peer, *session, o.type, value->as_object(), o.chunk_size);
+      check(r);
+      std::cout << r->reply.msg_type << " " << boost::json::serialize(r->payload) << "\n";
+      continue;
+    }
+    auto r = session ? c.send(*peer, *session, o.type, value->as_object())
+                     : c.send_sessionless(*peer, *peer_id, o.type, value->as_object());
+    check(r);
+    for (const auto& a : *r) std::cout << a.reply.msg_type << " " << boost::json::serialize(a.payload) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"peerproto-node: the reference node of the peerproto protocol (docs/SPEC.md)"};
+  app.require_subcommand(1);
+
+  pn::node_config cfg;
+  auto* srv = app.add_subcommand("serve", "run the node (HTTP/1.1 and WebSocket at /ws)");
+  srv->set_config("--config", "", "read these options from a TOML or INI file (keys as the long option names)");
+  srv->add_option("--key", cfg.key_file, "identity key file (mode 0600)")->capture_default_str();
+  srv->add_option("--trust", cfg.trust, "trust policy: pinned, tofu or open")->capture_default_str()
+      ->check(CLI::IsMember({"pinned", "tofu", "open"}));
+  srv->add_option("--peers", cfg.peers_file, "peers file: one 'entity_id public_key_hex' per line");
+  srv->add_option("--bind", cfg.bind, "address to listen on")->capture_default_str();
+  srv->add_option("--port", cfg.port, "port to listen on (0: any free port)")->capture_default_str();
+  srv->add_option("--state-dir", cfg.state_dir, "directory of the SQLite state and the audit log")->capture_default_str();
+  srv->add_option("--audit-log", cfg.audit_log, "audit log file (JSON lines); default <state-dir>/audit.jsonl");
+  srv->add_flag("--require-encryption", cfg.require_encryption, "accept only encrypted (1.1) sessions");
+  srv->add_option("--rate-multiplier", cfg.rate_multiplier, "multiply every rate-limit bucket (load tests)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  srv->add_option("--max-task-queue", cfg.max_task_queue, "queued tasks before task_delegate is RATE_LIMITED")->capture_default_str();
+  srv->add_option("--max-header-bytes", cfg.max_header_bytes, "HTTP header limit (431 beyond)")->capture_default_str();
+  srv->add_option("--max-body-bytes", cfg.max_body_bytes, "envelope limit for HTTP bodies and WebSocket messages")->capture_default_str();
+  srv->add_option("--max-connections", cfg.max_connections, "open connections in total")->capture_default_str();
+  srv->add_option("--max-connections-per-address", cfg.max_connections_per_address, "open connections per remote address")->capture_default_str();
+  srv->add_option("--ws-max-in-flight", cfg.ws_max_in_flight, "WebSocket requests in flight per connection")->capture_default_str();
+  const auto seconds = [](CLI::App* a, const char* name, std::chrono::seconds& v, const char* help) {
+    a->add_option_function<long>(name, [&v](long s) { v = std::chrono::seconds(s); }, help)
+        ->default_str(std::to_string(v.count()))->check(CLI::PositiveNumber);
+  };
+  seconds(srv, "--read-timeout", cfg.read_timeout, "seconds a client has to send a whole request");
+  seconds(srv, "--idle-timeout", cfg.idle_timeout, "seconds an idle connection is kept open");
+  seconds(srv, "--drain-timeout", cfg.drain_timeout, "seconds SIGTERM waits for in-flight work");
+
+  std::string keygen_file = "node.key", keygen_id;
+  auto* kg = app.add_subcommand("keygen", "create an identity key file (mode 0600; never overwrites)");
+  kg->add_option("--out", keygen_file, "key file to create")->capture_default_str();
+  kg->add_option("--entity-id", keygen_id, "this node's entity id (1-128 of A-Z a-z 0-9 . _ : @ -)")->required();
+
+  send_options so;
+  auto* snd = app.add_subcommand("send", "handshake with a node and send it a message; prints the replies");
+  snd->add_option("--key", so.key_file, "identity key file")->capture_default_str();
+  snd->add_option("--to", so.to, "the node: http://HOST:PORT or ws://HOST:PORT/ws")->required();
+  snd->add_option("--type", so.type, "message type")->capture_default_str();
+  snd->add_option("--payload", so.payload, "payload, a JSON object")->capture_default_str();
+  snd->add_option("--chunk-size", so.chunk_size, "send the payload in chunks of this many bytes");
+  snd->add_option("--repeat", so.repeat, "send the message this many times")->capture_default_str();
+  snd->add_flag("--sessionless", so.sessionless, "send signed outside a session (after a handshake binds the key)");
+  snd->add_flag("--v10", so.v10, "offer only protocol 1.0 (signed plaintext sessions)");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (srv->parsed()) return serve(std::move(cfg));
+    if (kg->parsed()) return keygen(keygen_file, keygen_id);
+    return send(so);
+  } catch (const std::exception& e) {
+    std::cerr << "peerproto-node: " << e.what() << "\n";
+    return 2;
+  }
+}

@@ -1,0 +1,44 @@
+// Everything peerproto-node can be told, with safe defaults (loopback only, pinned trust).
+#pragma once
+
+#include <peerproto/engine.hpp>
+#include <peerproto/version.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace peerproto::node {
+
+struct node_config {
+  // identity and trust
+  std::filesystem::path key_file = "node.key";     ///< from `peerproto-node keygen`, mode 0600
+  std::string trust = "pinned";                    ///< pinned, tofu or open (ID-4)
+  std::filesystem::path peers_file;                ///< "entity_id public_key_hex" lines (pinned)
+  // network
+  std::string bind = "127.0.0.1";                  ///< loopback unless told otherwise
+  std::uint16_t port = 8700;                       ///< 0: any free port (printed at start-up)
+  // state
+  std::filesystem::path state_dir = "peerproto-state";  ///< SQLite database and audit log
+  std::filesystem::path audit_log;                 ///< default: <state_dir>/audit.jsonl
+  // protocol
+  bool require_encryption = false;                 ///< VER-7
+  double rate_multiplier = 1;                      ///< scales every rate-limit bucket (load tests)
+  std::size_t max_task_queue = limits::max_task_queue;  ///< MSG-6
+  // transport limits (SPEC §16, §18)
+  std::size_t max_header_bytes = limits::max_header_bytes;     ///< HTTP-10
+  std::size_t max_body_bytes = limits::max_envelope_bytes;     ///< HTTP-3, WS-4
+  std::size_t max_connections = 1024;              ///< all clients together
+  std::size_t max_connections_per_address = 64;    ///< one remote IP address
+  std::size_t ws_max_in_flight = limits::ws_max_in_flight;  ///< WS-2
+  std::chrono::seconds read_timeout = limits::read_timeout;  ///< HTTP-11: a whole request
+  std::chrono::seconds idle_timeout = limits::idle_timeout;  ///< HTTP-11: between requests
+  std::chrono::seconds drain_timeout{15};          ///< SIGTERM: longest wait for in-flight work
+  bool quiet = false;                              ///< no start-up banner on stderr
+
+  /// The engine options these settings imply.
+  engine_options engine(const std::string& self_id) const;
+};
+
+}  // namespace peerproto::node

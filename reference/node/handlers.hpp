@@ -1,0 +1,28 @@
+// The reference node's built-in message types (SPEC §15), registered through the registry like
+// any plugin: ping, heartbeat, status_report, wake_up, capability_query, task_delegate and
+// discovery. session_close is a core type, handled by the engine.
+#pragma once
+
+#include "store.hpp"
+
+#include <peerproto/engine.hpp>
+#include <peerproto/registry.hpp>
+#include <peerproto/trust.hpp>
+
+namespace peerproto::node {
+
+/// What the handlers need from the node. `engine_opt` and `trust` must outlive the registry.
+struct handler_context {
+  const engine_options& engine_opt;
+  const trust_store& trust;
+  store& state;
+  std::size_t max_task_queue;
+};
+
+/// Registers the built-in handlers into `r`.
+void register_builtin_handlers(registry& r, const handler_context& ctx);
+
+/// MSG-7: the capability_response payload (without in_reply_to), also served at /capabilities.
+boost::json::object capabilities(const engine_options& opt, const registry& r);
+
+}  // namespace peerproto::node

@@ -1,0 +1,565 @@
+#include "server.hpp"
+
+#include "openapi.hpp"
+
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <deque>
+
+namespace peerproto::node {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+
+engine_options node_config::engine(const std::string& self_id) const {
+  engine_options o;
+  o.self_id = self_id;
+  o.require_encryption = require_encryption;
+  o.json.max_bytes = max_body_bytes;
+  o.replay.journal = true;  // every accepted nonce is persisted before the reply (RPL-6)
+  for (auto* b : {&o.rate.pre_auth, &o.rate.handshake, &o.rate.heartbeat, &o.rate.task, &o.rate.discovery,
+                  &o.rate.chunk, &o.rate.other}) {
+    b->per_minute *= rate_multiplier;
+    b->burst *= rate_multiplier;
+  }
+  return o;
+}
+
+namespace {
+
+// HTTP-1: application/json, optionally with charset=utf-8, nothing else.
+bool is_json_media_type(std::string_view v) {
+  const auto lower = [](std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+  };
+  const auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+  };
+  const auto semi = v.find(';');
+  if (lower(trim(v.substr(0, semi))) != "application/json") return false;
+  if (semi == std::string_view::npos) return true;
+  std::string param = lower(trim(v.substr(semi + 1)));
+  return param == "charset=utf-8" || param == "charset=\"utf-8\"";
+}
+
+std::string address_of(const tcp::socket& s) {
+  boost::system::error_code ec;
+  const auto ep = s.remote_endpoint(ec);
+  return ec ? std::string("unknown") : ep.address().to_string();
+}
+
+// ---------------------------------------------------------------- WebSocket
+
+class ws_connection : public connection, public std::enable_shared_from_this<ws_connection> {
+ public:
+  ws_connection(server& srv, beast::tcp_stream&& stream, std::string address)
+      : srv_(srv), ws_(std::move(stream)), address_(std::move(address)) {
+    srv_.opened(this);
+  }
+  ~ws_connection() override { srv_.closed(this, address_); }
+
+  void run(http::request<http::string_body> req) {
+    const auto& cfg = srv_.config();
+    beast::get_lowest_layer(ws_).expires_never();  // the websocket stream's own timeouts apply
+    websocket::stream_base::timeout t{};
+    t.handshake_timeout = cfg.read_timeout;
+    t.idle_timeout = cfg.idle_timeout;
+    t.keep_alive_pings = true;
+    ws_.set_option(t);
+    ws_.read_message_max(cfg.max_body_bytes);  // WS-4: beyond it Beast closes with 1009
+    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->read();
+    });
+  }
+
+  void drain() override {
+    draining_ = true;
+    if (in_flight_ == 0 && queue_.empty()) close();
+  }
+  void abort() override {
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().close(ec);
+  }
+
+ private:
+  void read() {
+    if (reading_ || closing_ || draining_) return;
+    // Back-pressure: a peer that does not read its replies stops being read (bounded memory).
+    if (queue_.size() >= srv_.config().ws_max_in_flight) return;
+    reading_ = true;
+    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    reading_ = false;
+    if (ec) return;  // closed, timed out, or too big (Beast has sent close 1009)
+    std::string text = beast::buffers_to_string(buffer_.data());
+    buffer_.consume(buffer_.size());
+    if (!ws_.got_text()) {
+      write(srv_.refuse({errc::invalid_format, "binary messages are not envelopes; send text"}, "", address_).reply);  // WS-3
+    } else if (in_flight_ >= srv_.config().ws_max_in_flight) {
+      write(srv_.refuse({errc::rate_limited, "too many requests in flight on this connection"}, text, address_,
+                        std::chrono::seconds(1)).reply);  // WS-2
+    } else {
+      ++in_flight_;
+      srv_.submit(text, address_, [self = shared_from_this()](const outcome& o) {
+        --self->in_flight_;
+        // MSG-3: a reply type received as a request is matched to our own requests (we have
+        // none as a server) and not answered; ERR-8: an error is never answered.
+        const bool unanswered = o.what == outcome::kind::none ||
+                                (o.error == errc::unsupported_message_type && is_reply_type(o.msg_type));
+        if (!unanswered) self->write(o.reply);
+        else if (self->draining_ && self->in_flight_ == 0 && self->queue_.empty()) self->close();
+        self->read();
+      });
+    }
+    read();
+  }
+
+  void write(std::string text) {
+    queue_.push_back(std::move(text));
+    if (queue_.size() == 1) do_write();
+  }
+  void do_write() {
+    ws_.text(true);
+    ws_.async_write(asio::buffer(queue_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->queue_.pop_front();
+      if (ec) return;
+      if (!self->queue_.empty()) return self->do_write();
+      if (self->draining_ && self->in_flight_ == 0) return self->close();
+      self->read();
+    });
+  }
+  void close() {
+    if (closing_) return;
+    closing_ = true;
+    ws_.async_close(websocket::close_code::going_away, [self = shared_from_this()](beast::error_code) {});
+  }
+
+  server& srv_;
+  websocket::stream<beast::tcp_stream> ws_;
+  std::string address_;
+  beast::flat_buffer buffer_;
+  std::deque<std::string> queue_;
+  std::size_t in_flight_ = 0;
+  bool reading_ = false, draining_ = false, closing_ = false;
+};
+
+// ---------------------------------------------------------------- HTTP
+
+class http_connection : public connection, public std::enable_shared_from_this<http_connection> {
+ public:
+  http_connection(server& srv, tcp::socket&& socket, std::string address)
+      : srv_(srv), stream_(std::move(socket)), address_(std::move(address)) {
+    srv_.opened(this);
+  }
+  ~http_connection() override {
+    if (!handed_over_) srv_.closed(this, address_);
+  }
+
+  void start() { read_request(); }  // a new connection has read_timeout to send its request
+
+  void drain() override {
+    draining_ = true;
+    if (!busy_) abort();
+  }
+  void abort() override {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+ private:
+  // HTTP-11: between requests the idle timeout applies; once a request starts, the read timeout.
+  void wait_for_request() {
+    if (buffer_.size() > 0) return read_request();
+    stream_.expires_after(srv_.config().idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      if (ec) return;  // idle timeout or closed
+      self->buffer_.commit(n);
+      self->read_request();
+    });
+  }
+
+  void read_request() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(srv_.config().max_header_bytes));
+    parser_->body_limit(srv_.config().max_body_bytes);
+    stream_.expires_after(srv_.config().read_timeout);
+    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->on_read(ec);
+    });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) return abort();
+    busy_ = true;
+    if (ec == http::error::body_limit) {  // HTTP-3: declared or received length over the limit
+      const auto o = srv_.refuse({errc::payload_too_large, "the body exceeds the envelope limit"}, "", address_);
+      return respond(envelope_response(o), true);
+    }
+    if (ec == http::error::header_limit) return respond(plain(http::status::request_header_fields_too_large, "headers too large\n"), true);
+    if (ec.category() == http::make_error_code(http::error::bad_target).category())
+      return respond(plain(http::status::bad_request, "malformed HTTP request\n"), true);  // HTTP-10
+    if (ec) return abort();
+    request_ = parser_->release();
+    dispatch();
+  }
+
+  void dispatch() {
+    std::string_view target = request_.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (path == "/ws") {
+      if (!websocket::is_upgrade(request_)) return respond(plain(http::status::bad_request, "expected a WebSocket upgrade\n"), false);
+      if (srv_.draining()) return respond(plain(http::status::service_unavailable, "shutting down\n"), true);
+      handed_over_ = true;  // the WebSocket connection takes over the socket and the counts
+      srv_.handed_over(this);
+      std::make_shared<ws_connection>(srv_, std::move(stream_), address_)->run(std::move(request_));
+      return;
+    }
+    if (path == "/message") {
+      if (request_.method() != http::verb::post) return respond(not_allowed("POST"), false);  // HTTP-12
+      const auto& body = request_.body();
+      if (!is_json_media_type(request_[http::field::content_type]))
+        return respond(envelope_response(srv_.refuse({errc::invalid_format, "Content-Type must be application/json"}, body, address_)), false);
+      return srv_.submit(body, address_, [self = shared_from_this()](const outcome& o) {
+        self->respond(self->envelope_response(o), false);
+      });
+    }
+    auto res = srv_.get(path);
+    if (!res) return respond(plain(http::status::not_found, "no such resource\n"), false);
+    if (request_.method() != http::verb::get) return respond(not_allowed("GET"), false);
+    http::response<http::string_body> r{static_cast<http::status>(res->status), request_.version()};
+    r.set(http::field::content_type, res->content_type);
+    r.body() = std::move(res->body);
+    respond(std::move(r), false);
+  }
+
+  http::response<http::string_body> envelope_response(const outcome& o) {
+    http::response<http::string_body> r{static_cast<http::status>(o.http_status), request_.version()};
+    if (o.what == outcome::kind::reply) {  // ERR-8/MSG-3: an `error` request gets 400 and no body
+      r.set(http::field::content_type, "application/json");
+      r.body() = o.reply;
+    }
+    if (o.retry_after) r.set(http::field::retry_after, std::to_string(o.retry_after->count()));  // RL-7
+    return r;
+  }
+  http::response<http::string_body> plain(http::status s, std::string body) {
+    http::response<http::string_body> r{s, 11};
+    r.set(http::field::content_type, "text/plain");
+    r.body() = std::move(body);
+    return r;
+  }
+  http::response<http::string_body> not_allowed(const char* allow) {
+    auto r = plain(http::status::method_not_allowed, "method not allowed\n");
+    r.set(http::field::allow, allow);
+    return r;
+  }
+
+  void respond(http::response<http::string_body> r, bool close) {
+    close = close || srv_.draining() || !request_.keep_alive();
+    r.set(http::field::server, "peerproto-node");
+    r.keep_alive(!close);
+    r.prepare_payload();
+    response_ = std::move(r);
+    stream_.expires_after(srv_.config().idle_timeout);  // a client that does not read is cut off
+    http::async_write(stream_, response_, [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
+      self->busy_ = false;
+      self->request_ = {};
+      if (ec || close || self->draining_) return self->abort();
+      self->wait_for_request();
+    });
+  }
+
+  server& srv_;
+  beast::tcp_stream stream_;
+  std::string address_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> request_;
+  http::response<http::string_body> response_;
+  bool busy_ = false, draining_ = false, handed_over_ = false;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- server
+
+server::server(asio::io_context& ioc, node_config cfg)
+    : ioc_(ioc),
+      cfg_(std::move(cfg)),
+      id_(load_key_file(cfg_.key_file)),
+      trust_(parse_trust_policy(cfg_.trust)),
+      metrics_({}),
+      acceptor_(ioc),
+      poll_timer_(ioc),
+      maintenance_timer_(ioc),
+      drain_timer_(ioc) {
+  log_ = spdlog::get("peerproto-node");
+  if (!log_) log_ = spdlog::stderr_color_mt("peerproto-node");
+  std::error_code fs_ec;
+  std::filesystem::create_directories(cfg_.state_dir, fs_ec);
+  if (fs_ec) throw config_error("cannot create state directory " + cfg_.state_dir.string() + ": " + fs_ec.message());
+  ::chmod(cfg_.state_dir.c_str(), 0700);
+  store_ = std::make_unique<store>(cfg_.state_dir / "state.sqlite3");
+
+  if (!cfg_.peers_file.empty())
+    for (auto& [peer, key] : load_peers_file(cfg_.peers_file)) trust_.pin(peer, key);
+  if (trust_.policy() != trust_policy::pinned)  // tofu and open keep what earlier runs learned
+    for (auto& [peer, key] : store_->peers())
+      if (!trust_.key_for(peer) || trust_.policy() == trust_policy::open) trust_.pin(peer, key);
+  if (trust_.policy() == trust_policy::open)  // ID-7
+    log_->warn("trust policy is OPEN: any key presented in a handshake is accepted and replaces the known one. "
+               "Use open only for tests and demonstrations.");
+  if (trust_.policy() == trust_policy::pinned && trust_.keys().empty())
+    log_->warn("trust policy is pinned and no peers are configured: every peer will get UNKNOWN_SENDER (use --peers)");
+
+  engine_opt_ = cfg_.engine(id_.entity_id);
+  register_builtin_handlers(handlers_, {engine_opt_, trust_, *store_, cfg_.max_task_queue});
+  engine_ = std::make_unique<engine>(engine_opt_, id_.key, trust_, handlers_);
+  const auto t = now();
+  std::size_t nonces = 0, sessions = 0;
+  for (const auto& n : store_->nonces(t)) {
+    engine_->replay().restore(n.sender, n.nonce, n.expiry, t);
+    ++nonces;
+  }
+  for (const auto& s : store_->sessions()) sessions += engine_->restore_session(s) ? 1 : 0;
+  (void)engine_->take_changed_sessions();
+
+  std::set<std::string> known{"handshake", "handshake_confirm", "chunk", "session_close"};
+  for (const auto& type : handlers_.types()) known.insert(type);
+  for (const char* reply : {"handshake_ack", "ack", "error", "pong", "capability_response", "task_accepted", "discovery_response"})
+    known.insert(reply);
+  metrics_ = metrics(std::move(known));
+
+  const auto audit_file = cfg_.audit_log.empty() ? cfg_.state_dir / "audit.jsonl" : cfg_.audit_log;
+  audit_ = std::make_shared<spdlog::logger>("audit", std::make_shared<spdlog::sinks::basic_file_sink_mt>(audit_file.string()));
+  audit_->set_pattern("%v");
+  audit_->flush_on(spdlog::level::info);
+  log_->info("{} ({}) restored {} sessions, {} replay entries, {} pinned peers, {} queued tasks",
+             id_.entity_id, fingerprint(id_.key.public_key_bytes()), sessions, nonces, trust_.keys().size(), store_->task_count());
+}
+
+server::~server() = default;
+
+sys_milliseconds server::now() {
+  return std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+void server::start() {
+  const tcp::endpoint ep(asio::ip::make_address(cfg_.bind), cfg_.port);
+  acceptor_.open(ep.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  acceptor_.bind(ep);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+  log_->info("listening on http://{}:{} (WebSocket at /ws), trust {}, state in {}", cfg_.bind, port(), cfg_.trust,
+             cfg_.state_dir.string());
+  accept();
+  maintenance();
+  rearm();
+}
+
+std::uint16_t server::port() const { return acceptor_.local_endpoint().port(); }
+
+void server::accept() {
+  acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) {
+      std::string address = address_of(socket);
+      if (admit(address)) std::make_shared<http_connection>(*this, std::move(socket), std::move(address))->start();
+      else metrics_.connection_refused();  // the socket closes as it goes out of scope
+    }
+    accept();
+  });
+}
+
+bool server::admit(const std::string& address) {
+  if (draining_ || connections_.size() >= cfg_.max_connections) return false;
+  auto& n = per_address_[address];
+  if (n >= cfg_.max_connections_per_address) {
+    if (n == 0) per_address_.erase(address);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void server::closed(connection* c, const std::string& address) {
+  connections_.erase(c);
+  if (const auto it = per_address_.find(address); it != per_address_.end() && --it->second == 0) per_address_.erase(it);
+  finish_if_drained();
+}
+
+void server::submit(std::string_view text, const std::string& remote, reply_fn done) {
+  const auto started = std::chrono::steady_clock::now();
+  outcome o = engine_->handle(text, remote, now());
+  persist(o, text, remote);
+  record(o, started);
+  if (o.what == outcome::kind::held) {
+    metrics_.held();
+    waiting_[o.request_nonce] = {std::move(done), started};
+  } else {
+    done(o);
+  }
+  for (const auto& r : o.released) route(r);
+  rearm();
+}
+
+outcome server::refuse(const failure& f, std::string_view text, const std::string& remote,
+                       std::optional<std::chrono::seconds> retry_after) {
+  auto o = engine_->refuse(f, text, remote, now(), retry_after);
+  record(o, std::chrono::steady_clock::now());
+  return o;
+}
+
+// Everything the engine call changed is written before any reply leaves (RPL-6, SES-13). If the
+// write fails, the reply becomes INTERNAL_ERROR (ERR-7): nothing is acknowledged that is not stored.
+void server::persist(outcome& o, std::string_view text, const std::string& remote) {
+  state_changes c;
+  c.nonces = engine_->replay().take_journal();
+  for (const auto& id : engine_->take_changed_sessions()) {
+    const auto* s = engine_->find_session(id);
+    if (auto snap = s ? s->snapshot() : std::nullopt) c.sessions.push_back(std::move(*snap));
+    else c.gone.push_back(id);
+  }
+  const auto pins = [&](const outcome& x) {
+    for (const auto& a : x.audit)
+      if (a.event == audit_event::key_pinned && a.sender_id)
+        if (const auto key = trust_.key_for(*a.sender_id)) c.peers.emplace_back(*a.sender_id, *key);
+  };
+  pins(o);
+  for (const auto& r : o.released) pins(r);
+  try {
+    store_->apply(c);
+  } catch (const store_error& e) {
+    log_->error("{}", e.what());
+    if (o.what == outcome::kind::none) return;
+    o = engine_->refuse({errc::internal_error, "the node could not store its state"}, text, remote, now());
+  }
+}
+
+void server::record(const outcome& o, std::chrono::steady_clock::time_point started) {
+  const auto took = std::chrono::steady_clock::now() - started;
+  if (o.what != outcome::kind::held) metrics_.request(o.msg_type, o.error, took);
+  if (o.error == errc::rate_limited) metrics_.rate_limited();
+  for (const auto& a : o.audit) {
+    if (a.event == audit_event::handshake_succeeded) metrics_.handshake(true);
+    if (a.event == audit_event::handshake_failed) metrics_.handshake(false);
+    audit_->info(boost::json::serialize(to_json(a)));
+  }
+  for (const auto& r : o.released) record(r, started);
+}
+
+void server::route(const outcome& o) {
+  const auto it = waiting_.find(o.request_nonce);
+  if (it == waiting_.end()) return;
+  auto w = std::move(it->second);
+  waiting_.erase(it);
+  w.done(o);
+}
+
+void server::rearm() {
+  const auto d = engine_->next_deadline();
+  if (!d) {
+    poll_timer_.cancel();
+    return;
+  }
+  const auto wait = std::max(std::chrono::milliseconds(0), *d - now());
+  poll_timer_.expires_after(wait);
+  poll_timer_.async_wait([this](beast::error_code ec) {
+    if (!ec) on_poll();
+  });
+}
+
+void server::on_poll() {
+  const auto started = std::chrono::steady_clock::now();
+  auto outs = engine_->poll(now());
+  for (auto& o : outs) {
+    persist(o, "", "");
+    record(o, started);
+    route(o);
+  }
+  rearm();
+  finish_if_drained();
+}
+
+void server::maintenance() {
+  try {
+    store_->purge_nonces(now());
+  } catch (const store_error& e) {
+    log_->error("{}", e.what());
+  }
+  maintenance_timer_.expires_after(std::chrono::seconds(60));
+  maintenance_timer_.async_wait([this](beast::error_code ec) {
+    if (!ec) maintenance();
+  });
+}
+
+std::optional<server::resource> server::get(std::string_view path) {
+  const auto json = [](const boost::json::value& v) { return resource{200, "application/json", boost::json::serialize(v)}; };
+  if (path == "/health") return json(boost::json::object{{"status", "ok"}});
+  if (path == "/ready")
+    return draining_ ? resource{503, "application/json", R"({"status":"draining"})"} : json(boost::json::object{{"status", "ready"}});
+  if (path == "/public-key")
+    return json(boost::json::object{{"entity_id", id_.entity_id},
+                                    {"public_key", hex_encode(id_.key.public_key_bytes())},
+                                    {"fingerprint", fingerprint(id_.key.public_key_bytes())}});
+  if (path == "/capabilities") return json(capabilities(engine_opt_, handlers_));
+  if (path == "/metrics") {
+    std::size_t tasks = 0;
+    try {
+      tasks = store_->task_count();
+    } catch (const store_error&) {
+    }
+    return resource{200, "text/plain; version=0.0.4",
+                    metrics_.render({engine_->session_count(), connections_.size(), tasks, !draining_})};
+  }
+  if (path == "/openapi.json") return resource{200, "application/json", std::string(openapi_json)};
+  return std::nullopt;
+}
+
+void server::shutdown() {
+  if (draining_) return;
+  draining_ = true;
+  log_->info("draining: no new connections; finishing {} connections", connections_.size());
+  beast::error_code ec;
+  acceptor_.close(ec);
+  maintenance_timer_.cancel();
+  const auto snapshot = std::vector<connection*>(connections_.begin(), connections_.end());
+  for (auto* c : snapshot)
+    if (connections_.contains(c)) c->drain();
+  drain_timer_.expires_after(cfg_.drain_timeout);
+  drain_timer_.async_wait([this](beast::error_code e) {
+    if (e) return;
+    log_->warn("drain timeout: closing {} connections", connections_.size());
+    const auto rest = std::vector<connection*>(connections_.begin(), connections_.end());
+    for (auto* c : rest)
+      if (connections_.contains(c)) c->abort();
+  });
+  finish_if_drained();
+}
+
+void server::finish_if_drained() {
+  if (!draining_ || !connections_.empty() || !waiting_.empty()) return;
+  poll_timer_.cancel();
+  drain_timer_.cancel();
+  log_->info("drained; state is stored; exiting");
+}
+
+}  // namespace peerproto::node

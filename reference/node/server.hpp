@@ -1,0 +1,117 @@
+// peerproto-node's server: HTTP/1.1 keep-alive and WebSocket on Boost.Beast, one thread, every
+// protocol decision made by the engine. The server moves bytes, owns the timers the engine asks
+// for, persists what the engine changed before it replies, and writes the audit log.
+#pragma once
+
+#include "config.hpp"
+#include "handlers.hpp"
+#include "identity.hpp"
+#include "metrics.hpp"
+#include "store.hpp"
+
+#include <peerproto/engine.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+namespace spdlog {
+class logger;
+}
+
+namespace peerproto::node {
+
+/// A client connection, as the server sees it (for limits and for draining on shutdown).
+class connection {
+ public:
+  virtual ~connection() = default;
+  /// Shutdown has begun: finish the request in progress, then close; close at once when idle.
+  virtual void drain() = 0;
+  /// The drain timeout passed: close now.
+  virtual void abort() = 0;
+};
+
+class server {
+ public:
+  /// Loads the identity, trust configuration and persisted state. Throws config_error or
+  /// store_error with a message for the operator.
+  server(boost::asio::io_context& ioc, node_config cfg);
+  ~server();
+
+  /// Binds and starts accepting. Throws boost::system::system_error when the address is taken.
+  void start();
+  /// The bound port (useful with port 0).
+  std::uint16_t port() const;
+  /// Graceful shutdown (SIGTERM): /ready turns 503, no new connections, in-flight requests finish,
+  /// then every connection closes; after drain_timeout the rest are cut. io_context::run() returns
+  /// when all is done.
+  void shutdown();
+
+  const node_config& config() const noexcept { return cfg_; }
+  const identity& self() const noexcept { return id_; }
+  bool draining() const noexcept { return draining_; }
+
+  // ---- used by the connections
+  using reply_fn = std::function<void(const outcome&)>;
+  /// Runs one inbound envelope through the engine. `done` is called once with the outcome: at
+  /// once, or later for a message held in the ordering window (ORD-8, ORD-6).
+  void submit(std::string_view text, const std::string& remote, reply_fn done);
+  /// An error envelope for a request refused by the transport (see engine::refuse).
+  outcome refuse(const failure& f, std::string_view text, const std::string& remote,
+                 std::optional<std::chrono::seconds> retry_after = std::nullopt);
+  /// The body and content type of a GET endpoint; nullopt for an unknown path.
+  struct resource {
+    int status;
+    std::string content_type;
+    std::string body;
+  };
+  std::optional<resource> get(std::string_view path);
+
+  /// Admission at accept time; false when a connection limit is reached.
+  bool admit(const std::string& address);
+  void opened(connection* c) { connections_.insert(c); }
+  /// An HTTP connection became a WebSocket connection, which keeps its address count.
+  void handed_over(connection* c) { connections_.erase(c); }
+  void closed(connection* c, const std::string& address);
+
+ private:
+  static sys_milliseconds now();
+  void accept();
+  void persist(outcome& o, std::string_view text, const std::string& remote);
+  void record(const outcome& o, std::chrono::steady_clock::time_point started);
+  void route(const outcome& o);
+  void rearm();
+  void on_poll();
+  void maintenance();
+  void finish_if_drained();
+
+  boost::asio::io_context& ioc_;
+  node_config cfg_;
+  identity id_;
+  trust_store trust_;
+  std::unique_ptr<store> store_;
+  engine_options engine_opt_;
+  registry handlers_;
+  std::unique_ptr<engine> engine_;
+  metrics metrics_;
+  std::shared_ptr<spdlog::logger> audit_, log_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer poll_timer_, maintenance_timer_, drain_timer_;
+  bool draining_ = false;
+  std::set<connection*> connections_;
+  std::map<std::string, std::size_t> per_address_;
+  struct waiter {
+    reply_fn done;
+    std::chrono::steady_clock::time_point started;
+  };
+  std::unordered_map<std::string, waiter> waiting_;  ///< held requests by nonce
+};
+
+}  // namespace peerproto::node
