@@ -1,0 +1,428 @@
+// peerproto-node over real sockets on 127.0.0.1: two nodes talking over HTTP and WebSocket, a
+// 20 MiB chunked transfer, rate limiting, SIGKILL and restart, slow clients, SIGTERM draining,
+// malformed HTTP and connection limits.
+#include "node/client.hpp"
+#include "node/store.hpp"
+#include "node_process.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <mutex>
+
+namespace pp = peerproto;
+namespace pn = peerproto::node;
+using pp::testing::node_process;
+using pp::testing::temp_dir;
+
+namespace {
+
+pn::peer_url url(const std::string& text) { return *pn::parse_peer_url(text); }
+
+pn::client client_for(const node_process& n) { return pn::client(pn::load_key_file(n.key_file())); }
+
+// A plain TCP connection for the tests that speak broken HTTP on purpose.
+struct raw_socket {
+  int fd = -1;
+  explicit raw_socket(int port, int timeout_s = 20) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{timeout_s, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  }
+  ~raw_socket() { ::close(fd); }
+  void send(std::string_view s) const { EXPECT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size())); }
+  /// Reads until the peer closes (true) or the receive timeout passes (false).
+  std::pair<std::string, bool> read_until_close() const {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+      const auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n == 0) return {out, true};
+      if (n < 0) return {out, errno == ECONNRESET};
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+};
+
+int status_of(const std::string& response) { return response.size() > 12 ? std::stoi(response.substr(9, 3)) : 0; }
+
+std::string error_code_of(const std::string& body) {
+  auto v = pp::jcs::parse_strict(body);
+  if (!v || !v->is_object()) return "";
+  const auto* p = v->as_object().if_contains("payload");
+  if (!p || !p->is_object()) return "";
+  const auto* c = p->as_object().if_contains("error_code");
+  return c && c->is_string() ? std::string(c->as_string()) : "";
+}
+
+std::string metric(const node_process& n, const std::string& name) {
+  auto c = client_for(n);
+  raw_socket s(n.port());
+  s.send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const auto [text, closed] = s.read_until_close();
+  const auto at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return "";
+  const auto start = at + name.size() + 2;
+  return text.substr(start, text.find('\n', start) - start);
+}
+
+}  // namespace
+
+TEST(Node, TwoNodesExchangeEncryptedMessagesOverHttpAndWebSocket) {
+  temp_dir dir;
+  node_process alice(dir.path, "alice", {"--trust", "tofu"});
+  node_process bob(dir.path, "bob", {"--trust", "tofu"});
+  for (const auto& [from, to] : {std::pair{&alice, &bob}, std::pair{&bob, &alice}}) {
+    for (const auto& target : {to->http_url(), to->ws_url()}) {
+      auto c = client_for(*from);
+      const auto peer = url(target);
+      const auto id = c.learn_identity(peer);
+      ASSERT_TRUE(id.ok()) << id.error().message;
+      const auto session = c.handshake(peer, *id);
+      ASSERT_TRUE(session.ok()) << target << ": " << session.error().message;
+      EXPECT_TRUE(c.protocol().find_session(*session)->encrypted());
+      for (int i = 0; i < 3; ++i) {
+        const auto r = c.send(peer, *session, "ping", {{"i", i}});
+        ASSERT_TRUE(r.ok()) << r.error().message;
+        ASSERT_EQ(r->size(), 1u);
+        EXPECT_EQ((*r)[0].reply.msg_type, "pong");
+        EXPECT_TRUE((*r)[0].reply.encrypted_payload.has_value());  // sealed on the wire
+        EXPECT_EQ((*r)[0].payload.at("echo").at("i"), i);
+      }
+      const auto task = c.send(peer, *session, "task_delegate", {{"task", {{"do", "x"}}}});
+      ASSERT_TRUE(task.ok()) << task.error().message;
+      EXPECT_TRUE(pp::parse_uuid_v4((*task)[0].payload.at("task_id").as_string()));
+    }
+  }
+  // Keep-alive: the HTTP client reused pooled connections.
+  auto c = client_for(alice);
+  ASSERT_TRUE(c.learn_identity(url(bob.http_url())).ok());
+  EXPECT_EQ(c.pooled_connections(), 1u);
+}
+
+TEST(Node, Version10SessionsAreSignedPlaintext) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--trust", "tofu"});
+  node_process alice(dir.path, "alice", {"--trust", "tofu"});
+  pp::engine_options opt;
+  opt.versions = {"1.0"};
+  opt.suites = {};
+  pn::client c(pn::load_key_file(alice.key_file()), opt);
+  const auto peer = url(bob.http_url());
+  const auto session = c.handshake(peer, *c.learn_identity(peer));
+  ASSERT_TRUE(session.ok()) << session.error().message;
+  const auto r = c.send(peer, *session, "heartbeat", {});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ((*r)[0].payload.at("status"), "delivered");
+  EXPECT_TRUE((*r)[0].reply.signature.has_value());
+}
+
+TEST(Node, TwentyMebibyteChunkedTransferArrivesIntact) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--trust", "tofu"});
+  node_process alice(dir.path, "alice", {"--trust", "tofu"});
+  std::string data(20 * 1024 * 1024, '\0');
+  std::mt19937 rng(7);
+  for (auto& ch : data) ch = static_cast<char>('a' + rng() % 26);
+  const boost::json::object payload{{"data", data}};
+  for (const auto& target : {bob.http_url(), bob.ws_url()}) {
+    auto c = client_for(alice);
+    const auto peer = url(target);
+    const auto session = c.handshake(peer, *c.learn_identity(peer));
+    ASSERT_TRUE(session.ok()) << session.error().message;
+    // The handler runs only after reassembly checked the length and SHA-256 of the whole
+    // transfer that the sender declared (CHK-6), so "delivered" means every byte arrived.
+    const auto r = c.send_chunked(peer, *session, "status_report", payload, pp::limits::max_chunk_data_bytes);
+    ASSERT_TRUE(r.ok()) << target << ": " << r.error().message;
+    EXPECT_EQ(r->reply.msg_type, "ack");
+    EXPECT_EQ(r->payload.at("status"), "delivered");
+  }
+}
+
+TEST(Node, BurstGets429WithRetryAfter) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--trust", "tofu"});
+  node_process alice(dir.path, "alice");
+  auto c = client_for(alice);
+  const auto peer = url(bob.http_url());
+  ASSERT_TRUE(c.handshake(peer, *c.learn_identity(peer)).ok());
+  // heartbeat's bucket holds 120 (RL-2); 130 in a burst must run into it.
+  std::vector<std::string> burst;
+  for (int i = 0; i < 130; ++i) burst.push_back(c.protocol().send_sessionless("bob", "heartbeat", {}, pp::sys_milliseconds(
+      std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()))));
+  const auto replies = c.exchange(peer, burst);
+  ASSERT_TRUE(replies.ok()) << replies.error().message;
+  std::size_t ok = 0, limited = 0;
+  for (const auto& r : *replies) {
+    if (r.status == 200) ++ok;
+    if (r.status == 429) {
+      ++limited;
+      EXPECT_EQ(error_code_of(r.body), "RATE_LIMITED");
+      ASSERT_TRUE(r.retry_after);
+      EXPECT_GE(std::stoi(*r.retry_after), 1);
+    }
+  }
+  EXPECT_EQ(ok + limited, 130u);
+  EXPECT_GE(limited, 1u);
+  EXPECT_LE(ok, 121u);
+  EXPECT_NE(metric(bob, "peerproto_rate_limited_total"), "0");
+}
+
+TEST(Node, SigkillAndRestartKeepAckedTasksAndRefuseReplays) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--trust", "tofu", "--rate-multiplier", "1000"});
+  node_process alice(dir.path, "alice");
+  const auto peer = url(bob.http_url());
+
+  // Tasks are sent until the node dies; every acknowledged one must survive.
+  std::vector<std::string> acked;
+  std::string replayable;  // a sessionless message the node accepted before it died
+  std::atomic<bool> started{false};
+  std::thread sender([&] {
+    auto c = client_for(alice);
+    if (!c.handshake(peer, *c.learn_identity(peer)).ok()) return;
+    for (int i = 0;; ++i) {
+      const auto msg = c.protocol().send_sessionless("bob", "task_delegate", {{"task", {{"n", i}}}},
+          std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()));
+      const auto r = c.exchange(peer, {msg});
+      if (!r || (*r)[0].status != 200) return;
+      const auto accepted = c.protocol().accept_reply((*r)[0].body,
+          std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()));
+      if (!accepted) return;
+      acked.push_back(std::string((*accepted)[0].payload.at("task_id").as_string()));
+      replayable = msg;
+      started = true;
+    }
+  });
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  bob.kill(SIGKILL);
+  sender.join();
+  ASSERT_FALSE(acked.empty());
+
+  {
+    pn::store state(bob.state_dir() / "state.sqlite3");
+    std::set<std::string> stored;
+    for (const auto& t : state.tasks()) stored.insert(t.task_id);
+    for (const auto& id : acked) EXPECT_TRUE(stored.contains(id)) << "acknowledged task lost: " << id;
+  }
+
+  bob.start();
+  auto c = client_for(alice);
+  const auto again = c.exchange(url(bob.http_url()), {replayable});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[0].status, 409);
+  EXPECT_EQ(error_code_of((*again)[0].body), "REPLAY_DETECTED");
+}
+
+TEST(Node, SessionsSurviveARestartWithoutReusingSequenceNumbers) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--trust", "tofu"});
+  node_process alice(dir.path, "alice");
+  auto c = client_for(alice);
+  const auto peer = url(bob.http_url());
+  const auto session = c.handshake(peer, *c.learn_identity(peer));
+  ASSERT_TRUE(session.ok());
+  const auto first = c.protocol().send(*session, "ping", {{"n", 1}},
+      std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()));
+  ASSERT_TRUE(first.ok());
+  const auto r1 = c.exchange(peer, {*first});
+  ASSERT_TRUE(r1.ok());
+  ASSERT_TRUE(c.protocol().accept_reply((*r1)[0].body, std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now())).ok());
+
+  bob.restart();
+  const auto peer2 = url(bob.http_url());
+  const auto replay = c.exchange(peer2, {*first});
+  ASSERT_TRUE(replay.ok());
+  EXPECT_EQ(error_code_of((*replay)[0].body), "REPLAY_DETECTED");
+  const auto next = c.send(peer2, *session, "ping", {{"n", 2}});  // the client checks bob's sequence numbers
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ((*next)[0].payload.at("echo").at("n"), 2);
+}
+
+TEST(Node, SlowAndIdleClientsAreCutOff) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--read-timeout", "1", "--idle-timeout", "2"});
+  raw_socket slow(bob.port());
+  slow.send("POST /message HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");  // and then nothing
+  const auto [text, closed] = slow.read_until_close();
+  EXPECT_TRUE(closed) << "a request that never completes must not hold the connection";
+  EXPECT_TRUE(text.empty()) << text;
+
+  raw_socket idle(bob.port());
+  idle.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto [answer, idle_closed] = idle.read_until_close();
+  EXPECT_EQ(status_of(answer), 200);
+  EXPECT_TRUE(idle_closed) << "an idle keep-alive connection must be closed";
+}
+
+TEST(Node, SigtermDrainsInFlightRequests) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--trust", "tofu"});
+  node_process alice(dir.path, "alice");
+  auto c = client_for(alice);
+  const auto peer = url(bob.http_url());
+  const auto session = c.handshake(peer, *c.learn_identity(peer));
+  ASSERT_TRUE(session.ok());
+  const auto now = [] { return std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()); };
+  const auto skipped = c.protocol().send(*session, "ping", {}, now());  // sequence 1, never sent
+  const auto held = c.protocol().send(*session, "ping", {}, now());     // sequence 2: waits for 1
+  ASSERT_TRUE(skipped.ok() && held.ok());
+  std::optional<pn::wire_reply> answer;
+  std::thread waiting([&] {
+    auto r = c.exchange(peer, {*held});
+    if (r) answer = (*r)[0];
+  });
+  while (metric(bob, "peerproto_held_total") != "1") std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  bob.kill(SIGTERM);
+  waiting.join();
+  // The held request was answered (its gap timed out, ORD-6) before the node exited, cleanly.
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 409);
+  EXPECT_EQ(error_code_of(answer->body), "SEQUENCE_ERROR");
+  EXPECT_EQ(bob.wait(), 0);
+  EXPECT_NE(bob.stderr_text().find("drained"), std::string::npos);
+}
+
+TEST(Node, MalformedHttpAndOversizeBodiesGet4xxAndTheNodeKeepsServing) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob");
+  const auto check = [&](const std::string& request, int status, const std::string& code, bool closes) {
+    raw_socket s(bob.port(), closes ? 20 : 2);
+    s.send(request);
+    const auto [text, closed] = s.read_until_close();
+    EXPECT_EQ(status_of(text), status) << request.substr(0, 60) << "\n" << text.substr(0, 300);
+    if (!code.empty()) {
+      EXPECT_EQ(error_code_of(text.substr(text.find("\r\n\r\n") + 4)), code);
+    }
+    if (closes) {
+      EXPECT_TRUE(closed);
+    }
+  };
+  check("GARBAGE\r\n\r\n", 400, "", true);
+  check("GET /health HTTP/1.1\r\nBad Header\r\n\r\n", 400, "", true);
+  check("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9000, 'a') + "\r\n\r\n", 431, "", true);
+  check("POST /message HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n", 413,
+        "PAYLOAD_TOO_LARGE", true);
+  check("POST /message HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        400, "INVALID_FORMAT", true);
+  check("POST /message HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{\"a\":",
+        400, "INVALID_FORMAT", true);
+  check("GET /message HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, "", true);
+  check("GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "", true);
+  check("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200, "", true);
+  check("GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200, "", true);
+
+  // WebSocket: a binary message is INVALID_FORMAT and the connection stays; an oversize one is 1009.
+  namespace beast = boost::beast;
+  boost::asio::io_context ioc;
+  beast::websocket::stream<boost::asio::ip::tcp::socket> ws(ioc);
+  ws.next_layer().connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<std::uint16_t>(bob.port())});
+  ws.handshake("127.0.0.1", "/ws");
+  ws.binary(true);
+  ws.write(boost::asio::buffer(std::string("{}")));
+  beast::flat_buffer buf;
+  ws.read(buf);
+  EXPECT_EQ(error_code_of(beast::buffers_to_string(buf.data())), "INVALID_FORMAT");
+  buf.consume(buf.size());
+  ws.text(true);
+  ws.write(boost::asio::buffer(std::string("[1]")));
+  ws.read(buf);
+  EXPECT_EQ(error_code_of(beast::buffers_to_string(buf.data())), "INVALID_FORMAT");  // still open
+  buf.consume(buf.size());
+  ws.write(boost::asio::buffer(std::string(pp::limits::max_envelope_bytes + 1, ' ')));
+  beast::error_code ec;
+  ws.read(buf, ec);
+  EXPECT_EQ(ec, beast::websocket::error::closed);
+  EXPECT_EQ(ws.reason().code, beast::websocket::close_code::too_big);
+}
+
+TEST(Node, ConnectionLimitsPerAddressAndConcurrentConnections) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--max-connections-per-address", "300"});
+  // 300 keep-alive connections open at once, each answered.
+  std::vector<std::unique_ptr<raw_socket>> open;
+  for (int i = 0; i < 300; ++i) {
+    open.push_back(std::make_unique<raw_socket>(bob.port(), 5));
+    open.back()->send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  }
+  std::size_t answered = 0;
+  for (auto& s : open) {
+    char buf[512];
+    const auto n = ::recv(s->fd, buf, sizeof buf, 0);
+    if (n > 12 && status_of(std::string(buf, static_cast<std::size_t>(n))) == 200) ++answered;
+  }
+  EXPECT_EQ(answered, 300u);
+  // The 301st from the same address is closed at once.
+  raw_socket extra(bob.port(), 5);
+  extra.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto [text, closed] = extra.read_until_close();
+  EXPECT_TRUE(text.empty());
+  EXPECT_TRUE(closed);
+  std::cout << "[ info ] 300 concurrent connections: node resident memory " << bob.rss_kib() << " KiB\n";
+  open.clear();
+}
+
+TEST(Node, KeyFilesAndTrustConfiguration) {
+  temp_dir dir;
+  const auto key = dir.path / "k.key";
+  pn::generate_key_file(key, "carol");
+  EXPECT_EQ(std::filesystem::status(key).permissions() & std::filesystem::perms::all, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  EXPECT_THROW(pn::generate_key_file(key, "carol"), pn::config_error);  // never overwritten
+  std::filesystem::permissions(key, std::filesystem::perms::group_read, std::filesystem::perm_options::add);
+  try {
+    pn::load_key_file(key);
+    ADD_FAILURE() << "a group-readable key file was loaded";
+  } catch (const pn::config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("chmod 600"), std::string::npos);
+  }
+  std::ofstream(dir.path / "peers") << "# comment\nalice " << std::string(64, 'a') << "\nbad line\n";
+  EXPECT_THROW(pn::load_peers_file(dir.path / "peers"), pn::config_error);
+
+  node_process open_node(dir.path, "dave", {"--trust", "open"});
+  EXPECT_NE(open_node.stderr_text().find("trust policy is OPEN"), std::string::npos);
+}
+
+TEST(Node, PinnedTrustRefusesUnknownKeysAndAcceptsPinnedOnes) {
+  temp_dir dir;
+  const auto alice_key = dir.path / "alice.key";
+  const auto alice = pn::generate_key_file(alice_key, "alice");
+  std::ofstream(dir.path / "peers") << "alice " << pp::hex_encode(alice.key.public_key_bytes()) << "\n";
+  node_process bob(dir.path, "bob", {"--peers", (dir.path / "peers").string()});
+  pn::generate_key_file(dir.path / "mallory.key", "mallory");
+  const auto peer = url(bob.http_url());
+  pn::client good(pn::load_key_file(alice_key));
+  EXPECT_TRUE(good.handshake(peer, *good.learn_identity(peer)).ok());
+  pn::client bad(pn::load_key_file(dir.path / "mallory.key"));
+  const auto refused = bad.handshake(peer, *bad.learn_identity(peer));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.code(), pp::errc::unknown_sender);
+}
+
+TEST(Node, ThousandSessionsAndResidentMemory) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--trust", "tofu", "--rate-multiplier", "1000"});
+  node_process alice(dir.path, "alice");
+  const long idle = bob.rss_kib();
+  auto c = client_for(alice);
+  const auto peer = url(bob.http_url());
+  const auto id = c.learn_identity(peer);
+  ASSERT_TRUE(id.ok());
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(c.handshake(peer, *id).ok()) << i;
+  EXPECT_EQ(metric(bob, "peerproto_sessions"), "1000");
+  std::cout << "[ info ] resident memory: idle " << idle << " KiB, with 1000 sessions " << bob.rss_kib() << " KiB\n";
+}
