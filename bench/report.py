@@ -84,9 +84,32 @@ plot for [i=2:5] '{data}' using 1:i with linespoints title columnheader(i)
         print(f"report: gnuplot failed ({e}); no plot", file=sys.stderr)
     os.remove(data)
 
+def node_table(rows):
+    """Round trips per second of the node and of the Beast echo server, per transport, mode and
+    number of connections, with the node's latency percentiles."""
+    lines = ["| transport and mode | connections | peerproto-node | Beast echo | node / echo | node p50 | node p99 |",
+             "|---|---|---|---|---|---|---|"]
+    ratios = {}
+    for name in sorted(n for n in rows if split(n)[1] == "peerproto" and not n.startswith("chunked")):
+        op, _, conns = split(name)
+        node, echo = rows[name], rows.get(f"{op}/echo/{conns}")
+        rate = node.get("items_per_second", 0)
+        base = echo.get("items_per_second", 0) if echo else 0
+        ratio = rate / base if base else None
+        ratios[(op, conns)] = ratio
+        lines.append(f"| {op.replace('_', ' ')} | {conns} | {rate:,.0f}/s | {base:,.0f}/s | "
+                     f"{f'{ratio:.0%}' if ratio else 'n/a'} | {node.get('p50_us', 0):.0f} µs | {node.get('p99_us', 0):.0f} µs |")
+    for name in sorted(n for n in rows if n.startswith("chunked")):
+        b = rows[name]
+        lines.append(f"| {split(name)[0].replace('_', ' ')} transfer, {human_size(split(name)[2])} | 1 | "
+                     f"{b.get('bytes_per_second', 0) / (1 << 20):.1f} MiB/s | | | | |")
+    return "\n".join(lines), ratios
+
 def main(results, outdir):
     ctx, crypto = load(os.path.join(results, "crypto.json"))
     _, framing = load(os.path.join(results, "framing.json"))
+    _, node = load(os.path.join(results, "node.json"))
+    node_tab, nr = node_table(node)
     cpu = ctx.get("cpu_scaling_enabled")
     model = ""
     try:
@@ -126,8 +149,8 @@ def main(results, outdir):
         target("Ed25519 verify vs raw Crypto++", verify_r, "within 5%", lambda r, g: abs(1 - r) <= 0.05),
     ] + [target(f"parse + validate vs boost::json::parse, {human_size(s)}", pr.get(("parse_validate", s)), "≥ 50%",
                 lambda r, g: r >= 0.50) for s in ("100", "1024", "16384", "1048576")] + [
-        "| node WebSocket encrypted throughput vs raw Beast echo | — | ≥ 60% | not measured: the reference node does not exist yet |",
-    ])
+    ] + [target(f"node WebSocket encrypted throughput vs Beast echo, {c} connection{'s' if c != '1' else ''}",
+                nr.get(("ws_encrypted", c)), "≥ 60%", lambda r, g: r >= 0.60) for c in ("1", "4")])
 
     doc = f"""# Performance
 
@@ -173,6 +196,16 @@ Chunk split and reassembly (256 KiB chunks, canonical text, SHA-256 both ways, s
 the result) against a memcpy of the same number of bytes:
 
 {chunk_tab}
+
+## Node
+
+peerproto-node in-process on loopback (one server thread) against a minimal Boost.Beast echo
+server run the same way: the same blocking client, the same request bytes (a `ping` with 100 B of
+text, sealed in a 1.1 session or signed in a 1.0 session), 64 round trips per connection per
+iteration. The client seals or signs every request for both; only the node's replies are opened
+and verified. With 4 connections, 4 client threads share the machine's cores with the server.
+
+{node_tab}
 
 ## Where the time goes
 
