@@ -61,15 +61,14 @@ int send(const send_options& o) {
   };
   auto peer_id = c.learn_identity(*peer);
   check(peer_id);
+  // A handshake comes first either way: it binds our key on the peer, which sessionless messages
+  // need (ID-8).
+  auto s = c.handshake(*peer, *peer_id);
+  check(s);
   std::optional<peerproto::uuid> session;
   if (!o.sessionless || o.chunk_size) {
-    auto s = c.handshake(*peer, *peer_id);
-    check(s);
     session = *s;
     std::cerr << "session " << peerproto::format_uuid(*s) << " with " << *peer_id << "\n";
-  } else {
-    auto s = c.handshake(*peer, *peer_id);  // binds our key on the peer (ID-8)
-    check(s);
   }
   for (std::size_t i = 0; i < o.repeat; ++i) {
     if (o.chunk_size) {

@@ -9,6 +9,8 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <array>
 #include <functional>
 #include <map>
 #include <string>
@@ -34,10 +36,10 @@ struct handler_reply {
 };
 
 /// MSG-3: the reply types, which are never requests.
+inline constexpr std::array<std::string_view, 7> reply_types{
+    "handshake_ack", "ack", "error", "pong", "capability_response", "task_accepted", "discovery_response"};
 inline bool is_reply_type(std::string_view t) noexcept {
-  for (std::string_view r : {"handshake_ack", "ack", "error", "pong", "capability_response", "task_accepted", "discovery_response"})
-    if (t == r) return true;
-  return false;
+  return std::find(reply_types.begin(), reply_types.end(), t) != reply_types.end();
 }
 
 using handler = std::function<result<handler_reply>(const handler_request&)>;

@@ -344,8 +344,7 @@ server::server(asio::io_context& ioc, node_config cfg)
 
   std::set<std::string> known{"handshake", "handshake_confirm", "chunk", "session_close"};
   for (const auto& type : handlers_.types()) known.insert(type);
-  for (const char* reply : {"handshake_ack", "ack", "error", "pong", "capability_response", "task_accepted", "discovery_response"})
-    known.insert(reply);
+  for (const auto reply : reply_types) known.insert(std::string(reply));
   metrics_ = metrics(std::move(known));
 
   const auto audit_file = cfg_.audit_log.empty() ? cfg_.state_dir / "audit.jsonl" : cfg_.audit_log;

@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
-#include <mutex>
+#include <set>
 
 namespace pp = peerproto;
 namespace pn = peerproto::node;
@@ -70,7 +70,6 @@ std::string error_code_of(const std::string& body) {
 }
 
 std::string metric(const node_process& n, const std::string& name) {
-  auto c = client_for(n);
   raw_socket s(n.port());
   s.send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   const auto [text, closed] = s.read_until_close();
