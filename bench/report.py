@@ -14,6 +14,9 @@ def load(path):
         if b.get("aggregate_name", "median") != "median" or b.get("error_occurred"):
             continue
         name = b["run_name"] if "run_name" in b else b["name"]
+        # UseManualTime/UseRealTime append a suffix that the other tables do not expect.
+        for suffix in ("/manual_time", "/real_time"):
+            name = name.removesuffix(suffix)
         rows[name] = b
     return doc["context"], rows
 
