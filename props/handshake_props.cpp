@@ -58,7 +58,7 @@ std::vector<tamper_case> cases() {
       {step::m3, "forged payload", pp::errc::invalid_signature, false, flip_hex("challenge_response")},
       {step::m3, "wrong challenge response", pp::errc::challenge_invalid, true, flip_hex("challenge_response")},
       {step::m3, "wrong key confirmation", pp::errc::challenge_invalid, true, flip_hex("key_confirmation")},
-      {step::m3, "missing key confirmation", pp::errc::invalid_format, true,
+      {step::m3, "missing key confirmation", pp::errc::missing_fields, true,  // HS-3
        [](pp::envelope& e) { e.payload->erase("key_confirmation"); }},
       {step::m3, "unknown session", pp::errc::session_not_found, true,
        [](pp::envelope& e) { (*e.payload)["session_id"] = "123e4567-e89b-42d3-a456-426614174000"; }},

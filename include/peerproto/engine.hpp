@@ -119,6 +119,7 @@ class engine {
       if (entry.pending && now - entry.pending->started >= opt_.handshake_timeout) {
         (void)s.apply(session_event::pending_timeout, now);
         entry.pending.reset();
+        entry.timed_out = true;
         audit(ctx, audit_event::handshake_failed, std::nullopt, errc::challenge_expired, "pending handshake expired");
       }
       std::move(ctx.audit.begin(), ctx.audit.end(), std::back_inserter(events));
@@ -324,6 +325,7 @@ class engine {
     explicit session_entry(session s_) : s(std::move(s_)) {}
     session s;
     std::optional<pending_handshake> pending;
+    bool timed_out = false;  ///< failed because message 3 did not come in time (HS-16)
   };
   struct initiator_pending {
     crypto::x25519_keypair ephemeral;
@@ -333,12 +335,16 @@ class engine {
   };
 
   // ERR-3, ERR-4: what can be read of a request that may not be a valid envelope.
-  static void peek(const boost::json::value& v, request_context& ctx) {
+  bool ours(std::string_view version) const {
+    return std::find(opt_.versions.begin(), opt_.versions.end(), version) != opt_.versions.end();
+  }
+
+  void peek(const boost::json::value& v, request_context& ctx) const {
     const auto* o = v.if_object();
     if (!o) return;
     if (const auto* s = detail::string_member(*o, "sender_id"); s && is_entity_id(*s)) ctx.sender_id = *s;
     if (const auto* s = detail::string_member(*o, "nonce"); s && hex_decode_fixed<16>(*s)) ctx.nonce_hex = *s;
-    if (const auto* s = detail::string_member(*o, "version"); s && is_supported_version(*s)) ctx.version = *s;
+    if (const auto* s = detail::string_member(*o, "version"); s && ours(*s)) ctx.version = *s;
     if (const auto* s = detail::string_member(*o, "msg_type"); s && is_msg_type(*s)) ctx.msg_type = *s;
   }
 
@@ -356,7 +362,10 @@ class engine {
     // PROC-2
     if (const auto wait = rate_.admit_unauthenticated(ctx.remote, e.sender_id, now); wait.count() > 0)
       return limited(ctx, e, wait, "too many messages from this address or sender");
-    // PROC-3
+    // PROC-3. The envelope parser knows every version of the protocol; this node may support fewer
+    // (VER-2: no 1.0 when encryption is required).
+    if (e.msg_type != "handshake" && !ours(e.version))
+      return error_reply(ctx, {errc::invalid_version, "version '" + e.version + "' is not supported by this node"});
     if (e.recipient_id != opt_.self_id)
       return error_reply(ctx, {errc::invalid_format, "the message is addressed to another node"});
     if (replay_.check_time(e.timestamp, now)) {
@@ -550,18 +559,25 @@ class engine {
     session& s = entry.s;
     if (s.state() == session_state::ready) return error_reply(ctx, {errc::replay_detected, "the session is already confirmed"});  // HS-19
     changed_.insert(s.id());
+    // HS-16: a message 3 after the timeout is CHALLENGE_EXPIRED, whether or not poll() has
+    // already failed the handshake; any other failed handshake stays failed (HS-22).
+    if (entry.timed_out) return error_reply(ctx, {errc::challenge_expired, "the pending handshake expired"});
     if (s.state() != session_state::await_confirm || !entry.pending)
       return error_reply(ctx, {errc::session_not_found, "no pending handshake with this session id"});  // HS-22
     if (ctx.now - entry.pending->started >= opt_.handshake_timeout) {
       (void)s.apply(session_event::pending_timeout, ctx.now);
       entry.pending.reset();
+      entry.timed_out = true;
       audit(ctx, audit_event::handshake_failed, e, errc::challenge_expired, "confirmation arrived too late");
       return error_reply(ctx, {errc::challenge_expired, "the pending handshake expired"});
     }
     if (auto o = authenticate_signed(ctx, e, s.peer_key())) return std::move(*o);
     if (auto o = after_authentication(ctx, e)) return std::move(*o);
-    if (c->key_confirmation.has_value() != entry.pending->confirmation.has_value())
-      return error_reply(ctx, {errc::invalid_format, "key_confirmation must be present exactly when a suite was selected"});
+    // HS-3: absent where the table requires it is MISSING_FIELDS; HS-13: present in 1.0 is INVALID_FORMAT.
+    if (entry.pending->confirmation && !c->key_confirmation)
+      return error_reply(ctx, {errc::missing_fields, "key_confirmation is required when a suite was selected"});
+    if (!entry.pending->confirmation && c->key_confirmation)
+      return error_reply(ctx, {errc::invalid_format, "key_confirmation is not allowed in a 1.0 handshake"});
     const bool response_ok = crypto::equal_constant_time(c->challenge_response, entry.pending->expected_response);
     const bool confirm_ok = !c->key_confirmation ||
                             crypto::equal_constant_time(*c->key_confirmation, *entry.pending->confirmation);

@@ -198,9 +198,13 @@ inline result<negotiated> negotiate(const hello& h, std::span<const std::string>
   std::optional<std::string> suite;
   for (const auto& s : h.cipher_suites)
     if (std::find(our_suites.begin(), our_suites.end(), s) != our_suites.end()) { suite = s; break; }
-  if (theirs(version_1_1) && ours(std::string(version_1_1)) && suite) return negotiated{std::string(version_1_1), suite};
-  if (require_encryption) return failure{errc::encryption_required, "this node requires an encrypted (1.1) session"};
-  if (theirs(version_1_0) && ours(std::string(version_1_0))) return negotiated{std::string(version_1_0), std::nullopt};
+  const bool common_1_1 = theirs(version_1_1) && ours(std::string(version_1_1));
+  if (common_1_1 && suite) return negotiated{std::string(version_1_1), suite};
+  // VER-7: a peer that offers 1.0, or 1.1 without a common suite, could talk to us unencrypted;
+  // a peer with no known version at all gets INVALID_VERSION (VER-4) like anywhere else.
+  if (require_encryption && (common_1_1 || theirs(version_1_0)))
+    return failure{errc::encryption_required, "this node requires an encrypted (1.1) session"};
+  if (!require_encryption && theirs(version_1_0) && ours(std::string(version_1_0))) return negotiated{std::string(version_1_0), std::nullopt};
   return failure{errc::invalid_version, "no protocol version in common"};
 }
 

@@ -41,6 +41,13 @@ boost::json::object capabilities(const engine_options& opt, const registry& r) {
       {"max_transfer_bytes", opt.chunks.max_transfer_bytes},
       {"max_transfers_per_peer", opt.chunks.max_transfers_per_peer},
       {"max_reassembly_bytes_total", opt.chunks.max_total_bytes},
+      {"pre_auth_rate_per_minute", opt.rate.pre_auth.per_minute},
+      {"pre_auth_burst", opt.rate.pre_auth.burst},
+      {"heartbeat_rate_per_minute", opt.rate.heartbeat.per_minute},
+      {"heartbeat_burst", opt.rate.heartbeat.burst},
+      {"backoff_threshold", opt.rate.backoff.threshold},
+      {"backoff_window_ms", ms(opt.rate.backoff.window)},
+      {"backoff_initial_ms", ms(opt.rate.backoff.initial)},
   };
   return {{"versions", boost::json::array(opt.versions.begin(), opt.versions.end())},
           {"suites", boost::json::array(opt.suites.begin(), opt.suites.end())},

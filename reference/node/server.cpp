@@ -27,6 +27,7 @@ engine_options node_config::engine(const std::string& self_id) const {
   engine_options o;
   o.self_id = self_id;
   o.require_encryption = require_encryption;
+  if (require_encryption) o.versions = {std::string(version_1_1)};  // VER-2: 1.0 only without the requirement
   o.json.max_bytes = max_body_bytes;
   o.replay.journal = true;  // every accepted nonce is persisted before the reply (RPL-6)
   for (auto* b : {&o.rate.pre_auth, &o.rate.handshake, &o.rate.heartbeat, &o.rate.task, &o.rate.discovery,
