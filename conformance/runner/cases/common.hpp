@@ -1,0 +1,84 @@
+// Shared building blocks of the case files: a base envelope, ways to break it, and a case that
+// expects a given refusal.
+#pragma once
+
+#include "../suite.hpp"
+
+#include <peerproto/encoding.hpp>
+
+namespace peerproto::conformance::cases {
+
+/// Builds the text a case sends.
+using build = std::function<std::string(context&)>;
+
+/// A sessionless ping from the case's identity (not bound: for rules checked before
+/// authentication).
+inline json::object base_ping(context& c) { return c.header(c.me(), "ping", {{"text", "hello"}}); }
+
+/// The base ping changed by `f`, then signed (the signature matches the changed envelope).
+inline build changed(std::function<void(json::object&)> f) {
+  return [f](context& c) {
+    auto o = base_ping(c);
+    f(o);
+    return c.sign(o, c.me());
+  };
+}
+
+/// The base ping signed, then changed by `f` (for rules about the signature member itself).
+inline build changed_after_signing(std::function<void(json::object&)> f) {
+  return [f](context& c) {
+    auto o = base_ping(c);
+    c.sign(o, c.me());
+    f(o);
+    return canonical(o);
+  };
+}
+
+/// A v1.1 session message shape (random session id, sequence 1, 32 bytes of "ciphertext"),
+/// changed by `f`. For form rules, which come before the session lookup.
+inline build changed_session_shape(std::function<void(json::object&)> f) {
+  return [f](context& c) {
+    json::object o = c.header(c.me(), "ping");
+    o.erase("payload");
+    o["session_id"] = random_uuid();
+    o["sequence_num"] = 1;
+    bytes b(32, 0x5a);
+    o["encrypted_payload"] = base64_encode(b);
+    f(o);
+    return canonical(o);
+  };
+}
+
+/// The text of a ping whose payload is `payload_text`, spliced in verbatim (for JSON-level
+/// breakage the runner's own serializer cannot produce). The signature covers the payload
+/// {"text": "hello"}, so only parse failures are meaningful with it.
+inline build raw_payload(std::string payload_text) {
+  return [payload_text](context& c) {
+    auto o = base_ping(c);
+    auto text = c.sign(o, c.me());
+    const std::string from = "\"payload\":{\"text\":\"hello\"}";
+    text.replace(text.find(from), from.size(), "\"payload\":" + payload_text);
+    return text;
+  };
+}
+
+inline void expect_refusal(context& c, const std::string& text, errc code, std::string_view rule, std::string_view contains = {}) {
+  c.expect_error(c.exchange(text), text, code, rule, contains);
+}
+
+/// A case that sends what `b` builds and expects `code`.
+inline test_case refusal(std::string id, std::vector<std::string> reqs, std::string group, std::string title, build b, errc code,
+                         std::string contains = {}) {
+  const std::string rule = reqs.front();
+  return {std::move(id), std::move(reqs), std::move(group), std::move(title),
+          [b, code, rule, contains](context& c) { expect_refusal(c, b(c), code, rule, contains); }};
+}
+
+/// A signed sessionless ping from a bound identity, with payload `payload`; expects the pong.
+inline json::object ping_ok(context& c, const identity& who, const json::object& payload, std::string_view rule) {
+  auto o = c.header(who, "ping", payload);
+  const auto text = c.sign(o, who);
+  return c.expect_reply(c.exchange(text), text, "pong", rule);
+}
+
+}  // namespace peerproto::conformance::cases

@@ -1,0 +1,92 @@
+// §13 rate limiting and back-off.
+#include "common.hpp"
+
+#include <thread>
+
+namespace peerproto::conformance {
+using namespace cases;
+
+namespace {
+bool is_rate_limited(const reply& r) { return r.body.find("\"RATE_LIMITED\"") != std::string::npos; }
+int retry_after_of(const reply& r) { return static_cast<int>(json::parse(r.body).at("payload").at("retry_after").as_int64()); }
+}  // namespace
+
+void add_rate_limit_cases(std::vector<test_case>& out) {
+  const std::string g = "rate-limit";
+  out.push_back({"RL-2/heartbeat-burst", {"RL-2", "RL-7", "ORD-7"}, g,
+                 "heartbeats beyond the class burst are RATE_LIMITED with retry_after; after that wait the message passes",
+                 [](context& c) {
+                   c.require_type("heartbeat");
+                   const auto burst = c.node.limit("heartbeat_burst", 120);
+                   auto s = c.handshake(c.fresh());
+                   for (std::int64_t sent = 0;; ++sent) {
+                     const auto text = c.session_message(s, "heartbeat", {{"i", sent}});
+                     const auto r = c.exchange(text);
+                     if (!is_rate_limited(r)) {
+                       c.expect_reply(r, text, "ack", "RL-2", &s);
+                       c.check(sent < burst + 10, "RL-2", "RATE_LIMITED after about " + std::to_string(burst) + " heartbeats",
+                               std::to_string(sent + 1) + " accepted");
+                       continue;
+                     }
+                     c.expect_error(r, text, errc::rate_limited, "RL-2");
+                     c.check(sent + 2 >= burst, "RL-2", "at least the burst (" + std::to_string(burst) + ") accepted first",
+                             std::to_string(sent) + " accepted");
+                     const auto wait = retry_after_of(r);
+                     c.note("waiting retry_after = " + std::to_string(wait) + " s");
+                     std::this_thread::sleep_for(std::chrono::seconds(wait));
+                     // ORD-7: the refused message was not delivered, so its sequence number is free.
+                     --s.next_out;
+                     const auto again = c.session_message(s, "heartbeat", {{"i", sent}});
+                     c.expect_reply(c.exchange(again), again, "ack", "RL-7", &s);
+                     return;
+                   }
+                 },
+                 std::chrono::seconds(40)});
+  out.push_back({"RL-4/backoff", {"RL-4", "RL-5", "RL-7"}, g,
+                 "after the back-off threshold of signature failures, even a valid message is RATE_LIMITED until the block ends",
+                 [](context& c) {
+                   const auto threshold = c.node.limit("backoff_threshold", 5);
+                   if (threshold > 50) c.skip("the node's back-off threshold is above 50");
+                   const auto& who = c.bound();
+                   for (std::int64_t i = 0; i < threshold; ++i) {
+                     auto o = c.header(who, "ping", {{"i", i}});
+                     c.sign(o, who);
+                     o["payload"] = json::object{{"i", -1}};
+                     expect_refusal(c, canonical(o), errc::invalid_signature, "RL-4");
+                   }
+                   auto o = c.header(who, "ping");
+                   const auto valid = c.sign(o, who);
+                   const auto r = c.exchange(valid);
+                   c.expect_error(r, valid, errc::rate_limited, "RL-5");
+                   std::this_thread::sleep_for(std::chrono::seconds(retry_after_of(r)));
+                   auto n = c.header(who, "ping");
+                   const auto later = c.sign(n, who);
+                   c.expect_reply(c.exchange(later), later, "pong", "RL-7");
+                 }});
+  out.push_back({"RL-1/pre-auth-bucket", {"RL-1", "PROC-2"}, g,
+                 "messages from one address beyond the pre-authentication burst are RATE_LIMITED before any other check",
+                 [](context& c) {
+                   const auto burst = c.node.limit("pre_auth_burst", 1200);
+                   if (burst > 5000) c.skip("the node's pre-authentication burst is above 5000");
+                   // Stale timestamps fail at PROC-3, after the bucket, without counting as
+                   // authentication failures: every message takes a token and nothing else.
+                   const auto& who = c.me();
+                   for (std::int64_t sent = 0; sent < burst + 200; ++sent) {
+                     auto o = c.header(who, "ping");
+                     o["timestamp"] = timestamp_at(-std::chrono::hours(1));
+                     const auto text = c.sign(o, who);
+                     const auto r = c.exchange(text);
+                     if (is_rate_limited(r)) {
+                       c.expect_error(r, text, errc::rate_limited, "RL-1");
+                       c.check(sent + 2 >= burst, "RL-1", "at least the burst (" + std::to_string(burst) + ") answered first",
+                               std::to_string(sent) + " answered");
+                       return;
+                     }
+                     c.expect_error(r, text, errc::replay_detected, "RPL-1");
+                   }
+                   c.fail("RL-1", "RATE_LIMITED within " + std::to_string(burst + 200) + " messages", "none");
+                 },
+                 std::chrono::seconds(90), true});
+}
+
+}  // namespace peerproto::conformance

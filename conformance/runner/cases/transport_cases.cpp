@@ -1,0 +1,199 @@
+// §16 the HTTP/1.1 and WebSocket transports. These cases use the transport they are about,
+// whichever transport carries the other cases.
+#include "common.hpp"
+
+#include <peerproto/crypto.hpp>
+
+namespace peerproto::conformance {
+using namespace cases;
+
+namespace {
+reply as_reply(const http_response& h) { return {h.status, h.body, h.header("content-type"), h.header("retry-after"), false}; }
+
+std::string signed_ping(context& c, const identity& who, json::object payload = {}) {
+  auto o = c.header(who, "ping", std::move(payload));
+  return c.sign(o, who);
+}
+
+// POSTs `body` to /message on a new connection with the given headers.
+http_response post(context& c, const std::string& body, const std::optional<std::string>& content_type) {
+  http_connection h(c.source_endpoint(), c.until());
+  h.send("POST", "/message", body, c.until(), content_type);
+  return h.receive(c.until());
+}
+
+// Writes `raw` on a new connection: the node must answer 4xx and close, and go on serving.
+void malformed(context& c, const std::string& raw, std::string_view rule) {
+  http_connection h(c.source_endpoint(), c.until());
+  h.write_raw(raw, c.until());
+  const auto r = h.receive(c.until());
+  c.check(r.status >= 400 && r.status < 500, rule, "a 4xx status", "HTTP " + std::to_string(r.status));
+  c.check(h.closed_by_peer(c.until()), rule, "the connection closed", "the connection stayed open");
+  c.check(c.get("/health").status == 200, rule, "the node still answers /health", "no answer");
+}
+
+json::object get_json(context& c, const std::string& path, std::string_view rule) {
+  const auto r = c.get(path);
+  c.check(r.status == 200, rule, "HTTP 200 for GET " + path, "HTTP " + std::to_string(r.status));
+  boost::system::error_code ec;
+  auto v = json::parse(r.body, ec);
+  c.check(!ec && v.is_object(), rule, "a JSON object", r.body.substr(0, 100));
+  return v.as_object();
+}
+
+std::unique_ptr<ws_connection> open_ws(context& c) { return std::make_unique<ws_connection>(c.source_endpoint(), c.cfg.ws_path, c.until()); }
+}  // namespace
+
+void add_transport_cases(std::vector<test_case>& out) {
+  const std::string g = "http";
+  out.push_back({"HTTP-1/text-plain", {"HTTP-1"}, g, "Content-Type text/plain is INVALID_FORMAT with 400", [](context& c) {
+                   const auto text = signed_ping(c, c.bound());
+                   c.expect_error(as_reply(post(c, text, "text/plain")), text, errc::invalid_format, "HTTP-1");
+                 }});
+  out.push_back({"HTTP-1/no-content-type", {"HTTP-1"}, g, "a request without Content-Type is INVALID_FORMAT with 400", [](context& c) {
+                   const auto text = signed_ping(c, c.bound());
+                   c.expect_error(as_reply(post(c, text, std::nullopt)), text, errc::invalid_format, "HTTP-1");
+                 }});
+  out.push_back({"HTTP-1/charset", {"HTTP-1"}, g, "application/json; charset=utf-8 is accepted", [](context& c) {
+                   const auto text = signed_ping(c, c.bound());
+                   c.expect_reply(as_reply(post(c, text, "application/json; charset=utf-8")), text, "pong", "HTTP-1");
+                 }});
+  out.push_back({"HTTP-3/declared-length", {"HTTP-3", "JSON-5"}, g,
+                 "a declared Content-Length over the limit gets 413 PAYLOAD_TOO_LARGE before the body is sent", [](context& c) {
+                   const auto limit = c.node.limit("max_envelope_bytes", 1 << 20);
+                   http_connection h(c.source_endpoint(), c.until());
+                   h.write_raw("POST /message HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: " +
+                                   std::to_string(limit + 1) + "\r\n\r\n{",
+                               c.until());
+                   c.expect_error(as_reply(h.receive(c.until())), "", errc::payload_too_large, "HTTP-3");
+                 }});
+  out.push_back({"HTTP-4/keep-alive", {"HTTP-4"}, g, "two requests on one connection are both answered and the connection stays open",
+                 [](context& c) {
+                   const auto& who = c.bound();
+                   http_connection h(c.source_endpoint(), c.until());
+                   for (int i = 0; i < 2; ++i) {
+                     const auto text = signed_ping(c, who, {{"i", i}});
+                     h.send("POST", "/message", text, c.until());
+                     const auto r = h.receive(c.until());
+                     c.expect_reply(as_reply(r), text, "pong", "HTTP-4");
+                     c.check(r.keep_alive, "HTTP-4", "a persistent connection", "Connection: close");
+                   }
+                 }});
+  out.push_back({"HTTP-5/health-ready", {"HTTP-5"}, g, "/health and /ready answer 200 on a running node", [](context& c) {
+                   c.check(c.get("/health").status == 200, "HTTP-5", "200 for /health", "another status");
+                   c.check(c.get("/ready").status == 200, "HTTP-5", "200 for /ready", "another status");
+                 }});
+  out.push_back({"HTTP-6/public-key", {"HTTP-6", "ID-3"}, g, "/public-key answers entity_id, public_key and the key's fingerprint",
+                 [](context& c) {
+                   const auto o = get_json(c, "/public-key", "HTTP-6");
+                   const auto want = fingerprint_of(c.node.key);
+                   c.check(o.contains("entity_id") && o.at("entity_id") == json::value(c.node.entity_id), "HTTP-6", "entity_id", canonical(o));
+                   c.check(o.contains("fingerprint") && o.at("fingerprint") == json::value(want), "ID-3", "fingerprint " + want, canonical(o));
+                 }});
+  out.push_back({"HTTP-7/capabilities", {"HTTP-7", "MSG-7"}, g, "/capabilities answers versions, suites, message_types and limits",
+                 [](context& c) {
+                   const auto o = get_json(c, "/capabilities", "HTTP-7");
+                   for (const char* m : {"versions", "suites", "message_types", "limits"})
+                     c.check(o.contains(m), "HTTP-7", std::string("a member ") + m, canonical(o).substr(0, 200));
+                   c.check(!o.contains("in_reply_to"), "HTTP-7", "no in_reply_to", "in_reply_to present");
+                 }});
+  out.push_back({"HTTP-8/metrics", {"HTTP-8"}, g, "/metrics answers the Prometheus text format 0.0.4", [](context& c) {
+                   const auto r = c.get("/metrics");
+                   c.check(r.status == 200, "HTTP-8", "HTTP 200", "HTTP " + std::to_string(r.status));
+                   const auto type = r.header("content-type");
+                   c.check(type.starts_with("text/plain") && type.find("version=0.0.4") != std::string::npos, "HTTP-8",
+                           "Content-Type text/plain; version=0.0.4", type);
+                   std::size_t start = 0, samples = 0;
+                   while (start < r.body.size()) {
+                     const auto end = std::min(r.body.find('\n', start), r.body.size());
+                     const auto line = r.body.substr(start, end - start);
+                     start = end + 1;
+                     if (line.empty() || line.starts_with("#")) continue;
+                     const auto space = line.rfind(' ');
+                     c.check(space != std::string::npos && space > 0, "HTTP-8", "lines 'name{labels} value'", line);
+                     ++samples;
+                   }
+                   c.check(samples > 0, "HTTP-8", "at least one sample", "none");
+                 }});
+  out.push_back({"HTTP-9/openapi", {"HTTP-9"}, g, "/openapi.json answers an OpenAPI 3 description with /message", [](context& c) {
+                   const auto o = get_json(c, "/openapi.json", "HTTP-9");
+                   c.check(o.contains("openapi") && o.at("openapi").is_string() && o.at("openapi").as_string().starts_with("3."), "HTTP-9",
+                           "openapi 3.x", canonical(o).substr(0, 100));
+                   c.check(o.contains("paths") && o.at("paths").is_object() && o.at("paths").as_object().contains("/message"), "HTTP-9",
+                           "paths with /message", canonical(o).substr(0, 200));
+                 }});
+  out.push_back({"HTTP-10/request-line", {"HTTP-10", "ERR-7"}, g, "a malformed request line gets 4xx and the connection closes",
+                 [](context& c) { malformed(c, "HELLO THERE\r\n\r\n", "HTTP-10"); }});
+  out.push_back({"HTTP-10/header-line", {"HTTP-10"}, g, "a header line without a colon gets 4xx and the connection closes",
+                 [](context& c) { malformed(c, "GET /health HTTP/1.1\r\nHost node\r\n\r\n", "HTTP-10"); }});
+  out.push_back({"HTTP-10/oversize-headers", {"HTTP-10"}, g, "headers over the header limit get 4xx and the connection closes",
+                 [](context& c) { malformed(c, "GET /health HTTP/1.1\r\nHost: node\r\nX-Big: " + std::string(9000, 'a') + "\r\n\r\n", "HTTP-10"); }});
+  out.push_back({"HTTP-11/read-timeout", {"HTTP-11"}, g, "a connection that never completes its request is closed by the node",
+                 [](context& c) {
+                   http_connection h(c.source_endpoint(), c.until());
+                   h.write_raw("POST /message HTTP/1.1\r\nHost: node\r\n", c.until());
+                   c.note("waiting for the node's read timeout (10 s by default)");
+                   c.check(h.closed_by_peer(c.until()), "HTTP-11", "the node closes the connection", "it stayed open");
+                 },
+                 std::chrono::seconds(30)});
+  out.push_back({"HTTP-12/wrong-method", {"HTTP-12"}, g, "GET /message is 405 with an Allow header", [](context& c) {
+                   const auto r = c.get("/message");
+                   c.check(r.status == 405, "HTTP-12", "HTTP 405", "HTTP " + std::to_string(r.status));
+                   c.check(r.header("allow").find("POST") != std::string::npos, "HTTP-12", "Allow: POST", r.header("allow"));
+                 }});
+  out.push_back({"HTTP-12/unknown-path", {"HTTP-12"}, g, "an unknown path is 404", [](context& c) {
+                   const auto r = c.get("/no-such-path");
+                   c.check(r.status == 404, "HTTP-12", "HTTP 404", "HTTP " + std::to_string(r.status));
+                 }});
+
+  // ---------------------------------------------------------------- WebSocket
+  const std::string w = "websocket";
+  out.push_back({"WS-1/ping", {"WS-1"}, w, "a ping over /ws is answered on the same connection", [](context& c) {
+                   const auto text = signed_ping(c, c.bound());
+                   auto ws = open_ws(c);
+                   ws->send_text(text, c.until());
+                   c.expect_reply({0, ws->receive(c.until()).data, "", "", true}, text, "pong", "WS-1");
+                 }});
+  out.push_back({"WS-2/pipelined", {"WS-2", "MSG-2"}, w, "16 requests in flight on one connection are all answered, matched by in_reply_to",
+                 [](context& c) {
+                   const auto& who = c.bound();
+                   auto ws = open_ws(c);
+                   std::map<std::string, std::string> by_nonce;
+                   for (int i = 0; i < 16; ++i) {
+                     const auto text = signed_ping(c, who, {{"i", i}});
+                     by_nonce[std::string(parse_object(text).at("nonce").as_string())] = text;
+                     ws->send_text(text, c.until());
+                   }
+                   for (int i = 0; i < 16; ++i) {
+                     const auto body = ws->receive(c.until()).data;
+                     const auto o = parse_object(body);
+                     const auto nonce = std::string(o.at("payload").at("in_reply_to").as_string());
+                     c.check(by_nonce.contains(nonce), "MSG-2", "a reply to one of the 16 requests", body.substr(0, 200));
+                     c.expect_reply({0, body, "", "", true}, by_nonce[nonce], "pong", "WS-2");
+                     by_nonce.erase(nonce);
+                   }
+                 }});
+  out.push_back({"WS-3/binary", {"WS-3", "ERR-3", "ERR-4"}, w, "a binary message gets INVALID_FORMAT and the connection stays open",
+                 [](context& c) {
+                   const auto& who = c.bound();
+                   auto ws = open_ws(c);
+                   ws->send_binary(signed_ping(c, who), c.until());
+                   c.expect_error({0, ws->receive(c.until()).data, "", "", true}, "", errc::invalid_format, "WS-3");
+                   const auto text = signed_ping(c, who);
+                   ws->send_text(text, c.until());
+                   c.expect_reply({0, ws->receive(c.until()).data, "", "", true}, text, "pong", "WS-3");
+                 }});
+  out.push_back({"WS-4/oversize", {"WS-4"}, w, "a message over the envelope limit closes the connection with 1009", [](context& c) {
+                   const auto limit = static_cast<std::size_t>(c.node.limit("max_envelope_bytes", 1 << 20));
+                   auto ws = open_ws(c);
+                   ws->send_text("{\"pad\":\"" + std::string(limit, 'a') + "\"}", c.until());
+                   try {
+                     const auto m = ws->receive(c.until());
+                     c.fail("WS-4", "close status 1009", "a message: " + m.data.substr(0, 100));
+                   } catch (const wire_failure& f) {
+                     c.check(f.ws_close_code == 1009, "WS-4", "close status 1009", f.what());
+                   }
+                 }});
+}
+
+}  // namespace peerproto::conformance

@@ -1,0 +1,419 @@
+// peerproto-conformance: runs the conformance suite against a node over the network and reports
+// a verdict per case (console, JSON, JUnit XML, transcripts).
+#include "report.hpp"
+#include "spec.hpp"
+#include "suite.hpp"
+
+#include "../../reference/node/identity.hpp"
+
+#include <peerproto/encoding.hpp>
+#include <peerproto/version.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <fnmatch.h>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+using namespace peerproto;
+using namespace peerproto::conformance;
+
+namespace {
+
+struct options {
+  std::string target, transport, node_key, key_file, json_file, junit_file, transcripts_dir, xfail_file;
+  std::string source_addresses = "auto";
+  std::vector<std::string> cases, exclude;
+  bool list = false, strict = false, verbose = false;
+  double timeout_s = 20;
+  unsigned jobs = 4;
+};
+
+struct setup_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+bool matches_any(const std::string& id, const std::vector<std::string>& globs) {
+  for (const auto& g : globs)
+    if (fnmatch(g.c_str(), id.c_str(), 0) == 0) return true;
+  return false;
+}
+
+std::vector<std::string> split_commas(const std::vector<std::string>& in) {
+  std::vector<std::string> out;
+  for (const auto& s : in) {
+    std::size_t start = 0;
+    while (start <= s.size()) {
+      const auto end = std::min(s.find(',', start), s.size());
+      if (end > start) out.push_back(s.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  return out;
+}
+
+// "CASE-ID reason..." per line; '#' starts a comment. A line without a reason is refused.
+std::map<std::string, std::string> load_expected_failures(const std::string& file, const std::vector<test_case>& all) {
+  std::ifstream in(file);
+  if (!in) throw setup_error("cannot read the expected-failures file " + file);
+  std::map<std::string, std::string> out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos) continue;
+    const auto space = line.find_first_of(" \t", first);
+    const std::string id = line.substr(first, space - first);
+    const auto reason_at = space == std::string::npos ? std::string::npos : line.find_first_not_of(" \t", space);
+    if (reason_at == std::string::npos)
+      throw setup_error(file + ":" + std::to_string(n) + ": " + id + " has no reason; write \"CASE-ID why it fails\"");
+    if (std::none_of(all.begin(), all.end(), [&](const test_case& c) { return c.id == id; }))
+      throw setup_error(file + ":" + std::to_string(n) + ": no case is called " + id + " (see --list)");
+    out[id] = line.substr(reason_at, line.find_last_not_of(" \t\r") - reason_at + 1);
+  }
+  return out;
+}
+
+endpoint parse_target(const std::string& url, bool& websocket, std::string& ws_path) {
+  std::string_view t = url;
+  if (t.starts_with("http://")) t.remove_prefix(7);
+  else if (t.starts_with("ws://")) {
+    t.remove_prefix(5);
+    websocket = true;
+  } else {
+    throw setup_error("--target must start with http:// or ws:// (got " + url + ")");
+  }
+  const auto slash = t.find('/');
+  if (slash != std::string_view::npos) {
+    const std::string path(t.substr(slash));
+    if (websocket) ws_path = path;
+    else if (path != "/") throw setup_error("give the node's base URL without a path, as in http://127.0.0.1:8700");
+    t = t.substr(0, slash);
+  }
+  const auto colon = t.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == t.size())
+    throw setup_error("--target must name host and port, as in http://127.0.0.1:8700");
+  return {std::string(t.substr(0, colon)), std::string(t.substr(colon + 1)), ""};
+}
+
+std::vector<std::string> choose_sources(const std::string& spec, const std::string& host) {
+  if (spec == "none") return {};
+  if (spec != "auto") return split_commas({spec});
+  // Back-off (RL-4) counts authentication failures per remote address, and the suite causes many
+  // on purpose. Against a loopback IPv4 target, spread the cases over 127.0.0.0/8 addresses.
+  if (!host.starts_with("127.") && host != "localhost") return {};
+  std::vector<std::string> out;
+  for (int i = 2; i < 250; ++i) out.push_back("127.0.0." + std::to_string(i));
+  return out;
+}
+
+node_info discover(const settings& cfg, const std::string& pinned_key) {
+  node_info n;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  endpoint ep = cfg.target;
+  auto get = [&](const std::string& path) {
+    try {
+      http_connection c(ep, until);
+      c.send("GET", path, "", until, std::nullopt);
+      auto r = c.receive(until);
+      if (r.status != 200) throw setup_error("GET " + path + " answered HTTP " + std::to_string(r.status));
+      return json::parse(r.body).as_object();
+    } catch (const wire_failure& f) {
+      throw setup_error("cannot reach the node at " + ep.host + ":" + ep.port + " (GET " + path + "): " + f.what());
+    } catch (const std::invalid_argument& e) {
+      throw setup_error("GET " + path + " did not answer a JSON object");
+    } catch (const boost::system::system_error& e) {
+      throw setup_error("GET " + path + " did not answer JSON: " + e.what());
+    }
+  };
+  const auto pk = get("/public-key");
+  const auto* id = pk.if_contains("entity_id");
+  const auto* key = pk.if_contains("public_key");
+  if (!id || !id->is_string() || !key || !key->is_string())
+    throw setup_error("GET /public-key must answer {entity_id, public_key, fingerprint} (HTTP-6)");
+  n.entity_id = std::string(id->get_string());
+  auto decoded = hex_decode_fixed<32>(key->get_string());
+  if (!decoded) throw setup_error("GET /public-key: public_key is not 64 hex characters");
+  n.key = *decoded;
+  if (!pinned_key.empty() && pinned_key != key->get_string())
+    throw setup_error("the node's /public-key (" + std::string(key->get_string()) + ") is not the key given with --node-key");
+  n.fingerprint = node::fingerprint(n.key);
+  n.capabilities = get("/capabilities");
+  const auto strings = [&](const char* name) {
+    std::vector<std::string> out;
+    if (const auto* a = n.capabilities.if_contains(name); a && a->is_array())
+      for (const auto& v : a->get_array())
+        if (v.is_string()) out.emplace_back(v.get_string());
+    return out;
+  };
+  n.versions = strings("versions");
+  n.suites = strings("suites");
+  n.message_types = strings("message_types");
+  if (n.versions.empty()) throw setup_error("GET /capabilities lists no versions (HTTP-7)");
+  return n;
+}
+
+// The node must accept identities it has never seen: one handshake tells whether it does.
+void check_trust(const settings& cfg, const node_info& node) {
+  context c(cfg, node, 0, std::chrono::seconds(10));
+  const auto& who = c.fresh();
+  const auto p = c.begin_handshake(who);
+  const auto r = c.exchange(p.text1);
+  if (r.body.find("\"UNKNOWN_SENDER\"") != std::string::npos)
+    throw setup_error(
+        "the node refused a new identity (UNKNOWN_SENDER). The suite runs every case as its own identity (" + who.id +
+        " and so on), so the node must accept new senders: run it with trust policy tofu or open, for the reference node "
+        "`peerproto-node serve --trust tofu`.");
+  if (r.body.find("\"RATE_LIMITED\"") != std::string::npos)
+    throw setup_error("the node is rate limiting the runner's first handshake (" + c.describe(r) +
+                      "). A run that just ended may have filled its handshake limits (case HS-18 leaves them full for the "
+                      "handshake timeout): wait that long and run again.");
+  try {
+    c.check_ack(p, r);
+  } catch (const case_failure& f) {
+    throw setup_error(std::string("the node does not complete a basic handshake: ") + f.what());
+  }
+}
+
+std::string now_text() { return timestamp_at({}, 3); }
+double seconds(std::chrono::milliseconds d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  CLI::App app{"peerproto-conformance: checks a peer-protocol node against docs/SPEC.md over the network.\n"
+               "Every case names the requirements it checks; a MUST failure makes the exit status 1."};
+  app.add_option("--target", o.target, "the node: http://HOST:PORT (messages over POST /message) or ws://HOST:PORT/ws");
+  app.add_option("--transport", o.transport, "carry the message cases over http or ws (default: from --target)")
+      ->check(CLI::IsMember({"http", "ws"}));
+  app.add_option("--node-key", o.node_key, "the node's Ed25519 public key (64 hex); refuses to run if /public-key differs");
+  app.add_option("--key", o.key_file, "the runner's identity file (peerproto-node keygen); default: a new identity per run");
+  app.add_option("--cases", o.cases, "run only cases whose id matches one of these globs (comma-separated), e.g. 'HS-*'");
+  app.add_option("--exclude", o.exclude, "skip cases whose id matches one of these globs");
+  app.add_flag("--list", o.list, "list the selected cases and exit (no traffic)");
+  app.add_flag("--strict", o.strict, "SHOULD failures also make the exit status 1");
+  app.add_option("--timeout", o.timeout_s, "time limit of one case in seconds")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--jobs", o.jobs, "cases run in parallel")->capture_default_str()->check(CLI::Range(1u, 64u));
+  app.add_option("--json", o.json_file, "write the JSON report (schema peerproto.conformance.report.v1) to this file");
+  app.add_option("--junit", o.junit_file, "write a JUnit XML report to this file");
+  app.add_option("--save-transcripts", o.transcripts_dir, "write each case's envelopes and transcript under this directory");
+  app.add_option("--expected-failures", o.xfail_file, "file of known failures: one 'CASE-ID reason' per line");
+  app.add_option("--source-addresses", o.source_addresses,
+                 "local addresses to spread cases over (comma-separated), 'none', or 'auto' (127.0.0.2-249 for a loopback target)")
+      ->capture_default_str();
+  app.add_flag("-v,--verbose", o.verbose, "print the transcript of every failed case");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    const auto& all = catalogue();
+    o.cases = split_commas(o.cases);
+    o.exclude = split_commas(o.exclude);
+    std::vector<const test_case*> selected;
+    for (const auto& c : all)
+      if ((o.cases.empty() || matches_any(c.id, o.cases)) && !matches_any(c.id, o.exclude)) selected.push_back(&c);
+    if (selected.empty()) throw setup_error("no case matches the selection (see --list)");
+    const auto& spec = spec_requirements();
+    const auto level_of = [&](const test_case& c) {
+      const auto it = spec.find(c.requirements.front());
+      return it == spec.end() ? std::string("MUST") : it->second.level;
+    };
+    if (o.list) {
+      for (const auto* c : selected) {
+        std::string reqs;
+        for (const auto& r : c->requirements) reqs += (reqs.empty() ? "" : ",") + r;
+        std::cout << c->id << "\t" << level_of(*c) << "\t" << c->group << "\t" << c->title << "\t[" << reqs << "]\n";
+      }
+      std::cout << selected.size() << " cases\n";
+      return 0;
+    }
+    if (o.target.empty()) throw setup_error("--target is required (or --list)");
+    const auto expected_failures = o.xfail_file.empty() ? std::map<std::string, std::string>{} : load_expected_failures(o.xfail_file, all);
+
+    settings cfg;
+    cfg.target = parse_target(o.target, cfg.websocket, cfg.ws_path);
+    if (!o.transport.empty()) cfg.websocket = o.transport == "ws";
+    cfg.case_timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_s * 1000));
+    cfg.source_addresses = choose_sources(o.source_addresses, cfg.target.host);
+    if (o.key_file.empty()) {
+      cfg.base_id = "conformance";
+      crypto::random_bytes(cfg.base_seed.span());
+    } else {
+      auto id = node::load_key_file(o.key_file);
+      cfg.base_id = id.entity_id;
+      cfg.base_seed = id.key.seed();
+    }
+    cfg.run_tag = random_hex(4);
+
+    const auto node = discover(cfg, o.node_key);
+    std::cout << "peerproto-conformance " << library_version << ": " << selected.size() << " cases against " << node.entity_id
+              << " (fingerprint " << node.fingerprint << ") at " << o.target << ", messages over "
+              << (cfg.websocket ? "WebSocket" : "HTTP") << "\n";
+    std::cout << "runner identities: " << cfg.base_id << "." << cfg.run_tag << ".N, one per case; the node must accept new "
+              << "senders (trust tofu or open)\n";
+    if (!cfg.source_addresses.empty())
+      std::cout << "source addresses: " << cfg.source_addresses.size() << " (" << cfg.source_addresses.front() << " ...)\n";
+    check_trust(cfg, node);
+
+    // Run: parallel cases first, then the exclusive ones alone.
+    std::vector<case_result> results(selected.size());
+    std::vector<std::size_t> order;
+    for (std::size_t i = 0; i < selected.size(); ++i)
+      if (!selected[i]->exclusive) order.push_back(i);
+    const std::size_t parallel = order.size();
+    for (std::size_t i = 0; i < selected.size(); ++i)
+      if (selected[i]->exclusive) order.push_back(i);
+
+    run_info run;
+    run.target = o.target;
+    run.transport = cfg.websocket ? "ws" : "http";
+    run.node_id = node.entity_id;
+    run.node_fingerprint = node.fingerprint;
+    run.runner_id = cfg.base_id + "." + cfg.run_tag;
+    run.started = now_text();
+    run.strict = o.strict;
+    std::mutex lock;
+    std::optional<std::string> down;
+    std::atomic<std::size_t> next{0}, done{0};
+    const auto started = std::chrono::steady_clock::now();
+
+    const auto alive = [&] {
+      try {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+        http_connection c(cfg.target, until);
+        c.send("GET", "/health", "", until, std::nullopt);
+        return c.receive(until).status == 200;
+      } catch (const wire_failure&) {
+        return false;
+      }
+    };
+
+    const auto run_one = [&](std::size_t index) {
+      const test_case& t = *selected[index];
+      case_result r;
+      r.test = &t;
+      r.level = level_of(t);
+      if (auto it = expected_failures.find(t.id); it != expected_failures.end()) r.expected_failure = it->second;
+      bool not_run = false;
+      {
+        std::lock_guard g(lock);
+        if (down) {
+          not_run = true;
+          r.outcome = verdict::skip;
+          r.reason = "not run: the node stopped answering during " + *down;
+        }
+      }
+      if (!not_run) {
+        const auto t0 = std::chrono::steady_clock::now();
+        context c(cfg, node, index + 1, t.timeout.count() ? t.timeout : cfg.case_timeout);
+        bool wire_trouble = false;
+        try {
+          t.run(c);
+          r.outcome = verdict::pass;
+        } catch (const case_failure& f) {
+          r.outcome = r.level == "MAY" ? verdict::info : verdict::fail;
+          r.rule = f.rule;
+          r.expected = f.expected;
+          r.actual = f.actual;
+          r.reason = f.what();
+        } catch (const case_skip& s) {
+          r.outcome = verdict::skip;
+          r.reason = s.what();
+        } catch (const wire_failure& w) {
+          wire_trouble = true;
+          r.outcome = w.what_kind == wire_failure::kind::timeout ? verdict::timeout : verdict::fail;
+          r.reason = w.what();
+          r.rule = t.requirements.front();
+          r.expected = "an answer";
+          r.actual = w.what();
+        } catch (const std::exception& e) {
+          r.outcome = verdict::fail;
+          r.reason = std::string("the node's answer broke the case: ") + e.what();
+          r.rule = t.requirements.front();
+          r.expected = "an answer the case can read";
+          r.actual = e.what();
+        }
+        r.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        r.transcript = std::move(c.transcript);
+        r.envelopes = std::move(c.envelopes);
+        // A case that lost the connection may have killed the node: ask /health once.
+        if (wire_trouble && !alive()) {
+          std::lock_guard g(lock);
+          if (!down) {
+            down = t.id;
+            r.reason += " (and the node no longer answers /health)";
+          } else {
+            r.outcome = verdict::skip;
+            r.reason = "not run: the node stopped answering during " + *down;
+          }
+        }
+      }
+      std::lock_guard g(lock);
+      const auto n = ++done;
+      std::string line = "[" + std::to_string(n) + "/" + std::to_string(selected.size()) + "] " + std::string(to_string(r.outcome));
+      line.resize(std::max<std::size_t>(line.size(), 18), ' ');
+      std::cout << line << t.id << " (" << r.level << ", " << r.duration.count() << " ms)";
+      if (r.unexpected_pass()) std::cout << "  UNEXPECTED PASS (listed as expected failure: " << *r.expected_failure << ")";
+      else if (r.expected_failure && r.outcome != verdict::pass) std::cout << "  expected failure";
+      std::cout << "\n";
+      if (r.outcome == verdict::fail || r.outcome == verdict::timeout || r.outcome == verdict::info) {
+        std::cout << "      " << t.title << "\n      rule " << r.rule << ": expected " << r.expected << "\n      got " << r.actual << "\n";
+        if (o.verbose)
+          for (const auto& e : r.transcript) std::cout << "        " << e.what << ": " << e.text.substr(0, 400) << "\n";
+      } else if (r.outcome == verdict::skip && o.verbose) {
+        std::cout << "      " << r.reason << "\n";
+      }
+      std::cout.flush();
+      results[index] = std::move(r);
+    };
+
+    std::vector<std::thread> workers;
+    for (unsigned w = 0; w < std::min<std::size_t>(o.jobs, std::max<std::size_t>(parallel, 1)); ++w)
+      workers.emplace_back([&] {
+        for (std::size_t k; (k = next++) < parallel;) run_one(order[k]);
+      });
+    for (auto& w : workers) w.join();
+    for (std::size_t k = parallel; k < order.size(); ++k) run_one(order[k]);
+    run.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    run.target_down = down;
+
+    // Summary
+    std::map<std::string, std::map<verdict, int>> by_group;
+    std::map<verdict, int> total;
+    int failing = 0, unexpected = 0;
+    for (const auto& r : results) {
+      ++by_group[r.test->group][r.outcome];
+      ++total[r.outcome];
+      failing += r.counts_against(o.strict);
+      unexpected += r.unexpected_pass();
+    }
+    std::cout << "\n" << results.size() << " cases in " << seconds(run.duration) << " s:";
+    for (const auto v : {verdict::pass, verdict::fail, verdict::timeout, verdict::skip, verdict::info})
+      std::cout << " " << total[v] << " " << to_string(v);
+    std::cout << "\n";
+    for (const auto& [g, counts] : by_group) {
+      std::cout << "  " << g << ":";
+      for (const auto& [v, n] : counts) std::cout << " " << n << " " << to_string(v);
+      std::cout << "\n";
+    }
+    if (down) std::cout << "THE NODE STOPPED ANSWERING during " << *down << "; later cases were not run\n";
+    if (unexpected) std::cout << unexpected << " case(s) listed as expected failures passed: remove them from the file\n";
+    for (const auto& r : results)
+      if (r.counts_against(o.strict)) std::cout << "FAILED " << r.test->id << " (" << r.level << "): " << r.reason << "\n";
+
+    if (!o.json_file.empty()) write_json_report(results, run, o.json_file);
+    if (!o.junit_file.empty()) write_junit_report(results, run, o.junit_file);
+    if (!o.transcripts_dir.empty()) save_transcripts(results, o.transcripts_dir);
+    std::cout << (failing || down ? "RESULT: FAIL" : "RESULT: PASS") << "\n";
+    return failing || down ? 1 : 0;
+  } catch (const setup_error& e) {
+    std::cerr << "peerproto-conformance: " << e.what() << "\n";
+    return 2;
+  } catch (const node::config_error& e) {
+    std::cerr << "peerproto-conformance: " << e.what() << "\n";
+    return 2;
+  }
+}

@@ -1,0 +1,41 @@
+// What a run produces: the result of each case, and the JSON, JUnit XML and transcript files.
+#pragma once
+
+#include "suite.hpp"
+
+#include <filesystem>
+
+namespace peerproto::conformance {
+
+struct case_result {
+  const test_case* test = nullptr;
+  std::string level;  ///< MUST, SHOULD or MAY, from the specification
+  verdict outcome = verdict::pass;
+  std::string reason;                      ///< skip reason, or the failure in one line
+  std::string rule, expected, actual;      ///< for failures
+  std::chrono::milliseconds duration{0};
+  std::vector<transcript_entry> transcript;
+  std::vector<std::pair<std::string, std::string>> envelopes;
+  std::optional<std::string> expected_failure;  ///< the reason given in the expected-failures file
+  bool unexpected_pass() const { return expected_failure && outcome == verdict::pass; }
+  bool counts_against(bool strict) const {
+    if (expected_failure || (outcome != verdict::fail && outcome != verdict::timeout)) return false;
+    return level == "MUST" || (strict && level == "SHOULD");
+  }
+};
+
+struct run_info {
+  std::string target, transport, node_id, node_fingerprint, runner_id, started;
+  std::chrono::milliseconds duration{0};
+  std::optional<std::string> target_down;  ///< the case during which the node stopped answering
+  bool strict = false;
+};
+
+inline constexpr std::string_view report_schema = "peerproto.conformance.report.v1";
+
+void write_json_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file);
+void write_junit_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file);
+/// One directory per case: NNN-sent.json / NNN-received.json for each envelope, and transcript.txt.
+void save_transcripts(const std::vector<case_result>& results, const std::filesystem::path& dir);
+
+}  // namespace peerproto::conformance

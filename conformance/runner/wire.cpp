@@ -1,0 +1,162 @@
+#include "wire.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+namespace peerproto::conformance {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+
+namespace {
+std::chrono::steady_clock::duration left(deadline until) {
+  const auto d = until - std::chrono::steady_clock::now();
+  return d.count() > 0 ? d : std::chrono::steady_clock::duration::zero();
+}
+
+wire_failure failure_of(const beast::error_code& ec, const std::string& during) {
+  using k = wire_failure::kind;
+  if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == websocket::error::closed || ec == asio::error::broken_pipe)
+    return {k::closed, "the node closed the connection during " + during};
+  if (ec == asio::error::connection_refused) return {k::refused, "connection refused"};
+  return {k::io, during + ": " + ec.message()};
+}
+
+// Runs one asynchronous operation on `ioc` until it completes or `until` passes; on timeout the
+// socket is closed (which completes the operation) and a timeout failure is thrown.
+template <class Start>
+void run(asio::io_context& ioc, tcp::socket& socket, deadline until, const std::string& during, Start&& start) {
+  bool done = false;
+  beast::error_code result;
+  start([&](beast::error_code ec, auto&&...) {
+    done = true;
+    result = ec;
+  });
+  ioc.restart();
+  ioc.run_for(left(until));
+  if (!done) {
+    beast::error_code ignored;
+    socket.close(ignored);
+    ioc.restart();
+    ioc.run();
+    throw wire_failure(wire_failure::kind::timeout, "no answer within the time limit during " + during);
+  }
+  if (result) throw failure_of(result, during);
+}
+
+void open_and_connect(asio::io_context& ioc, tcp::socket& socket, const endpoint& ep, deadline until) {
+  tcp::resolver resolver(ioc);
+  beast::error_code ec;
+  const auto found = resolver.resolve(ep.host, ep.port, ec);
+  if (ec || found.empty()) throw wire_failure(wire_failure::kind::io, "cannot resolve " + ep.host + ": " + ec.message());
+  const tcp::endpoint target = *found.begin();
+  socket.open(target.protocol());
+  if (!ep.source.empty()) {
+    socket.bind(tcp::endpoint(asio::ip::make_address(ep.source), 0), ec);
+    if (ec) throw wire_failure(wire_failure::kind::io, "cannot bind source address " + ep.source + ": " + ec.message());
+  }
+  socket.set_option(tcp::no_delay(true));
+  run(ioc, socket, until, "connect", [&](auto&& done) { socket.async_connect(target, done); });
+}
+}  // namespace
+
+struct http_connection::impl {
+  asio::io_context ioc;
+  tcp::socket socket{ioc};
+  beast::flat_buffer buffer;
+  endpoint ep;
+};
+
+http_connection::http_connection(const endpoint& ep, deadline until) : p_(std::make_unique<impl>()) {
+  p_->ep = ep;
+  open_and_connect(p_->ioc, p_->socket, ep, until);
+}
+http_connection::~http_connection() = default;
+
+void http_connection::send(const std::string& method, const std::string& target, const std::string& body, deadline until,
+                           const std::optional<std::string>& content_type, const std::map<std::string, std::string>& extra) {
+  http::request<http::string_body> req(http::string_to_verb(method), target, 11);
+  req.set(http::field::host, p_->ep.host + ":" + p_->ep.port);
+  req.set(http::field::user_agent, "peerproto-conformance");
+  if (content_type) req.set(http::field::content_type, *content_type);
+  for (const auto& [name, value] : extra) req.set(name, value);
+  req.body() = body;
+  if (method != "GET" || !body.empty()) req.prepare_payload();
+  run(p_->ioc, p_->socket, until, "HTTP request", [&](auto&& done) { http::async_write(p_->socket, req, done); });
+}
+
+void http_connection::write_raw(const std::string& bytes, deadline until) {
+  run(p_->ioc, p_->socket, until, "raw write", [&](auto&& done) { asio::async_write(p_->socket, asio::buffer(bytes), done); });
+}
+
+http_response http_connection::receive(deadline until) {
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64u << 20);
+  run(p_->ioc, p_->socket, until, "HTTP response", [&](auto&& done) { http::async_read(p_->socket, p_->buffer, parser, done); });
+  auto res = parser.release();
+  http_response out;
+  out.status = static_cast<int>(res.result_int());
+  for (const auto& field : res) {
+    std::string name(field.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[name] = std::string(field.value());
+  }
+  out.body = std::move(res.body());
+  out.keep_alive = res.keep_alive();
+  return out;
+}
+
+bool http_connection::closed_by_peer(deadline until) {
+  char byte;
+  try {
+    run(p_->ioc, p_->socket, until, "wait for close", [&](auto&& done) { p_->socket.async_read_some(asio::buffer(&byte, 1), done); });
+  } catch (const wire_failure& f) {
+    return f.what_kind == wire_failure::kind::closed;
+  }
+  return false;  // the node sent more bytes instead of closing
+}
+
+struct ws_connection::impl {
+  asio::io_context ioc;
+  websocket::stream<tcp::socket> ws{ioc};
+  beast::flat_buffer buffer;
+};
+
+ws_connection::ws_connection(const endpoint& ep, const std::string& target, deadline until) : p_(std::make_unique<impl>()) {
+  auto& socket = p_->ws.next_layer();
+  open_and_connect(p_->ioc, socket, ep, until);
+  p_->ws.read_message_max(64u << 20);
+  run(p_->ioc, socket, until, "WebSocket upgrade",
+      [&](auto&& done) { p_->ws.async_handshake(ep.host + ":" + ep.port, target, done); });
+}
+ws_connection::~ws_connection() = default;
+
+void ws_connection::send_text(const std::string& text, deadline until) {
+  p_->ws.text(true);
+  run(p_->ioc, p_->ws.next_layer(), until, "WebSocket write", [&](auto&& done) { p_->ws.async_write(asio::buffer(text), done); });
+}
+
+void ws_connection::send_binary(const std::string& data, deadline until) {
+  p_->ws.binary(true);
+  run(p_->ioc, p_->ws.next_layer(), until, "WebSocket write", [&](auto&& done) { p_->ws.async_write(asio::buffer(data), done); });
+}
+
+ws_message ws_connection::receive(deadline until) {
+  p_->buffer.clear();
+  try {
+    run(p_->ioc, p_->ws.next_layer(), until, "WebSocket read", [&](auto&& done) { p_->ws.async_read(p_->buffer, done); });
+  } catch (const wire_failure& f) {
+    if (f.what_kind == wire_failure::kind::closed)
+      throw wire_failure(f.what_kind, "the node closed the WebSocket (status " + std::to_string(p_->ws.reason().code) + ")",
+                         p_->ws.reason().code);
+    throw;
+  }
+  return {beast::buffers_to_string(p_->buffer.data()), !p_->ws.got_text()};
+}
+
+}  // namespace peerproto::conformance
