@@ -10,6 +10,7 @@
 #include <peerproto/chunking.hpp>
 #include <peerproto/envelope.hpp>
 #include <peerproto/error.hpp>
+#include <peerproto/fault.hpp>
 #include <peerproto/handshake.hpp>
 #include <peerproto/rate_limit.hpp>
 #include <peerproto/registry.hpp>
@@ -116,7 +117,7 @@ class engine {
         out.push_back(error_reply(hctx, {errc::sequence_error, "a gap before this message was not filled in time"}));
         out.back().msg_type = held.request.msg_type;
       }
-      if (entry.pending && now - entry.pending->started >= opt_.handshake_timeout) {
+      if (entry.pending && now - entry.pending->started >= opt_.handshake_timeout && !PEERPROTO_FAULT(accept_expired_handshake)) {
         (void)s.apply(session_event::pending_timeout, now);
         entry.pending.reset();
         entry.timed_out = true;
@@ -366,9 +367,9 @@ class engine {
     // (VER-2: no 1.0 when encryption is required).
     if (e.msg_type != "handshake" && !ours(e.version))
       return error_reply(ctx, {errc::invalid_version, "version '" + e.version + "' is not supported by this node"});
-    if (e.recipient_id != opt_.self_id)
+    if (e.recipient_id != opt_.self_id && !PEERPROTO_FAULT(skip_recipient_check))
       return error_reply(ctx, {errc::invalid_format, "the message is addressed to another node"});
-    if (replay_.check_time(e.timestamp, now)) {
+    if (replay_.check_time(e.timestamp, now) && !PEERPROTO_FAULT(skip_timestamp_check)) {
       audit(ctx, audit_event::replay_detected, e, errc::replay_detected, "clock skew");
       return error_reply(ctx, {errc::replay_detected, "the timestamp is outside the allowed clock skew"});
     }
@@ -404,9 +405,10 @@ class engine {
                           {"error_message", f.message.substr(0, limits::max_error_message_chars)},
                           {"original_nonce", ctx.nonce_hex.empty() ? boost::json::value(nullptr) : boost::json::value(ctx.nonce_hex)}};
     if (f.code == errc::rate_limited) p["retry_after"] = (retry ? *retry : std::chrono::seconds(1)).count();
-    if (f.code == errc::invalid_version) p["supported_versions"] = boost::json::array(opt_.versions.begin(), opt_.versions.end());
-    const auto e = signed_envelope(version, "error", ctx.sender_id.empty() ? "unknown" : ctx.sender_id, std::move(p), ctx.now);
-    outcome o{outcome::kind::reply, serialize(e), http_status(f.code), f.code, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
+    if (f.code == errc::invalid_version && !PEERPROTO_FAULT(no_supported_versions)) p["supported_versions"] = boost::json::array(opt_.versions.begin(), opt_.versions.end());
+    auto e = signed_envelope(version, "error", ctx.sender_id.empty() ? "unknown" : ctx.sender_id, std::move(p), ctx.now);
+    if (PEERPROTO_FAULT(unsigned_errors)) (*e.signature)[0] ^= 1;
+    outcome o{outcome::kind::reply, serialize(e), PEERPROTO_FAULT(wrong_http_status) ? 400 : http_status(f.code), f.code, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
     if (f.code == errc::rate_limited) o.retry_after = retry ? *retry : std::chrono::seconds(1);
     return o;
   }
@@ -417,7 +419,7 @@ class engine {
   }
 
   outcome auth_failed(request_context& ctx, const envelope& e, const failure& f) {
-    rate_.authentication_failed(ctx.remote, e.sender_id, ctx.now);
+    if (!PEERPROTO_FAULT(no_backoff)) rate_.authentication_failed(ctx.remote, e.sender_id, ctx.now);
     audit(ctx, f.code == errc::unknown_sender ? audit_event::key_refused : audit_event::auth_failure, e, f.code, f.message);
     return error_reply(ctx, f);
   }
@@ -431,11 +433,11 @@ class engine {
 
   // PROC-5, PROC-6 for a signature-authenticated message: replay cache, then signature.
   std::optional<outcome> authenticate_signed(request_context& ctx, const envelope& e, const crypto::public_key& key) {
-    if (replay_.check(e.sender_id, e.nonce, ctx.now)) {
+    if (replay_.check(e.sender_id, e.nonce, ctx.now) && !PEERPROTO_FAULT(skip_replay_check)) {
       audit(ctx, audit_event::replay_detected, e, errc::replay_detected, "nonce reused");
       return error_reply(ctx, {errc::replay_detected, "this nonce was already used by the sender"});
     }
-    if (!verify_signature(e, key)) return auth_failed(ctx, e, {errc::invalid_signature, "the signature does not verify"});
+    if (!verify_signature(e, key) && !PEERPROTO_FAULT(accept_any_signature)) return auth_failed(ctx, e, {errc::invalid_signature, "the signature does not verify"});
     if (replay_.insert(e.sender_id, e.nonce, ctx.now))
       return limited(ctx, e, replay_.retry_after(ctx.now), "the replay cache is full");
     rate_.authenticated(e.sender_id);
@@ -444,7 +446,7 @@ class engine {
 
   // PROC-7's first steps, common to every authenticated message.
   std::optional<outcome> after_authentication(request_context& ctx, const envelope& e) {
-    if (const auto wait = rate_.admit_authenticated(e.sender_id, e.msg_type, ctx.now); wait.count() > 0)
+    if (const auto wait = rate_.admit_authenticated(e.sender_id, e.msg_type, ctx.now); wait.count() > 0 && !PEERPROTO_FAULT(no_rate_limit))
       return limited(ctx, e, wait, "too many messages of this class from this sender");
     if (opt_.require_encryption && !e.is_sealed_session_message() && e.msg_type != "handshake" &&
         e.msg_type != "handshake_confirm")
@@ -561,10 +563,10 @@ class engine {
     changed_.insert(s.id());
     // HS-16: a message 3 after the timeout is CHALLENGE_EXPIRED, whether or not poll() has
     // already failed the handshake; any other failed handshake stays failed (HS-22).
-    if (entry.timed_out) return error_reply(ctx, {errc::challenge_expired, "the pending handshake expired"});
+    if (entry.timed_out && !PEERPROTO_FAULT(accept_expired_handshake)) return error_reply(ctx, {errc::challenge_expired, "the pending handshake expired"});
     if (s.state() != session_state::await_confirm || !entry.pending)
       return error_reply(ctx, {errc::session_not_found, "no pending handshake with this session id"});  // HS-22
-    if (ctx.now - entry.pending->started >= opt_.handshake_timeout) {
+    if (ctx.now - entry.pending->started >= opt_.handshake_timeout && !PEERPROTO_FAULT(accept_expired_handshake)) {
       (void)s.apply(session_event::pending_timeout, ctx.now);
       entry.pending.reset();
       entry.timed_out = true;
@@ -578,7 +580,8 @@ class engine {
       return error_reply(ctx, {errc::missing_fields, "key_confirmation is required when a suite was selected"});
     if (!entry.pending->confirmation && c->key_confirmation)
       return error_reply(ctx, {errc::invalid_format, "key_confirmation is not allowed in a 1.0 handshake"});
-    const bool response_ok = crypto::equal_constant_time(c->challenge_response, entry.pending->expected_response);
+    const bool response_ok =
+        crypto::equal_constant_time(c->challenge_response, entry.pending->expected_response) || PEERPROTO_FAULT(skip_challenge_check);
     const bool confirm_ok = !c->key_confirmation ||
                             crypto::equal_constant_time(*c->key_confirmation, *entry.pending->confirmation);
     if (!response_ok || !confirm_ok) {
@@ -655,7 +658,7 @@ class engine {
           return error_reply(ctx, {errc::invalid_format, "session_close takes only a reason of at most 256 characters"});
       }
       auto out = session_reply(ctx, s, handler_reply{"ack", {{"acked_nonce", hex_encode(h.request.nonce)}, {"status", "closed"}}});
-      (void)s.apply(session_event::close, ctx.now);  // SES-8
+      if (!PEERPROTO_FAULT(ignore_session_close)) (void)s.apply(session_event::close, ctx.now);  // SES-8
       audit(ctx, audit_event::session_closed, h.request, std::nullopt, "closed by the peer");
       out.audit = std::move(ctx.audit);
       return out;

@@ -3,6 +3,7 @@
 // v1.1 session payloads with AES-256-GCM (§10).
 #pragma once
 
+#include <peerproto/fault.hpp>
 #include <peerproto/crypto.hpp>
 #include <peerproto/encoding.hpp>
 #include <peerproto/error.hpp>
@@ -140,7 +141,8 @@ inline result<envelope> envelope_from_json(const boost::json::value& value) {
   if (!obj) return failure{errc::invalid_format, "the envelope is not a JSON object"};
   for (const auto& kv : *obj) {
     if (std::find(detail::envelope_members.begin(), detail::envelope_members.end(), kv.key()) ==
-        detail::envelope_members.end())
+            detail::envelope_members.end() &&
+        !PEERPROTO_FAULT(ignore_unknown_members))
       return bad(kv.key(), "is not an envelope member");
   }
   for (std::size_t i = 0; i < 6; ++i)

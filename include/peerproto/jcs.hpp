@@ -7,6 +7,7 @@
 // ordinary boost::json values, so the rest of the library works with Boost.JSON.
 #pragma once
 
+#include <peerproto/fault.hpp>
 #include <peerproto/error.hpp>
 #include <peerproto/version.hpp>
 
@@ -129,7 +130,7 @@ class strict_parser {
       skip_ws();
       boost::json::value v;
       if (!parse_value(v, depth + 1)) return false;
-      if (!obj.emplace(key, std::move(v)).second) return error("duplicate member name");  // emplace never overwrites
+      if (!obj.emplace(key, std::move(v)).second && !PEERPROTO_FAULT(accept_duplicate_members)) return error("duplicate member name");  // emplace never overwrites
       skip_ws();
       if (p_ == end_) return error("unexpected end of input in an object");
       if (*p_ == ',') { ++p_; continue; }

@@ -3,6 +3,7 @@
 // No clock: `now` comes in, and next_deadline() says when expire() must be called.
 #pragma once
 
+#include <peerproto/fault.hpp>
 #include <peerproto/encoding.hpp>
 #include <peerproto/error.hpp>
 #include <peerproto/version.hpp>
@@ -38,7 +39,7 @@ class sequencer {
   /// REPLAY_DETECTED if already delivered or held (ORD-4), SEQUENCE_ERROR at or beyond
   /// next + W (ORD-5), success otherwise.
   std::error_code check(std::uint64_t seq) const noexcept {
-    if (seq < next_ || held_.contains(seq)) return errc::replay_detected;
+    if ((seq < next_ && !PEERPROTO_FAULT(accept_replayed_sequence)) || held_.contains(seq)) return errc::replay_detected;
     if (seq - next_ >= opt_.window) return errc::sequence_error;
     return {};
   }

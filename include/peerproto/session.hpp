@@ -2,6 +2,7 @@
 // time, lifetime and message count, and per-direction sealing and opening.
 #pragma once
 
+#include <peerproto/fault.hpp>
 #include <peerproto/crypto.hpp>
 #include <peerproto/envelope.hpp>
 #include <peerproto/error.hpp>
@@ -212,9 +213,9 @@ class session {
     }
     e.version = version_;
     e.session_id = id_;
-    e.sequence_num = next_send_++;
+    e.sequence_num = PEERPROTO_FAULT(reuse_reply_sequence) ? next_send_ : next_send_++;
     if (encrypted()) {
-      if (auto ec = seal(e, send_key_.view(), payload)) return ec;
+      if (auto ec = seal(e, PEERPROTO_FAULT(same_key_both_directions) ? receive_key_.view() : send_key_.view(), payload)) return ec;
     } else {
       e.payload = payload;
       e.encrypted_payload.reset();

@@ -2,6 +2,8 @@
 
 #include "openapi.hpp"
 
+#include <peerproto/fault.hpp>
+
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -113,6 +115,7 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
     std::string text = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
     if (!ws_.got_text()) {
+      if (PEERPROTO_FAULT(ws_binary_closes)) return ws_.async_close(websocket::close_code::policy_error, [self = shared_from_this()](beast::error_code) {});
       write(srv_.refuse({errc::invalid_format, "binary messages are not envelopes; send text"}, "", address_).reply);  // WS-3
     } else if (in_flight_ >= srv_.config().ws_max_in_flight) {
       write(srv_.refuse({errc::rate_limited, "too many requests in flight on this connection"}, text, address_,
@@ -201,7 +204,7 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   void read_request() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(srv_.config().max_header_bytes));
-    parser_->body_limit(srv_.config().max_body_bytes);
+    parser_->body_limit(PEERPROTO_FAULT(no_body_limit) ? 64u << 20 : srv_.config().max_body_bytes);
     stream_.expires_after(srv_.config().read_timeout);
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_read(ec);
