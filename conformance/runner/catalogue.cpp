@@ -1,5 +1,6 @@
 #include "suite.hpp"
 
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -18,6 +19,36 @@ const std::vector<test_case>& catalogue() {
     return out;
   }();
   return all;
+}
+
+const std::map<std::string, std::string>& not_on_the_wire() {
+  static const std::map<std::string, std::string> reasons{
+      {"ID-1", "a node's key pair is its own business; the wire shows one key per entity id (ID-6)"},
+      {"ID-5", "pinned trust refuses the runner's new identities by design; the node tests cover it"},
+      {"JCS-2", "which serializer a node uses inside is not visible; JCS-1 cases check the result"},
+      {"VER-1", "where a node keeps its constants is not visible"},
+      {"RPL-4", "filling 100 000 nonce entries at the default limits takes longer than a run"},
+      {"RPL-5", "needs 300 s of waiting"},
+      {"RPL-6", "needs a restart of the node; the reference node's tests kill and restart it"},
+      {"HS-14", "wiping memory is not visible on the wire"},
+      {"HS-25", "10 000 sessions at the default limits take longer than a run"},
+      {"SES-1", "no sequence of valid wire messages reaches an event outside the table that another rule does not answer first"},
+      {"SES-4", "needs 30 min of idleness"},
+      {"SES-5", "needs 24 h"},
+      {"SES-6", "needs 2^32 - 1 messages"},
+      {"SES-7", "needs an expired session (SES-4..SES-6)"},
+      {"ENC-4", "a node's own retransmissions are not provoked by the runner"},
+      {"ENC-7", "wiping memory is not visible on the wire"},
+      {"CHK-11", "needs 300 s of waiting"},
+      {"CHK-13", "256 MiB of reassembly at the default limits takes longer than a run"},
+      {"RL-3", "configuration is not visible on the wire"},
+      {"RL-8", "100 000 tracked keys at the default limits take longer than a run"},
+      {"MSG-5", "needs a handler that fails; the reference node's handlers fail only on storage faults"},
+      {"AUD-1", "audit records are written locally, not sent"},
+      {"AUD-2", "audit records are written locally, not sent"},
+      {"AUD-4", "audit records are written locally, not sent"},
+  };
+  return reasons;
 }
 
 }  // namespace peerproto::conformance

@@ -27,7 +27,7 @@ struct options {
   std::string target, transport, node_key, key_file, json_file, junit_file, transcripts_dir, xfail_file;
   std::string source_addresses = "auto";
   std::vector<std::string> cases, exclude;
-  bool list = false, strict = false, verbose = false;
+  bool list = false, coverage = false, strict = false, verbose = false;
   double timeout_s = 20;
   unsigned jobs = 4;
 };
@@ -178,6 +178,40 @@ void check_trust(const settings& cfg, const node_info& node) {
   }
 }
 
+// Every requirement with the cases citing it. A MUST without a case must be listed, with its
+// reason, in not_on_the_wire(); anything else is a gap and the exit status is 1.
+int print_coverage(const std::vector<test_case>& all, const std::map<std::string, requirement>& spec) {
+  std::map<std::string, std::vector<std::string>> cited;
+  for (const auto& c : all)
+    for (const auto& r : c.requirements) {
+      if (!spec.contains(r)) {
+        std::cout << "case " << c.id << " cites " << r << ", which docs/SPEC.md does not have\n";
+        return 1;
+      }
+      cited[r].push_back(c.id);
+    }
+  int gaps = 0;
+  std::size_t covered = 0, must = 0;
+  for (const auto& [id, req] : spec) {
+    const auto it = cited.find(id);
+    const auto reason = not_on_the_wire().find(id);
+    must += req.level == "MUST";
+    if (it != cited.end()) {
+      ++covered;
+      std::cout << id << "\t" << req.level << "\t" << it->second.size() << " case(s): " << it->second.front()
+                << (it->second.size() > 1 ? " ..." : "") << "\n";
+    } else if (reason != not_on_the_wire().end()) {
+      std::cout << id << "\t" << req.level << "\tnot on the wire: " << reason->second << "\n";
+    } else {
+      std::cout << id << "\t" << req.level << "\tNO CASE\n";
+      gaps += req.level == "MUST";
+    }
+  }
+  std::cout << covered << " of " << spec.size() << " requirements have cases; " << not_on_the_wire().size()
+            << " MUST requirements are not observable within a run; " << gaps << " MUST requirement(s) without a case\n";
+  return gaps ? 1 : 0;
+}
+
 std::string now_text() { return timestamp_at({}, 3); }
 double seconds(std::chrono::milliseconds d) { return std::chrono::duration<double>(d).count(); }
 
@@ -195,6 +229,8 @@ int main(int argc, char** argv) {
   app.add_option("--cases", o.cases, "run only cases whose id matches one of these globs (comma-separated), e.g. 'HS-*'");
   app.add_option("--exclude", o.exclude, "skip cases whose id matches one of these globs");
   app.add_flag("--list", o.list, "list the selected cases and exit (no traffic)");
+  app.add_flag("--coverage", o.coverage,
+               "print every requirement of docs/SPEC.md with the cases that check it; exit 1 if a MUST has none and no reason");
   app.add_flag("--strict", o.strict, "SHOULD failures also make the exit status 1");
   app.add_option("--timeout", o.timeout_s, "time limit of one case in seconds")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--jobs", o.jobs, "cases run in parallel")->capture_default_str()->check(CLI::Range(1u, 64u));
@@ -221,6 +257,7 @@ int main(int argc, char** argv) {
       const auto it = spec.find(c.requirements.front());
       return it == spec.end() ? std::string("MUST") : it->second.level;
     };
+    if (o.coverage) return print_coverage(all, spec);
     if (o.list) {
       for (const auto* c : selected) {
         std::string reqs;

@@ -16,7 +16,36 @@ void write_file(const std::filesystem::path& file, const std::string& text) {
   if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
-std::string xml_escape(std::string_view s) {
+// Transcripts hold what was on the wire, including the invalid UTF-8 of the JSON-1 cases; reports
+// must be valid UTF-8, so each byte that is not part of a well-formed sequence is shown as \xNN.
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    std::size_t n = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
+    bool ok = n > 0 && i + n <= s.size();
+    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && n > 1) {
+      std::uint32_t cp = b & (0x7F >> n);
+      for (std::size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+      const std::uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= least[n] && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);  // no overlong forms or surrogates
+    }
+    if (ok) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\x%02x", b);
+      out += esc;
+      ++i;
+    }
+  }
+  return out;
+}
+
+std::string xml_escape(std::string_view raw) {
+  const std::string s = valid_utf8(raw);
   std::string out;
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
@@ -61,7 +90,7 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
     unexpected_passes += r.unexpected_pass();
     expected_failures += r.expected_failure && !r.unexpected_pass();
     json::array transcript;
-    for (const auto& t : r.transcript) transcript.push_back(json::object{{"what", t.what}, {"text", t.text}});
+    for (const auto& t : r.transcript) transcript.push_back(json::object{{"what", t.what}, {"text", valid_utf8(t.text)}});
     json::object c{{"id", r.test->id},
                    {"title", r.test->title},
                    {"group", r.test->group},
@@ -70,8 +99,8 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
                    {"verdict", to_string(r.outcome)},
                    {"duration_ms", r.duration.count()},
                    {"transcript", std::move(transcript)}};
-    if (!r.reason.empty()) c["reason"] = r.reason;
-    if (!r.rule.empty()) c["failure"] = json::object{{"rule", r.rule}, {"expected", r.expected}, {"actual", r.actual}};
+    if (!r.reason.empty()) c["reason"] = valid_utf8(r.reason);
+    if (!r.rule.empty()) c["failure"] = json::object{{"rule", r.rule}, {"expected", valid_utf8(r.expected)}, {"actual", valid_utf8(r.actual)}};
     if (r.expected_failure) {
       c["expected_failure"] = *r.expected_failure;
       c["unexpected_pass"] = r.unexpected_pass();

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -181,6 +182,9 @@ class context {
   void require_type(std::string_view type);
   void require_version(std::string_view version);
   void note(const std::string& text);
+  /// Adds to the transcript (and, for envelopes, to the saved envelopes) what a case sent or
+  /// received over a connection of its own.
+  void record(const std::string& what, const std::string& text, const std::string* envelope = nullptr);
   std::string describe(const reply& r) const;
 
  private:
@@ -190,7 +194,6 @@ class context {
   std::unique_ptr<http_connection> http_;
   std::unique_ptr<ws_connection> ws_;
   std::vector<std::unique_ptr<http_connection>> waiting_;  ///< HTTP requests sent, not yet read
-  void record(const std::string& what, const std::string& text, const std::string* envelope = nullptr);
   reply from_http(const http_response& h);
 };
 
@@ -221,6 +224,8 @@ void add_transport_cases(std::vector<test_case>& out);
 
 /// The whole catalogue, in run order.
 const std::vector<test_case>& catalogue();
+/// MUST requirements no case can check over the wire within a run, each with the reason.
+const std::map<std::string, std::string>& not_on_the_wire();
 
 // ---------------------------------------------------------------- small helpers for cases
 

@@ -31,7 +31,7 @@ void add_envelope_cases(std::vector<test_case>& out) {
     bad("ENV-5/" + name, {"ENV-5"}, "msg_type " + json::serialize(value).substr(0, 20) + " is INVALID_FORMAT", set("msg_type", value));
   for (const auto& [name, value] : std::vector<named_value>{
            {"empty", ""}, {"129-chars", json::string(129, 'a')}, {"space", "a b"}, {"slash", "a/b"}, {"number", 12}})
-    bad("ENV-6/sender-" + name, {"ENV-6", "ERR-4"}, "sender_id " + json::serialize(value).substr(0, 20) + " is INVALID_FORMAT",
+    bad("ENV-6/sender-" + name, {"ENV-6", "ID-2", "ERR-4"}, "sender_id " + json::serialize(value).substr(0, 20) + " is INVALID_FORMAT",
         set("sender_id", value));
   bad("ENV-6/recipient-invalid", {"ENV-6"}, "recipient_id \"no way\" is INVALID_FORMAT", set("recipient_id", "no way"));
   bad("ENV-7/other-recipient", {"ENV-7"}, "a message addressed to another node is INVALID_FORMAT", set("recipient_id", "someone-else"),

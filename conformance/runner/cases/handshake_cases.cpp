@@ -106,7 +106,7 @@ void add_handshake_cases(std::vector<test_case>& out) {
                    auto p = c.begin_handshake(who, tweaked([&](json::object& pl) { pl["identity_key"] = other.public_hex(); }));
                    expect_refusal(c, p.text1, errc::invalid_signature, "HS-2");
                  }});
-  out.push_back({"ID-6/key-change", {"ID-6", "ID-7", "HS-2"}, g,
+  out.push_back({"ID-6/key-change", {"ID-6", "ID-7", "ID-4", "HS-2"}, g,
                  "a new key for a bound entity id: UNKNOWN_SENDER under tofu, or (open) it replaces the old key", [](context& c) {
                    const auto& who = c.bound();
                    const identity impostor{who.id, crypto::ed25519_keypair::generate()};

@@ -1,6 +1,8 @@
 // §14 errors and §15 message types.
 #include "common.hpp"
 
+#include <set>
+
 namespace peerproto::conformance {
 using namespace cases;
 
@@ -28,6 +30,23 @@ void add_message_cases(std::vector<test_case>& out) {
                  [](context& c) {
                    const auto& who = c.bound();
                    expect_refusal(c, signed_by(c, who, "no_such_type"), errc::unsupported_message_type, "MSG-1");
+                 }});
+  out.push_back({"ERR-1/error-envelope", {"ERR-1", "ERR-2", "ERR-5", "ERR-6", "SIG-6", "HTTP-2"}, g,
+                 "a refusal is a signed sessionless error with error_code, error_message, original_nonce and the table's status",
+                 [](context& c) {
+                   auto o = c.header(c.me(), "ping");
+                   expect_refusal(c, c.sign(o, c.me()), errc::unknown_sender, "ERR-1");
+                 }});
+  out.push_back({"ENV-11/fresh-nonces", {"ENV-11"}, g, "the node's replies carry distinct 32-hex nonces", [](context& c) {
+                   const auto& who = c.bound();
+                   std::set<std::string> seen;
+                   for (int i = 0; i < 8; ++i) {
+                     const auto text = signed_by(c, who, "ping");
+                     const auto r = c.exchange(text);
+                     c.expect_reply(r, text, "pong", "ENV-11");
+                     seen.insert(std::string(parse_object(r.body).at("nonce").as_string()));
+                   }
+                   c.check(seen.size() == 8, "ENV-11", "8 different nonces", std::to_string(seen.size()) + " different");
                  }});
   out.push_back({"MSG-2/ping-echo", {"MSG-2", "MSG-8"}, g, "ping is answered by pong echoing the whole payload, extra members included",
                  [](context& c) {

@@ -130,7 +130,7 @@ void add_signature_cases(std::vector<test_case>& out) {
                    const auto text = signed_ping(c, who, -tolerance / 2);
                    c.expect_reply(c.exchange(text), text, "pong", "RPL-1");
                  }});
-  out.push_back({"RPL-3/after-bad-signature", {"RPL-3", "ENV-22"}, r,
+  out.push_back({"RPL-3/after-bad-signature", {"RPL-3", "ENV-22", "SIG-4"}, r,
                  "a nonce first seen with a bad signature is not cached: the genuine message is accepted", [](context& c) {
                    const auto& who = c.bound();
                    auto o = c.header(who, "ping", {{"text", "genuine"}});
@@ -139,6 +139,16 @@ void add_signature_cases(std::vector<test_case>& out) {
                    const auto forged = canonical(o);
                    expect_refusal(c, forged, errc::invalid_signature, "SIG-5");
                    c.expect_reply(c.exchange(genuine), genuine, "pong", "RPL-3");
+                 }});
+  out.push_back({"PROC-5/replay-before-signature", {"PROC-5", "RPL-2"}, r,
+                 "a repeated nonce with a bad signature is REPLAY_DETECTED: the cache is consulted before verification",
+                 [](context& c) {
+                   const auto& who = c.bound();
+                   auto o = c.header(who, "ping", {{"text", "first"}});
+                   const auto first = c.sign(o, who);
+                   c.expect_reply(c.exchange(first), first, "pong", "RPL-2");
+                   o["payload"] = json::object{{"text", "forged"}};
+                   expect_refusal(c, canonical(o), errc::replay_detected, "PROC-5");
                  }});
   out.push_back({"RPL-7/session-nonces-not-cached", {"RPL-7"}, r,
                  "a v1.1 session message's nonce is not entered in the nonce cache", [](context& c) {

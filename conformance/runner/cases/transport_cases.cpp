@@ -8,7 +8,16 @@ namespace peerproto::conformance {
 using namespace cases;
 
 namespace {
-reply as_reply(const http_response& h) { return {h.status, h.body, h.header("content-type"), h.header("retry-after"), false}; }
+reply as_reply(context& c, const http_response& h) {
+  c.record("received", "HTTP " + std::to_string(h.status) + " " + h.body, &h.body);
+  return {h.status, h.body, h.header("content-type"), h.header("retry-after"), false};
+}
+
+reply ws_reply(context& c, ws_connection& ws) {
+  auto m = ws.receive(c.until());
+  c.record("received", (m.binary ? "binary: " : "") + m.data, &m.data);
+  return {0, m.data, "", "", true};
+}
 
 std::string signed_ping(context& c, const identity& who, json::object payload = {}) {
   auto o = c.header(who, "ping", std::move(payload));
@@ -18,6 +27,7 @@ std::string signed_ping(context& c, const identity& who, json::object payload = 
 // POSTs `body` to /message on a new connection with the given headers.
 http_response post(context& c, const std::string& body, const std::optional<std::string>& content_type) {
   http_connection h(c.source_endpoint(), c.until());
+  c.record("sent", "POST /message, Content-Type " + content_type.value_or("(none)") + ": " + body, &body);
   h.send("POST", "/message", body, c.until(), content_type);
   return h.receive(c.until());
 }
@@ -25,8 +35,10 @@ http_response post(context& c, const std::string& body, const std::optional<std:
 // Writes `raw` on a new connection: the node must answer 4xx and close, and go on serving.
 void malformed(context& c, const std::string& raw, std::string_view rule) {
   http_connection h(c.source_endpoint(), c.until());
+  c.record("sent", raw);
   h.write_raw(raw, c.until());
   const auto r = h.receive(c.until());
+  c.record("received", "HTTP " + std::to_string(r.status));
   c.check(r.status >= 400 && r.status < 500, rule, "a 4xx status", "HTTP " + std::to_string(r.status));
   c.check(h.closed_by_peer(c.until()), rule, "the connection closed", "the connection stayed open");
   c.check(c.get("/health").status == 200, rule, "the node still answers /health", "no answer");
@@ -48,24 +60,25 @@ void add_transport_cases(std::vector<test_case>& out) {
   const std::string g = "http";
   out.push_back({"HTTP-1/text-plain", {"HTTP-1"}, g, "Content-Type text/plain is INVALID_FORMAT with 400", [](context& c) {
                    const auto text = signed_ping(c, c.bound());
-                   c.expect_error(as_reply(post(c, text, "text/plain")), text, errc::invalid_format, "HTTP-1");
+                   c.expect_error(as_reply(c, post(c, text, "text/plain")), text, errc::invalid_format, "HTTP-1");
                  }});
   out.push_back({"HTTP-1/no-content-type", {"HTTP-1"}, g, "a request without Content-Type is INVALID_FORMAT with 400", [](context& c) {
                    const auto text = signed_ping(c, c.bound());
-                   c.expect_error(as_reply(post(c, text, std::nullopt)), text, errc::invalid_format, "HTTP-1");
+                   c.expect_error(as_reply(c, post(c, text, std::nullopt)), text, errc::invalid_format, "HTTP-1");
                  }});
   out.push_back({"HTTP-1/charset", {"HTTP-1"}, g, "application/json; charset=utf-8 is accepted", [](context& c) {
                    const auto text = signed_ping(c, c.bound());
-                   c.expect_reply(as_reply(post(c, text, "application/json; charset=utf-8")), text, "pong", "HTTP-1");
+                   c.expect_reply(as_reply(c, post(c, text, "application/json; charset=utf-8")), text, "pong", "HTTP-1");
                  }});
   out.push_back({"HTTP-3/declared-length", {"HTTP-3", "JSON-5"}, g,
                  "a declared Content-Length over the limit gets 413 PAYLOAD_TOO_LARGE before the body is sent", [](context& c) {
                    const auto limit = c.node.limit("max_envelope_bytes", 1 << 20);
                    http_connection h(c.source_endpoint(), c.until());
-                   h.write_raw("POST /message HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: " +
-                                   std::to_string(limit + 1) + "\r\n\r\n{",
-                               c.until());
-                   c.expect_error(as_reply(h.receive(c.until())), "", errc::payload_too_large, "HTTP-3");
+                   const auto head = "POST /message HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: " +
+                                     std::to_string(limit + 1) + "\r\n\r\n{";
+                   c.record("sent", head);
+                   h.write_raw(head, c.until());
+                   c.expect_error(as_reply(c, h.receive(c.until())), "", errc::payload_too_large, "HTTP-3");
                  }});
   out.push_back({"HTTP-4/keep-alive", {"HTTP-4"}, g, "two requests on one connection are both answered and the connection stays open",
                  [](context& c) {
@@ -73,9 +86,10 @@ void add_transport_cases(std::vector<test_case>& out) {
                    http_connection h(c.source_endpoint(), c.until());
                    for (int i = 0; i < 2; ++i) {
                      const auto text = signed_ping(c, who, {{"i", i}});
+                     c.record("sent", text, &text);
                      h.send("POST", "/message", text, c.until());
                      const auto r = h.receive(c.until());
-                     c.expect_reply(as_reply(r), text, "pong", "HTTP-4");
+                     c.expect_reply(as_reply(c, r), text, "pong", "HTTP-4");
                      c.check(r.keep_alive, "HTTP-4", "a persistent connection", "Connection: close");
                    }
                  }});
@@ -131,6 +145,7 @@ void add_transport_cases(std::vector<test_case>& out) {
   out.push_back({"HTTP-11/read-timeout", {"HTTP-11"}, g, "a connection that never completes its request is closed by the node",
                  [](context& c) {
                    http_connection h(c.source_endpoint(), c.until());
+                   c.record("sent", "POST /message HTTP/1.1, then nothing more");
                    h.write_raw("POST /message HTTP/1.1\r\nHost: node\r\n", c.until());
                    c.note("waiting for the node's read timeout (10 s by default)");
                    c.check(h.closed_by_peer(c.until()), "HTTP-11", "the node closes the connection", "it stayed open");
@@ -151,8 +166,9 @@ void add_transport_cases(std::vector<test_case>& out) {
   out.push_back({"WS-1/ping", {"WS-1"}, w, "a ping over /ws is answered on the same connection", [](context& c) {
                    const auto text = signed_ping(c, c.bound());
                    auto ws = open_ws(c);
+                   c.record("sent", text, &text);
                    ws->send_text(text, c.until());
-                   c.expect_reply({0, ws->receive(c.until()).data, "", "", true}, text, "pong", "WS-1");
+                   c.expect_reply(ws_reply(c, *ws), text, "pong", "WS-1");
                  }});
   out.push_back({"WS-2/pipelined", {"WS-2", "MSG-2"}, w, "16 requests in flight on one connection are all answered, matched by in_reply_to",
                  [](context& c) {
@@ -162,10 +178,11 @@ void add_transport_cases(std::vector<test_case>& out) {
                    for (int i = 0; i < 16; ++i) {
                      const auto text = signed_ping(c, who, {{"i", i}});
                      by_nonce[std::string(parse_object(text).at("nonce").as_string())] = text;
+                     c.record("sent", text, &text);
                      ws->send_text(text, c.until());
                    }
                    for (int i = 0; i < 16; ++i) {
-                     const auto body = ws->receive(c.until()).data;
+                     const auto body = ws_reply(c, *ws).body;
                      const auto o = parse_object(body);
                      const auto nonce = std::string(o.at("payload").at("in_reply_to").as_string());
                      c.check(by_nonce.contains(nonce), "MSG-2", "a reply to one of the 16 requests", body.substr(0, 200));
@@ -177,15 +194,19 @@ void add_transport_cases(std::vector<test_case>& out) {
                  [](context& c) {
                    const auto& who = c.bound();
                    auto ws = open_ws(c);
-                   ws->send_binary(signed_ping(c, who), c.until());
-                   c.expect_error({0, ws->receive(c.until()).data, "", "", true}, "", errc::invalid_format, "WS-3");
+                   const auto binary = signed_ping(c, who);
+                   c.record("sent", "binary: " + binary);
+                   ws->send_binary(binary, c.until());
+                   c.expect_error(ws_reply(c, *ws), "", errc::invalid_format, "WS-3");
                    const auto text = signed_ping(c, who);
+                   c.record("sent", text, &text);
                    ws->send_text(text, c.until());
-                   c.expect_reply({0, ws->receive(c.until()).data, "", "", true}, text, "pong", "WS-3");
+                   c.expect_reply(ws_reply(c, *ws), text, "pong", "WS-3");
                  }});
   out.push_back({"WS-4/oversize", {"WS-4"}, w, "a message over the envelope limit closes the connection with 1009", [](context& c) {
                    const auto limit = static_cast<std::size_t>(c.node.limit("max_envelope_bytes", 1 << 20));
                    auto ws = open_ws(c);
+                   c.record("sent", "a text message of " + std::to_string(limit + 10) + " bytes");
                    ws->send_text("{\"pad\":\"" + std::string(limit, 'a') + "\"}", c.until());
                    try {
                      const auto m = ws->receive(c.until());

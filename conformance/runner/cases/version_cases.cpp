@@ -24,6 +24,7 @@ void handshake_refused(context& c, const offer& o, errc code, std::string_view r
 void add_version_cases(std::vector<test_case>& out) {
   const std::string g = "version";
   out.push_back({"VER-2/supports-1.1", {"VER-2", "MSG-7"}, g, "the node supports 1.1 and lists its versions highest first", [](context& c) {
+                   c.note("GET /capabilities: versions " + json::serialize(c.node.capabilities.at("versions")));
                    c.check(c.node.supports_version("1.1"), "VER-2", "\"1.1\" in capabilities.versions", json::serialize(c.node.capabilities.at("versions")));
                    c.check(c.node.versions.front() == "1.1", "MSG-7", "versions highest first", json::serialize(c.node.capabilities.at("versions")));
                  }});
