@@ -19,6 +19,7 @@
 #include <peerproto/trust.hpp>
 #include <peerproto/version.hpp>
 
+#include <cstdlib>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -358,6 +359,7 @@ class engine {
     auto parsed = envelope_from_json(std::move(*value));  // peek() has read what it needs
     if (!parsed) return error_reply(ctx, parsed.error());
     envelope& e = *parsed;
+    if (PEERPROTO_FAULT(exit_on_chunk) && e.msg_type == "chunk") std::_Exit(70);  // a node that dies mid-run
     if (e.msg_type == "error") return outcome{outcome::kind::none, {}, 400, errc::unsupported_message_type, {}, ctx.nonce_hex, {}, {}, {}};
 
     // PROC-2

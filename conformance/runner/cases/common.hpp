@@ -62,6 +62,14 @@ inline build raw_payload(std::string payload_text) {
   };
 }
 
+/// A handshake offer of version 1.0 only (no suites, no ephemeral key).
+inline offer offer_1_0() {
+  offer o;
+  o.versions = {"1.0"};
+  o.suites = {};
+  return o;
+}
+
 inline void expect_refusal(context& c, const std::string& text, errc code, std::string_view rule, std::string_view contains = {}) {
   c.expect_error(c.exchange(text), text, code, rule, contains);
 }

@@ -137,10 +137,7 @@ void add_handshake_cases(std::vector<test_case>& out) {
   out.push_back({"HS-13/1.0-with-key-confirmation", {"HS-13"}, g, "message 3 of a 1.0 handshake with key_confirmation is INVALID_FORMAT",
                  [](context& c) {
                    c.require_version("1.0");
-                   offer o;
-                   o.versions = {"1.0"};
-                   o.suites = {};
-                   confirm_refused(c, o, [](json::object& p) { p["key_confirmation"] = random_hex(32); }, errc::invalid_format, "HS-13", false);
+                   confirm_refused(c, offer_1_0(), [](json::object& p) { p["key_confirmation"] = random_hex(32); }, errc::invalid_format, "HS-13", false);
                  }});
   out.push_back({"HS-16/expired", {"HS-16"}, g, "message 3 after the handshake timeout is CHALLENGE_EXPIRED",
                  [](context& c) {

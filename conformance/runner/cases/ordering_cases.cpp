@@ -9,7 +9,7 @@ using namespace cases;
 namespace {
 // Over HTTP a held request occupies its connection; give the node a moment to read it before
 // the next request goes out on another connection.
-void let_arrive() { std::this_thread::sleep_for(std::chrono::milliseconds(150)); }
+void let_arrive() { std::this_thread::sleep_for(std::chrono::milliseconds(500)); }
 
 std::string at_sequence(context& c, session_state& s, std::uint64_t seq, const json::object& payload = {}) {
   auto m = c.session_header(s, "ping");

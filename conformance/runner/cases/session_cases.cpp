@@ -69,20 +69,14 @@ void add_session_cases(std::vector<test_case>& out) {
   out.push_back({"SES-11/1.0-tampered", {"SES-11"}, g, "a 1.0 session message is verified with the peer's key: a change is INVALID_SIGNATURE",
                  [](context& c) {
                    c.require_version("1.0");
-                   offer o;
-                   o.versions = {"1.0"};
-                   o.suites = {};
-                   auto s = c.handshake(c.fresh(), o);
+                   auto s = c.handshake(c.fresh(), offer_1_0());
                    auto m = parse_object(c.session_message(s, "ping", {{"n", 1}}));
                    m["payload"] = json::object{{"n", 2}};
                    expect_refusal(c, canonical(m), errc::invalid_signature, "SES-11");
                  }});
   out.push_back({"SES-11/1.0-unsigned", {"SES-11", "ENV-19"}, g, "a 1.0 session message without signature is MISSING_FIELDS", [](context& c) {
                    c.require_version("1.0");
-                   offer o;
-                   o.versions = {"1.0"};
-                   o.suites = {};
-                   auto s = c.handshake(c.fresh(), o);
+                   auto s = c.handshake(c.fresh(), offer_1_0());
                    auto m = parse_object(c.session_message(s, "ping"));
                    m.erase("signature");
                    expect_refusal(c, canonical(m), errc::missing_fields, "ENV-19");

@@ -45,7 +45,7 @@ void add_version_cases(std::vector<test_case>& out) {
   out.push_back({"VER-6/1.0-session", {"VER-6", "HS-13", "SES-11"}, g,
                  "a 1.0-only offer gives a signed plaintext session: no ephemeral keys, signed ack and replies", [](context& c) {
                    c.require_version("1.0");
-                   auto s = c.handshake(c.fresh(), offering({"1.0"}, {}));
+                   auto s = c.handshake(c.fresh(), offer_1_0());
                    c.check(!s.encrypted(), "VER-6", "selected_version 1.0", s.version);
                    const auto text = c.session_message(s, "ping", {{"n", 1}});
                    c.expect_reply(c.exchange(text), text, "pong", "VER-6", &s);
@@ -68,7 +68,7 @@ void add_version_cases(std::vector<test_case>& out) {
   out.push_back({"VER-7/1.0-only-offer", {"VER-7"}, g, "a node that requires encryption answers a 1.0-only offer with ENCRYPTION_REQUIRED",
                  [](context& c) {
                    if (c.node.supports_version("1.0")) c.skip("the node accepts 1.0, so it does not require encryption");
-                   handshake_refused(c, offering({"1.0"}, {}), errc::encryption_required, "VER-7");
+                   handshake_refused(c, offer_1_0(), errc::encryption_required, "VER-7");
                  }});
   out.push_back({"VER-8/sessionless-refused", {"VER-8"}, g, "a node that requires encryption refuses sessionless messages", [](context& c) {
                    if (c.node.supports_version("1.0")) c.skip("the node accepts 1.0, so it does not require encryption");
