@@ -249,8 +249,7 @@ reply context::exchange(const std::string& text) {
     ws().send_text(text, deadline_);
     return receive();
   }
-  http().send("POST", "/message", text, deadline_);
-  const auto h = http_->receive(deadline_);
+  const auto h = http().exchange("POST", "/message", text, deadline_);
   if (!h.keep_alive) http_.reset();
   return from_http(h);
 }

@@ -78,27 +78,21 @@ http_connection::http_connection(const endpoint& ep, deadline until) : p_(std::m
 }
 http_connection::~http_connection() = default;
 
-void http_connection::send(const std::string& method, const std::string& target, const std::string& body, deadline until,
-                           const std::optional<std::string>& content_type, const std::map<std::string, std::string>& extra) {
+namespace {
+http::request<http::string_body> make_request(const endpoint& ep, const std::string& method, const std::string& target,
+                                              const std::string& body, const std::optional<std::string>& content_type,
+                                              const std::map<std::string, std::string>& extra = {}) {
   http::request<http::string_body> req(http::string_to_verb(method), target, 11);
-  req.set(http::field::host, p_->ep.host + ":" + p_->ep.port);
+  req.set(http::field::host, ep.host + ":" + ep.port);
   req.set(http::field::user_agent, "peerproto-conformance");
   if (content_type) req.set(http::field::content_type, *content_type);
   for (const auto& [name, value] : extra) req.set(name, value);
   req.body() = body;
   if (method != "GET" || !body.empty()) req.prepare_payload();
-  run(p_->ioc, p_->socket, until, "HTTP request", [&](auto&& done) { http::async_write(p_->socket, req, done); });
+  return req;
 }
 
-void http_connection::write_raw(const std::string& bytes, deadline until) {
-  run(p_->ioc, p_->socket, until, "raw write", [&](auto&& done) { asio::async_write(p_->socket, asio::buffer(bytes), done); });
-}
-
-http_response http_connection::receive(deadline until) {
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(64u << 20);
-  run(p_->ioc, p_->socket, until, "HTTP response", [&](auto&& done) { http::async_read(p_->socket, p_->buffer, parser, done); });
-  auto res = parser.release();
+http_response to_response(http::response<http::string_body>&& res) {
   http_response out;
   out.status = static_cast<int>(res.result_int());
   for (const auto& field : res) {
@@ -109,6 +103,47 @@ http_response http_connection::receive(deadline until) {
   out.body = std::move(res.body());
   out.keep_alive = res.keep_alive();
   return out;
+}
+}  // namespace
+
+void http_connection::send(const std::string& method, const std::string& target, const std::string& body, deadline until,
+                           const std::optional<std::string>& content_type, const std::map<std::string, std::string>& extra) {
+  auto req = make_request(p_->ep, method, target, body, content_type, extra);
+  run(p_->ioc, p_->socket, until, "HTTP request", [&](auto&& done) { http::async_write(p_->socket, req, done); });
+}
+
+http_response http_connection::exchange(const std::string& method, const std::string& target, const std::string& body,
+                                        deadline until, const std::optional<std::string>& content_type) {
+  auto req = make_request(p_->ep, method, target, body, content_type);
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64u << 20);
+  bool read_done = false, write_done = false;
+  beast::error_code read_ec, write_ec;
+  http::async_write(p_->socket, req, [&](beast::error_code ec, std::size_t) { write_done = true; write_ec = ec; });
+  http::async_read(p_->socket, p_->buffer, parser, [&](beast::error_code ec, std::size_t) { read_done = true; read_ec = ec; });
+  p_->ioc.restart();
+  while (!read_done && std::chrono::steady_clock::now() < until) p_->ioc.run_one_for(left(until));
+  if (!read_done || !write_done) {
+    beast::error_code ignored;
+    p_->socket.close(ignored);
+    p_->ioc.restart();
+    p_->ioc.run();
+  }
+  // The response decides; a write cut short by the node's answer and close does not matter.
+  if (!read_done) throw wire_failure(wire_failure::kind::timeout, "no answer within the time limit during HTTP response");
+  if (read_ec) throw failure_of(read_ec, "HTTP response");
+  return to_response(parser.release());
+}
+
+void http_connection::write_raw(const std::string& bytes, deadline until) {
+  run(p_->ioc, p_->socket, until, "raw write", [&](auto&& done) { asio::async_write(p_->socket, asio::buffer(bytes), done); });
+}
+
+http_response http_connection::receive(deadline until) {
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64u << 20);
+  run(p_->ioc, p_->socket, until, "HTTP response", [&](auto&& done) { http::async_read(p_->socket, p_->buffer, parser, done); });
+  return to_response(parser.release());
 }
 
 bool http_connection::closed_by_peer(deadline until) {

@@ -50,6 +50,10 @@ class http_connection {
   void send(const std::string& method, const std::string& target, const std::string& body, deadline until,
             const std::optional<std::string>& content_type = "application/json",
             const std::map<std::string, std::string>& extra = {});
+  /// Sends a request and reads its response at the same time, as a client must when the server
+  /// may answer (413, for example) and close before the whole body is written.
+  http_response exchange(const std::string& method, const std::string& target, const std::string& body, deadline until,
+                         const std::optional<std::string>& content_type = "application/json");
   /// Writes bytes as they are (for malformed requests).
   void write_raw(const std::string& bytes, deadline until);
   http_response receive(deadline until);

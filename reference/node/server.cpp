@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <deque>
 
 namespace peerproto::node {
@@ -286,8 +287,25 @@ class http_connection : public connection, public std::enable_shared_from_this<h
     http::async_write(stream_, response_, [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
       self->busy_ = false;
       self->request_ = {};
-      if (ec || close || self->draining_) return self->abort();
+      if (ec || self->draining_) return self->abort();
+      if (close) return self->linger();
       self->wait_for_request();
+    });
+  }
+
+  // After a refusal the client may still be sending its body. Closing at once would reset the
+  // connection, which can destroy the response before the client reads it (RFC 9112 §9.6), so
+  // shut down our side and discard what arrives for a short while, in a fixed-size buffer.
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(2));
+    discard_input();
+  }
+  void discard_input() {
+    stream_.async_read_some(asio::buffer(discard_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->abort();  // the client closed, or the two seconds are up
+      self->discard_input();
     });
   }
 
@@ -298,6 +316,7 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
+  std::array<char, 4096> discard_;
   bool busy_ = false, draining_ = false, handed_over_ = false;
 };
 
