@@ -190,6 +190,39 @@ void add_transport_cases(std::vector<test_case>& out) {
                      by_nonce.erase(nonce);
                    }
                  }});
+  out.push_back({"WS-2/in-flight-limit", {"WS-2", "ORD-3", "ORD-6"}, w,
+                 "with the in-flight limit reached (held messages count), one more request is RATE_LIMITED", [](context& c) {
+                   const auto limit = c.node.limit("ws_max_in_flight", 64);
+                   const auto window = c.node.limit("reorder_window", 64);
+                   // Held messages occupy the connection without an answer; spread them over
+                   // enough sessions that each stays inside its reorder window.
+                   const auto per_session = std::min<std::int64_t>(window - 1, limit);
+                   const auto& who = c.fresh();
+                   std::vector<session_state> sessions;
+                   for (std::int64_t held = 0; held < limit; held += per_session) sessions.push_back(c.handshake(who));
+                   auto ws = open_ws(c);
+                   std::int64_t held = 0;
+                   for (auto& s : sessions) {
+                     s.next_out = 2;  // sequence 1 never comes, so everything after it is held
+                     for (std::int64_t i = 0; i < per_session && held < limit; ++i, ++held) {
+                       const auto text = c.session_message(s, "ping");
+                       ws->send_text(text, c.until());
+                     }
+                   }
+                   c.note(std::to_string(held) + " messages held on one connection");
+                   const auto extra = signed_ping(c, who);
+                   c.record("sent", extra, &extra);
+                   ws->send_text(extra, c.until());
+                   c.expect_error(ws_reply(c, *ws), extra, errc::rate_limited, "WS-2");
+                   // Nothing more fits, not even the messages that would fill the gaps: the held
+                   // ones fail after the gap timeout (ORD-6) and free the connection.
+                   for (std::int64_t i = 0; i < held; ++i) {
+                     const auto r = ws_reply(c, *ws);
+                     c.check(r.body.find("\"SEQUENCE_ERROR\"") != std::string::npos, "ORD-6", "SEQUENCE_ERROR for each held message",
+                             c.describe(r));
+                   }
+                 },
+                 std::chrono::seconds(30)});
   out.push_back({"WS-3/binary", {"WS-3", "ERR-3", "ERR-4"}, w, "a binary message gets INVALID_FORMAT and the connection stays open",
                  [](context& c) {
                    const auto& who = c.bound();
