@@ -123,7 +123,7 @@ node_info discover(const settings& cfg, const std::string& pinned_key) {
       return json::parse(r.body).as_object();
     } catch (const wire_failure& f) {
       throw setup_error("cannot reach the node at " + ep.host + ":" + ep.port + " (GET " + path + "): " + f.what());
-    } catch (const std::invalid_argument& e) {
+    } catch (const std::invalid_argument&) {
       throw setup_error("GET " + path + " did not answer a JSON object");
     } catch (const boost::system::system_error& e) {
       throw setup_error("GET " + path + " did not answer JSON: " + e.what());
