@@ -196,6 +196,9 @@ void add_chunk_cases(std::vector<test_case>& out) {
                              b.back() ^= 1;
                              m["encrypted_payload"] = base64_encode(b);
                              expect_refusal(c, canonical(m), errc::decryption_failed, "ENC-5");
+                             // The refused message consumed no number (ENC-5), so the genuine chunk reuses
+                             // it. A real sender must never seal two plaintexts under one number (ENC-4);
+                             // here the second ciphertext is of a test payload in a throwaway session.
                              --s.next_out;
                              expect_chunk_ack(c, s, t.chunks[0]);
                              expect_chunk_ack(c, s, t.chunks[1]);
