@@ -116,9 +116,7 @@ node_info discover(const settings& cfg, const std::string& pinned_key) {
   endpoint ep = cfg.target;
   auto get = [&](const std::string& path) {
     try {
-      http_connection c(ep, until);
-      c.send("GET", path, "", until, std::nullopt);
-      auto r = c.receive(until);
+      const auto r = http_get(ep, path, until);
       if (r.status != 200) throw setup_error("GET " + path + " answered HTTP " + std::to_string(r.status));
       return json::parse(r.body).as_object();
     } catch (const wire_failure& f) {
@@ -322,10 +320,7 @@ int main(int argc, char** argv) {
 
     const auto alive = [&] {
       try {
-        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-        http_connection c(cfg.target, until);
-        c.send("GET", "/health", "", until, std::nullopt);
-        return c.receive(until).status == 200;
+        return http_get(cfg.target, "/health", std::chrono::steady_clock::now() + std::chrono::seconds(3)).status == 200;
       } catch (const wire_failure&) {
         return false;
       }

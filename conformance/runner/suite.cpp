@@ -30,10 +30,10 @@ std::string random_hex(std::size_t n) {
 std::string random_uuid() { return format_uuid(make_uuid_v4(crypto::random_array<16>())); }
 
 std::string timestamp_at(std::chrono::milliseconds offset, int fraction_digits) {
-  const auto t = std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now() + offset);
+  auto t = std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now() + offset);
   // Zero fraction digits needs a whole second, so the instant is truncated to one.
-  const auto whole = fraction_digits == 0 ? std::chrono::floor<std::chrono::seconds>(t) : t;
-  auto text = format_timestamp({std::chrono::floor<std::chrono::milliseconds>(whole), 3});
+  if (fraction_digits == 0) t = std::chrono::floor<std::chrono::seconds>(t);
+  auto text = format_timestamp({t, 3});
   if (fraction_digits < 3) text = text.substr(0, 19) + (fraction_digits > 0 ? text.substr(19, 1 + fraction_digits) : "") + "Z";
   return text;
 }
@@ -275,10 +275,8 @@ reply context::receive() {
 }
 
 http_response context::get(const std::string& path) {
-  http_connection c(source_endpoint(), deadline_);
   record("sent", "GET " + path);
-  c.send("GET", path, "", deadline_, std::nullopt);
-  auto h = c.receive(deadline_);
+  auto h = http_get(source_endpoint(), path, deadline_);
   record("received", "HTTP " + std::to_string(h.status) + " " + h.body);
   return h;
 }

@@ -156,6 +156,12 @@ bool http_connection::closed_by_peer(deadline until) {
   return false;  // the node sent more bytes instead of closing
 }
 
+http_response http_get(const endpoint& ep, const std::string& path, deadline until) {
+  http_connection c(ep, until);
+  c.send("GET", path, "", until, std::nullopt);
+  return c.receive(until);
+}
+
 struct ws_connection::impl {
   asio::io_context ioc;
   websocket::stream<tcp::socket> ws{ioc};

@@ -65,6 +65,9 @@ class http_connection {
   std::unique_ptr<impl> p_;
 };
 
+/// GET `path` on a new connection (no request body, no Content-Type).
+http_response http_get(const endpoint& ep, const std::string& path, deadline until);
+
 struct ws_message {
   std::string data;
   bool binary = false;

@@ -118,10 +118,7 @@ class engine {
         out.push_back(error_reply(hctx, {errc::sequence_error, "a gap before this message was not filled in time"}));
         out.back().msg_type = held.request.msg_type;
       }
-      if (entry.pending && now - entry.pending->started >= opt_.handshake_timeout && !PEERPROTO_FAULT(accept_expired_handshake)) {
-        (void)s.apply(session_event::pending_timeout, now);
-        entry.pending.reset();
-        entry.timed_out = true;
+      if (expire_pending(entry, now)) {
         audit(ctx, audit_event::handshake_failed, std::nullopt, errc::challenge_expired, "pending handshake expired");
       }
       std::move(ctx.audit.begin(), ctx.audit.end(), std::back_inserter(events));
@@ -552,6 +549,16 @@ class engine {
     return outcome{outcome::kind::reply, msg2, 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
   }
 
+  // HS-16: a pending handshake past its timeout fails, and is remembered as timed out.
+  bool expire_pending(session_entry& entry, sys_milliseconds now) {
+    if (!entry.pending || now - entry.pending->started < opt_.handshake_timeout || PEERPROTO_FAULT(accept_expired_handshake))
+      return false;
+    (void)entry.s.apply(session_event::pending_timeout, now);
+    entry.pending.reset();
+    entry.timed_out = true;
+    return true;
+  }
+
   outcome handle_confirm(request_context& ctx, const envelope& e) {
     auto c = parse_hello_confirm(*e.payload);
     if (!c) return error_reply(ctx, c.error());
@@ -568,10 +575,7 @@ class engine {
     if (entry.timed_out && !PEERPROTO_FAULT(accept_expired_handshake)) return error_reply(ctx, {errc::challenge_expired, "the pending handshake expired"});
     if (s.state() != session_state::await_confirm || !entry.pending)
       return error_reply(ctx, {errc::session_not_found, "no pending handshake with this session id"});  // HS-22
-    if (ctx.now - entry.pending->started >= opt_.handshake_timeout && !PEERPROTO_FAULT(accept_expired_handshake)) {
-      (void)s.apply(session_event::pending_timeout, ctx.now);
-      entry.pending.reset();
-      entry.timed_out = true;
+    if (expire_pending(entry, ctx.now)) {
       audit(ctx, audit_event::handshake_failed, e, errc::challenge_expired, "confirmation arrived too late");
       return error_reply(ctx, {errc::challenge_expired, "the pending handshake expired"});
     }
