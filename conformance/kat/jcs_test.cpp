@@ -16,7 +16,7 @@ TEST(Rfc8785, VectorFilesCanonicalizeExactly) {
     const auto in = dir / "input" / (std::string(name) + ".json");
     const auto out = dir / "output" / (std::string(name) + ".json");
     if (!std::filesystem::exists(in) || !std::filesystem::exists(out)) {
-      ADD_FAILURE() << "JCS vectors not found: " << in << " (set PEERPROTO_VECTORS_DIR)";
+      ADD_FAILURE() << "JCS vectors not found: " << in << " (conformance/vectors/third_party/ is part of the project: is the checkout complete?)";
       continue;
     }
     const auto canonical = jcs::canonicalize_text(peerproto::kat::read_file(in));

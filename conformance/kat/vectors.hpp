@@ -6,7 +6,6 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -14,11 +13,8 @@
 
 namespace peerproto::kat {
 
-/// The outside vectors folder: $PEERPROTO_VECTORS_DIR, else the folder configured at build time.
-inline std::filesystem::path vectors_dir() {
-  if (const char* env = std::getenv("PEERPROTO_VECTORS_DIR"); env && *env) return env;
-  return PEERPROTO_VECTORS_DIR_DEFAULT;
-}
+/// The outside vectors, copied into the project (conformance/vectors/third_party/README.md).
+inline std::filesystem::path vectors_dir() { return PEERPROTO_VECTORS_DIR; }
 
 inline std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -32,7 +28,7 @@ inline std::string read_file(const std::filesystem::path& p) {
 inline boost::json::value load_json(const std::filesystem::path& p) {
   if (!std::filesystem::exists(p)) {
     ADD_FAILURE() << "test vectors not found: " << p
-                  << " (put the vectors folder beside the checkout or set PEERPROTO_VECTORS_DIR)";
+                  << " (conformance/vectors/third_party/ is part of the project: is the checkout complete?)";
     return {};
   }
   return boost::json::parse(read_file(p));
