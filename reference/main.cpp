@@ -1,6 +1,7 @@
 // peerproto-node: the reference node. `serve` runs it, `keygen` makes an identity, `send` talks to
 // a node (handshake, then one message or a chunked payload) and prints the replies.
 #include "node/client.hpp"
+#include "node/limits.hpp"
 #include "node/server.hpp"
 
 #include <boost/asio/signal_set.hpp>
@@ -118,6 +119,11 @@ int main(int argc, char** argv) {
   seconds(srv, "--read-timeout", cfg.read_timeout, "seconds a client has to send a whole request");
   seconds(srv, "--idle-timeout", cfg.idle_timeout, "seconds an idle connection is kept open");
   seconds(srv, "--drain-timeout", cfg.drain_timeout, "seconds SIGTERM waits for in-flight work");
+  seconds(srv, "--linger-timeout", cfg.linger_timeout, "seconds a refused client's remaining input is read and discarded before closing");
+  std::vector<std::string> limit_args;
+  srv->add_option("--limit", limit_args,
+                  "NAME=VALUE: set a limit of docs/SPEC.md §18 by its name and unit (as GET /capabilities lists them), "
+                  "e.g. --limit session_idle_ttl_ms=3000; repeatable");
 
   std::string keygen_file = "node.key", keygen_id;
   auto* kg = app.add_subcommand("keygen", "create an identity key file (mode 0600; never overwrites)");
@@ -137,7 +143,10 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
-    if (srv->parsed()) return serve(std::move(cfg));
+    if (srv->parsed()) {
+      for (const auto& a : limit_args) pn::set_limit(cfg, a);
+      return serve(std::move(cfg));
+    }
     if (kg->parsed()) return keygen(keygen_file, keygen_id);
     return send(so);
   } catch (const std::exception& e) {

@@ -2,12 +2,16 @@
 // relationships rather than by re-running the generator: every envelope parses, re-serializes to
 // the same bytes and verifies; signatures are reproduced from the published seeds; the handshake's
 // challenge responses, key schedule and key confirmation follow from the published inputs; every
-// sealed message opens to its payload and reseals to the same bytes.
+// sealed message opens to its payload and reseals to the same bytes. Also: the limit names of
+// §18 are exactly those of include/peerproto/limit_names.hpp.
 #include <peerproto/envelope.hpp>
+#include <peerproto/limit_names.hpp>
 
 #include "vectors.hpp"
 
 #include <cstdio>
+#include <set>
+#include <sstream>
 
 namespace pp = peerproto;
 namespace json = boost::json;
@@ -146,4 +150,27 @@ TEST(SpecVectors, SpecificationShowsTheSameVectors) {
     expected.emplace_back(session.at(k).as_string());
   for (const auto& v : session.at("sealed").as_array()) expected.emplace_back(v.at("envelope").as_string());
   for (const auto& text : expected) EXPECT_NE(spec.find(text), std::string::npos) << "missing from SPEC.md: " << text;
+}
+
+TEST(SpecVectors, LimitNamesAreTheTableOfSection18) {
+  // MSG-7: a node lists every limit under the name of SPEC §18; limit_names.hpp is that list.
+  const auto spec = pp::kat::read_file(PEERPROTO_SPEC_MD);
+  const auto from = spec.find("## 18."), to = spec.find("## 19.");
+  ASSERT_NE(from, std::string::npos);
+  std::set<std::string> in_table;
+  std::istringstream lines(spec.substr(from, to - from));
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("| `")) continue;
+    const auto first_column = line.substr(2, line.find(" | ") - 2);
+    for (std::size_t at = 0; (at = first_column.find('`', at)) != std::string::npos;) {
+      const auto end = first_column.find('`', at + 1);
+      in_table.insert(first_column.substr(at + 1, end - at - 1));
+      at = end + 1;
+    }
+  }
+  std::set<std::string> in_library;
+  for (const auto& l : pp::limit_names) in_library.insert(std::string(l.name));
+  EXPECT_EQ(in_table, in_library);
+  for (const auto& l : pp::limit_names)
+    EXPECT_TRUE((l.unit == pp::limit_unit::duration_ms) == std::string_view(l.name).ends_with("_ms")) << l.name;
 }

@@ -23,6 +23,7 @@ struct node_config {
   std::filesystem::path state_dir = "peerproto-state";  ///< SQLite database and audit log
   std::filesystem::path audit_log;                 ///< default: <state_dir>/audit.jsonl
   // protocol
+  engine_options protocol{};                       ///< every protocol limit (`--limit NAME=VALUE`, limits.hpp)
   bool require_encryption = false;                 ///< VER-7
   double rate_multiplier = 1;                      ///< scales every rate-limit bucket (load tests)
   std::size_t max_task_queue = limits::max_task_queue;  ///< MSG-6
@@ -35,6 +36,7 @@ struct node_config {
   std::chrono::seconds read_timeout = limits::read_timeout;  ///< HTTP-11: a whole request
   std::chrono::seconds idle_timeout = limits::idle_timeout;  ///< HTTP-11: between requests
   std::chrono::seconds drain_timeout{15};          ///< SIGTERM: longest wait for in-flight work
+  std::chrono::seconds linger_timeout{2};          ///< after a refusal that closes: input discarded this long
   bool quiet = false;                              ///< no start-up banner on stderr
 
   /// The engine options these settings imply.

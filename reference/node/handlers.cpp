@@ -15,44 +15,13 @@ bool empty_object(const handler_request& r) { return r.payload.empty(); }
 
 }  // namespace
 
-boost::json::object capabilities(const engine_options& opt, const registry& r) {
+boost::json::object capabilities(const engine_options& opt, const registry& r, const boost::json::object& limits) {
   boost::json::array types{"handshake", "handshake_confirm", "chunk", "session_close"};
   for (const auto& t : r.types()) types.emplace_back(t);
-  const auto ms = [](std::chrono::milliseconds d) { return d.count(); };
-  boost::json::object lim{
-      {"max_envelope_bytes", opt.json.max_bytes},
-      {"max_json_depth", opt.json.max_depth},
-      {"max_entity_id_chars", limits::max_entity_id_chars},
-      {"max_msg_type_chars", limits::max_msg_type_chars},
-      {"timestamp_tolerance_ms", ms(opt.replay.tolerance)},
-      {"replay_window_ms", ms(opt.replay.window)},
-      {"max_replay_entries", opt.replay.max_entries},
-      {"handshake_timeout_ms", ms(opt.handshake_timeout)},
-      {"max_pending_handshakes_per_peer", opt.max_pending_per_peer},
-      {"max_pending_handshakes_total", opt.max_pending_total},
-      {"max_sessions_total", opt.max_sessions_total},
-      {"session_idle_ttl_ms", ms(opt.session.idle_ttl)},
-      {"session_lifetime_ms", ms(opt.session.lifetime)},
-      {"max_messages_per_direction", opt.session.max_messages},
-      {"reorder_window", opt.session.ordering.window},
-      {"gap_timeout_ms", ms(opt.session.ordering.gap_timeout)},
-      {"max_chunk_data_bytes", opt.chunks.max_chunk_data},
-      {"max_chunks_per_transfer", opt.chunks.max_chunks},
-      {"max_transfer_bytes", opt.chunks.max_transfer_bytes},
-      {"max_transfers_per_peer", opt.chunks.max_transfers_per_peer},
-      {"max_reassembly_bytes_total", opt.chunks.max_total_bytes},
-      {"pre_auth_rate_per_minute", opt.rate.pre_auth.per_minute},
-      {"pre_auth_burst", opt.rate.pre_auth.burst},
-      {"heartbeat_rate_per_minute", opt.rate.heartbeat.per_minute},
-      {"heartbeat_burst", opt.rate.heartbeat.burst},
-      {"backoff_threshold", opt.rate.backoff.threshold},
-      {"backoff_window_ms", ms(opt.rate.backoff.window)},
-      {"backoff_initial_ms", ms(opt.rate.backoff.initial)},
-  };
   return {{"versions", boost::json::array(opt.versions.begin(), opt.versions.end())},
           {"suites", boost::json::array(opt.suites.begin(), opt.suites.end())},
           {"message_types", std::move(types)},
-          {"limits", std::move(lim)}};
+          {"limits", limits}};
 }
 
 void register_builtin_handlers(registry& r, const handler_context& ctx) {
@@ -62,9 +31,9 @@ void register_builtin_handlers(registry& r, const handler_context& ctx) {
   r.add("heartbeat", delivered);
   r.add("status_report", delivered);
   r.add("wake_up", delivered);
-  r.add("capability_query", [&opt = ctx.engine_opt, &r](const handler_request& q) -> result<handler_reply> {
+  r.add("capability_query", [&opt = ctx.engine_opt, &limits = ctx.limits, &r](const handler_request& q) -> result<handler_reply> {
     if (!empty_object(q)) return failure{errc::invalid_format, "capability_query takes an empty payload"};
-    return handler_reply{"capability_response", capabilities(opt, r)};
+    return handler_reply{"capability_response", capabilities(opt, r, limits)};
   });
   r.add("discovery", [&trust = ctx.trust](const handler_request& q) -> result<handler_reply> {
     if (!empty_object(q)) return failure{errc::invalid_format, "discovery takes an empty payload"};

@@ -11,9 +11,10 @@
 
 namespace peerproto::node {
 
-/// What the handlers need from the node. `engine_opt` and `trust` must outlive the registry.
+/// What the handlers need from the node. `engine_opt`, `limits` and `trust` must outlive the registry.
 struct handler_context {
   const engine_options& engine_opt;
+  const boost::json::object& limits;  ///< advertised_limits() of the node's settings
   const trust_store& trust;
   store& state;
   std::size_t max_task_queue;
@@ -23,6 +24,6 @@ struct handler_context {
 void register_builtin_handlers(registry& r, const handler_context& ctx);
 
 /// MSG-7: the capability_response payload (without in_reply_to), also served at /capabilities.
-boost::json::object capabilities(const engine_options& opt, const registry& r);
+boost::json::object capabilities(const engine_options& opt, const registry& r, const boost::json::object& limits);
 
 }  // namespace peerproto::node

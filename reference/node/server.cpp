@@ -1,5 +1,6 @@
 #include "server.hpp"
 
+#include "limits.hpp"
 #include "openapi.hpp"
 
 #include <peerproto/fault.hpp>
@@ -27,7 +28,7 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 engine_options node_config::engine(const std::string& self_id) const {
-  engine_options o;
+  engine_options o = protocol;
   o.self_id = self_id;
   o.require_encryption = require_encryption;
   if (require_encryption) o.versions = {std::string(version_1_1)};  // VER-2: 1.0 only without the requirement
@@ -299,12 +300,12 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   void linger() {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(2));
+    stream_.expires_after(srv_.config().linger_timeout);
     discard_input();
   }
   void discard_input() {
     stream_.async_read_some(asio::buffer(discard_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec) return self->abort();  // the client closed, or the two seconds are up
+      if (ec) return self->abort();  // the client closed, or the linger timeout is up
       self->discard_input();
     });
   }
@@ -354,7 +355,16 @@ server::server(asio::io_context& ioc, node_config cfg)
     log_->warn("trust policy is pinned and no peers are configured: every peer will get UNKNOWN_SENDER (use --peers)");
 
   engine_opt_ = cfg_.engine(id_.entity_id);
-  register_builtin_handlers(handlers_, {engine_opt_, trust_, *store_, cfg_.max_task_queue});
+  limits_ = advertised_limits(cfg_);
+  // Faults of the fault-injection node that advertise the configured limit and apply another.
+  if (PEERPROTO_FAULT(short_replay_memory)) engine_opt_.replay.window /= 100;
+  if (PEERPROTO_FAULT(wide_timestamp_tolerance)) engine_opt_.replay.tolerance *= 2;
+  if (PEERPROTO_FAULT(long_handshake_timeout)) engine_opt_.handshake_timeout *= 2;
+  if (PEERPROTO_FAULT(long_session_idle)) engine_opt_.session.idle_ttl *= 2;
+  if (PEERPROTO_FAULT(long_session_lifetime)) engine_opt_.session.lifetime *= 2;
+  if (PEERPROTO_FAULT(long_transfer_idle)) engine_opt_.chunks.idle_timeout *= 2;
+  if (PEERPROTO_FAULT(backoff_one_late)) engine_opt_.rate.backoff.threshold += 1;
+  register_builtin_handlers(handlers_, {engine_opt_, limits_, trust_, *store_, cfg_.max_task_queue});
   engine_ = std::make_unique<engine>(engine_opt_, id_.key, trust_, handlers_);
   const auto t = now();
   std::size_t nonces = 0, sessions = 0;
@@ -542,7 +552,7 @@ std::optional<server::resource> server::get(std::string_view path) {
     return json(boost::json::object{{"entity_id", id_.entity_id},
                                     {"public_key", hex_encode(id_.key.public_key_bytes())},
                                     {"fingerprint", fingerprint(id_.key.public_key_bytes())}});
-  if (path == "/capabilities") return json(capabilities(engine_opt_, handlers_));
+  if (path == "/capabilities") return json(capabilities(engine_opt_, handlers_, limits_));
   if (path == "/metrics") {
     std::size_t tasks = 0;
     try {

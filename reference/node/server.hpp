@@ -98,6 +98,7 @@ class server {
   trust_store trust_;
   std::unique_ptr<store> store_;
   engine_options engine_opt_;
+  boost::json::object limits_;  ///< advertised at /capabilities and in capability_response
   registry handlers_;
   std::unique_ptr<engine> engine_;
   metrics metrics_;

@@ -253,7 +253,7 @@ TEST(Node, SessionsSurviveARestartWithoutReusingSequenceNumbers) {
 
 TEST(Node, SlowAndIdleClientsAreCutOff) {
   temp_dir dir;
-  node_process bob(dir.path, "bob", {"--read-timeout", "1", "--idle-timeout", "2"});
+  node_process bob(dir.path, "bob", {"--read-timeout", "1", "--idle-timeout", "2", "--linger-timeout", "1"});
   raw_socket slow(bob.port());
   slow.send("POST /message HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");  // and then nothing
   const auto [text, closed] = slow.read_until_close();
@@ -265,6 +265,20 @@ TEST(Node, SlowAndIdleClientsAreCutOff) {
   const auto [answer, idle_closed] = idle.read_until_close();
   EXPECT_EQ(status_of(answer), 200);
   EXPECT_TRUE(idle_closed) << "an idle keep-alive connection must be closed";
+
+  // A refused body may still be arriving: the node answers 413, reads and discards the rest for
+  // --linger-timeout, then closes for good, so a client that keeps sending is cut off.
+  raw_socket refused(bob.port());
+  refused.send("POST /message HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n");
+  const auto [reply, half_closed] = refused.read_until_close();
+  EXPECT_EQ(status_of(reply), 413) << reply.substr(0, 200);
+  EXPECT_TRUE(half_closed) << "the node shuts down its side after the 413";
+  bool cut_off = false;
+  for (int i = 0; i < 100 && !cut_off; ++i) {  // up to 10 s; the limit is 1 s
+    cut_off = ::send(refused.fd, "aaaa", 4, MSG_NOSIGNAL) < 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(cut_off) << "the node must stop reading after the linger timeout";
 }
 
 TEST(Node, SigtermDrainsInFlightRequests) {
