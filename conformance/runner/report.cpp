@@ -100,6 +100,7 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
                    {"duration_ms", r.duration.count()},
                    {"transcript", std::move(transcript)}};
     if (!r.reason.empty()) c["reason"] = valid_utf8(r.reason);
+    if (!r.setup_step.empty()) c["setup_failed"] = r.setup_step;
     if (!r.rule.empty()) c["failure"] = json::object{{"rule", r.rule}, {"expected", valid_utf8(r.expected)}, {"actual", valid_utf8(r.actual)}};
     if (r.expected_failure) {
       c["expected_failure"] = *r.expected_failure;
@@ -110,6 +111,14 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
   summary["must_failures"] = must_failures;
   summary["expected_failures"] = expected_failures;
   summary["unexpected_passes"] = unexpected_passes;
+  json::object read, assumed;
+  if (run.limits)
+    for (const auto& [name, value] : run.limits->limits) {
+      if (const auto a = run.limits->assumed.find(name); a != run.limits->assumed.end())
+        assumed[name] = json::object{{"value", value}, {"why", a->second}};
+      else
+        read[name] = value;
+    }
   json::object root{{"schema", report_schema},
                     {"target", json::object{{"url", run.target},
                                             {"transport", run.transport},
@@ -119,6 +128,7 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
                     {"started", run.started},
                     {"duration_ms", run.duration.count()},
                     {"strict", run.strict},
+                    {"limits", json::object{{"read", std::move(read)}, {"assumed_spec_defaults", std::move(assumed)}}},
                     {"target_down_during", run.target_down ? json::value(*run.target_down) : json::value(nullptr)},
                     {"summary", std::move(summary)},
                     {"cases", std::move(cases)}};

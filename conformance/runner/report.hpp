@@ -13,6 +13,7 @@ struct case_result {
   verdict outcome = verdict::pass;
   std::string reason;                      ///< skip reason, or the failure in one line
   std::string rule, expected, actual;      ///< for failures
+  std::string setup_step;                  ///< set when a shared setup step (a handshake) failed
   std::chrono::milliseconds duration{0};
   std::vector<transcript_entry> transcript;
   std::vector<std::pair<std::string, std::string>> envelopes;
@@ -29,6 +30,7 @@ struct run_info {
   std::chrono::milliseconds duration{0};
   std::optional<std::string> target_down;  ///< the case during which the node stopped answering
   bool strict = false;
+  const node_info* limits = nullptr;  ///< the limits the run used, read or assumed
 };
 
 inline constexpr std::string_view report_schema = "peerproto.conformance.report.v1";

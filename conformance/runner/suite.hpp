@@ -36,6 +36,12 @@ struct case_failure : std::runtime_error {
         rule(std::move(rule_)), expected(std::move(expected_)), actual(std::move(actual_)) {}
   std::string rule, expected, actual;
 };
+/// A failure in a step many cases share (the handshake before a session case): the runner
+/// reports it once, with the number of cases it stopped.
+struct setup_failure : case_failure {
+  setup_failure(std::string step_, const case_failure& f) : case_failure(f), step(std::move(step_)) {}
+  std::string step;
+};
 /// Thrown when a case cannot apply to this node (the reason says why).
 struct case_skip : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -56,10 +62,19 @@ struct node_info {
   json::object capabilities;
   std::vector<std::string> versions, suites, message_types;
 
+  /// Every limit of SPEC §18 (include/peerproto/limit_names.hpp) as the run uses it: the value
+  /// the node advertised, or the specification's default when it did not (listed in `assumed`).
+  std::map<std::string, std::int64_t, std::less<>> limits;
+  std::map<std::string, std::string> assumed;  ///< name -> why the default was assumed
+
   bool supports_version(std::string_view v) const;
   bool has_type(std::string_view t) const;
-  /// A limit from the capabilities' `limits`, or `fallback` when the node does not advertise it.
-  std::int64_t limit(std::string_view name, std::int64_t fallback) const;
+  /// VER-2: a node that requires encryption does not support "1.0".
+  bool requires_encryption() const { return !supports_version("1.0"); }
+  /// The limit `name` of SPEC §18 (a name not in §18 is a bug of the runner: std::logic_error).
+  std::int64_t limit(std::string_view name) const;
+  /// Fills `limits` and `assumed` from `capabilities`.
+  void read_limits();
 };
 
 struct settings {
@@ -138,6 +153,7 @@ class context {
 
   deadline until() const { return deadline_; }
   endpoint source_endpoint() const;  ///< the target, bound to this case's source address
+  std::size_t source_index() const { return case_number_; }  ///< this case's place in --source-addresses
 
   // identities: the case's own, and more on demand; each is new to the node
   const identity& me();
@@ -168,6 +184,9 @@ class context {
   http_connection& http();             ///< the case's keep-alive HTTP connection
   ws_connection& ws();                 ///< the case's WebSocket connection
   http_response get(const std::string& path);
+  /// POSTs `text` over HTTP from the source address `source` (one of --source-addresses), on a
+  /// connection of its own: for rules kept per remote address.
+  reply exchange_from(const std::string& source, const std::string& text);
 
   // expectations
   void expect_error(const reply& r, const std::string& request, errc code, std::string_view rule,
@@ -186,6 +205,9 @@ class context {
   /// received over a connection of its own.
   void record(const std::string& what, const std::string& text, const std::string* envelope = nullptr);
   std::string describe(const reply& r) const;
+  /// Skips the case when the node requires encryption and answered a plaintext `request` with
+  /// ENCRYPTION_REQUIRED where the case expected an outcome decided after that step (`later`).
+  void skip_if_encryption_required(const reply& r, const std::string& request, bool later);
 
  private:
   std::size_t case_number_;

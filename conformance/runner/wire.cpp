@@ -146,14 +146,24 @@ http_response http_connection::receive(deadline until) {
   return to_response(parser.release());
 }
 
-bool http_connection::closed_by_peer(deadline until) {
-  char byte;
-  try {
-    run(p_->ioc, p_->socket, until, "wait for close", [&](auto&& done) { p_->socket.async_read_some(asio::buffer(&byte, 1), done); });
-  } catch (const wire_failure& f) {
-    return f.what_kind == wire_failure::kind::closed;
+std::optional<std::string> http_connection::read_until_closed(deadline until) {
+  std::string got(beast::buffers_to_string(p_->buffer.data()));  // already read past the last response
+  std::array<char, 4096> chunk;
+  for (;;) {
+    std::size_t n = 0;
+    try {
+      run(p_->ioc, p_->socket, until, "wait for close", [&](auto&& done) {
+        p_->socket.async_read_some(asio::buffer(chunk), [&n, done](beast::error_code ec, std::size_t k) mutable {
+          n = k;
+          done(ec, k);
+        });
+      });
+    } catch (const wire_failure& f) {
+      if (f.what_kind == wire_failure::kind::closed) return got;
+      return std::nullopt;
+    }
+    if (got.size() < (64u << 10)) got.append(chunk.data(), std::min(n, (64u << 10) - got.size()));
   }
-  return false;  // the node sent more bytes instead of closing
 }
 
 http_response http_get(const endpoint& ep, const std::string& path, deadline until) {

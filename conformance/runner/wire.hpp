@@ -57,8 +57,9 @@ class http_connection {
   /// Writes bytes as they are (for malformed requests).
   void write_raw(const std::string& bytes, deadline until);
   http_response receive(deadline until);
-  /// True when the peer closes the connection before `until` (false when it stays open).
-  bool closed_by_peer(deadline until);
+  /// Reads until the peer closes the connection: what it sent before closing (at most 64 KiB
+  /// kept, the rest read and dropped), or nullopt when the connection is still open at `until`.
+  std::optional<std::string> read_until_closed(deadline until);
 
  private:
   struct impl;

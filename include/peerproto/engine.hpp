@@ -353,11 +353,16 @@ class engine {
     auto value = jcs::parse_strict(text, opt_.json);
     if (!value) return error_reply(ctx, value.error());
     peek(*value, ctx);
+    // ERR-8: an `error` is never answered, not even when it is malformed.
+    const outcome unanswered{outcome::kind::none, {}, 400, errc::unsupported_message_type, {}, ctx.nonce_hex, {}, {}, {}};
+    if (ctx.msg_type == "error") return unanswered;
     auto parsed = envelope_from_json(std::move(*value));  // peek() has read what it needs
     if (!parsed) return error_reply(ctx, parsed.error());
     envelope& e = *parsed;
     if (PEERPROTO_FAULT(exit_on_chunk) && e.msg_type == "chunk") std::_Exit(70);  // a node that dies mid-run
-    if (e.msg_type == "error") return outcome{outcome::kind::none, {}, 400, errc::unsupported_message_type, {}, ctx.nonce_hex, {}, {}, {}};
+    // HS-1, part of the envelope's form (PROC-1): the handshake messages are sessionless.
+    if (e.session_id && (e.msg_type == "handshake" || e.msg_type == "handshake_ack" || e.msg_type == "handshake_confirm"))
+      return error_reply(ctx, {errc::invalid_format, "handshake messages carry no session_id or sequence_num (HS-1)"});
 
     // PROC-2
     if (const auto wait = rate_.admit_unauthenticated(ctx.remote, e.sender_id, now); wait.count() > 0)

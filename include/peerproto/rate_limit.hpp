@@ -5,6 +5,7 @@
 
 #include <peerproto/encoding.hpp>
 #include <peerproto/error.hpp>
+#include <peerproto/fault.hpp>
 #include <peerproto/version.hpp>
 
 #include <algorithm>
@@ -176,7 +177,7 @@ class rate_limiter {
   void authentication_failed(std::string_view address, std::string_view sender, sys_milliseconds now) {
     const auto make = [&] { return backoff(opt_.backoff); };
     if (auto* b = get(address_backoff_, std::string(address), now, make)) b->fail(now);
-    if (!sender.empty())
+    if (!sender.empty() && !PEERPROTO_FAULT(backoff_per_address_only))
       if (auto* b = get(sender_backoff_, std::string(sender), now, make)) b->fail(now);
   }
 

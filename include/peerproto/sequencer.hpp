@@ -67,7 +67,7 @@ class sequencer {
   std::optional<sys_milliseconds> next_deadline() const noexcept {
     std::optional<sys_milliseconds> earliest;
     for (const auto& [seq, h] : held_)
-      if (!earliest || h.arrived < *earliest) earliest = h.arrived;
+      if (!earliest || (h.arrived < *earliest) != PEERPROTO_FAULT(gap_timer_from_latest)) earliest = h.arrived;
     if (!earliest) return std::nullopt;
     return *earliest + opt_.gap_timeout;
   }

@@ -3,6 +3,8 @@
 
 #include <peerproto/crypto.hpp>
 
+#include <thread>
+
 namespace peerproto::conformance {
 using namespace cases;
 
@@ -72,6 +74,29 @@ test_case bad_chunk(std::string id, std::vector<std::string> reqs, std::string t
 }  // namespace
 
 void add_chunk_cases(std::vector<test_case>& out) {
+  out.push_back({"CHK-11/idle-transfer", {"CHK-11", "CHK-7"}, "chunking",
+                 "a transfer resumed within transfer_idle_timeout_ms completes; one idle past it was dropped with its data",
+                 [](context& c) {
+                   const auto idle = std::chrono::milliseconds(c.node.limit("transfer_idle_timeout_ms"));
+                   require_time_for(c, "transfer_idle_timeout_ms", idle / 2 + idle + std::chrono::seconds(1));
+                   // A transfer belongs to the sender, not to a session (CHK-3): each wait is followed
+                   // by a new session, so the session's own idle timer (SES-4) plays no part.
+                   const auto& who = c.fresh();
+                   auto s = c.handshake(who);
+                   auto inside = split(canonical(original), 2);
+                   expect_chunk_ack(c, s, inside.chunks[0]);
+                   std::this_thread::sleep_for(idle / 2);
+                   s = c.handshake(who);
+                   expect_delivery(c, s, inside.chunks[1], original);
+                   auto dropped = split(canonical(original), 2);
+                   expect_chunk_ack(c, s, dropped.chunks[0]);
+                   c.note("idle for transfer_idle_timeout_ms + 1 s");
+                   std::this_thread::sleep_for(idle + std::chrono::seconds(1));
+                   s = c.handshake(who);
+                   // Chunk 0 is gone with its transfer: chunk 1 starts a new one and completes nothing.
+                   expect_chunk_ack(c, s, dropped.chunks[1]);
+                 },
+                 std::chrono::seconds(60)});
   out.push_back(chunk_case("CHK-1/in-order", {"CHK-1", "CHK-7"}, "three chunks in order: two acks, then the handler's reply",
                            [](context& c, session_state& s) {
                              auto t = three();
@@ -181,7 +206,7 @@ void add_chunk_cases(std::vector<test_case>& out) {
                           [](json::object& ch) { ch["total_size"] = 64 * 1024 * 1024 + 1; }, errc::payload_too_large));
   out.push_back(chunk_case("CHK-10/fifth-transfer", {"CHK-10"}, "the first chunk of a transfer beyond the per-sender limit is CHUNK_ERROR",
                            [](context& c, session_state& s) {
-                             const auto limit = c.node.limit("max_transfers_per_peer", 4);
+                             const auto limit = c.node.limit("max_transfers_per_peer");
                              for (std::int64_t i = 0; i < limit; ++i) expect_chunk_ack(c, s, three().chunks[0]);
                              expect_chunk_refused(c, s, three().chunks[0], errc::chunk_error, "CHK-10");
                            }));

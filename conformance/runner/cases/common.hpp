@@ -89,4 +89,22 @@ inline json::object ping_ok(context& c, const identity& who, const json::object&
   return c.expect_reply(c.exchange(text), text, "pong", rule);
 }
 
+/// A case that observes a node timer must wait it out: skips, naming the limit, when waiting
+/// `needed` would pass the case's time limit (the node's value is longer than a run can observe).
+inline void require_time_for(context& c, std::string_view limit_name, std::chrono::milliseconds needed) {
+  if (std::chrono::steady_clock::now() + needed + std::chrono::seconds(3) <= c.until()) return;
+  c.skip("the node's " + std::string(limit_name) + " is " + std::to_string(c.node.limit(limit_name)) +
+         " ms: observing it takes longer than this case's time limit; to test the rule, start the node with a shorter value "
+         "(the reference node: --limit " + std::string(limit_name) + "=3000)");
+}
+
+/// Flips one bit of a sealed message's ciphertext: the same plaintext, a tag that fails (ENC-5).
+inline std::string with_broken_tag(const std::string& sealed_text) {
+  auto m = parse_object(sealed_text);
+  auto b = *base64_decode(m["encrypted_payload"].as_string());
+  b[0] ^= 1;
+  m["encrypted_payload"] = base64_encode(b);
+  return canonical(m);
+}
+
 }  // namespace peerproto::conformance::cases

@@ -14,9 +14,10 @@ offer tweaked(std::function<void(json::object&)> f) {
 }
 
 test_case bad_hello(std::string id, std::vector<std::string> reqs, std::string title, std::function<void(json::object&)> f, errc code) {
-  return {std::move(id), std::move(reqs), "handshake", std::move(title), [f, code](context& c) {
+  const std::string rule = reqs.front();
+  return {std::move(id), std::move(reqs), "handshake", std::move(title), [f, code, rule](context& c) {
             const auto p = c.begin_handshake(c.fresh(), tweaked(f));
-            expect_refusal(c, p.text1, code, "HS-3");
+            expect_refusal(c, p.text1, code, rule);
           }};
 }
 
@@ -52,6 +53,34 @@ void add_handshake_cases(std::vector<test_case>& out) {
                    c.check(s.encrypted(), "VER-5", "a 1.1 session", s.version);
                    const auto text = c.session_message(s, "ping", {{"n", 1}});
                    c.expect_reply(c.exchange(text), text, "pong", "ENC-1", &s);
+                 }});
+  out.push_back({"HS-1/session-id", {"HS-1", "PROC-1"}, g,
+                 "a handshake carrying session_id and sequence_num is INVALID_FORMAT (envelope form), not a session lookup",
+                 [](context& c) {
+                   const auto& who = c.fresh();
+                   auto m = c.begin_handshake(who).msg1;
+                   m.erase("signature");
+                   // Version 1.0, so that the envelope is well formed as a signed session message:
+                   // only HS-1 refuses it (a node without the rule answers SESSION_NOT_FOUND).
+                   m["version"] = "1.0";
+                   m["session_id"] = random_uuid();
+                   m["sequence_num"] = 1;
+                   expect_refusal(c, c.sign(m, who), errc::invalid_format, "HS-1");
+                 }});
+  out.push_back(bad_hello("HS-3/missing-before-hs5", {"HS-3", "HS-5"},
+                          "a message 1 missing challenge and breaking HS-5: the missing member is reported (MISSING_FIELDS)",
+                          [](json::object& p) {
+                            p.erase("challenge");
+                            p["cipher_suites"] = json::array{};  // ephemeral_key stays: HS-5 is broken too
+                          },
+                          errc::missing_fields));
+  out.push_back({"HS-13/missing-before-confirmation", {"HS-13", "HS-3"}, g,
+                 "a 1.0 message 3 missing challenge_response but carrying key_confirmation is MISSING_FIELDS", [](context& c) {
+                   c.require_version("1.0");
+                   confirm_refused(c, offer_1_0(), [](json::object& p) {
+                     p.erase("challenge_response");
+                     p["key_confirmation"] = random_hex(32);
+                   }, errc::missing_fields, "HS-3", false);
                  }});
   out.push_back({"HS-9/fresh-values", {"HS-9"}, g, "two handshakes get different challenges, ephemeral keys and session ids", [](context& c) {
                    const auto& who = c.fresh();
@@ -141,7 +170,7 @@ void add_handshake_cases(std::vector<test_case>& out) {
                  }});
   out.push_back({"HS-16/expired", {"HS-16"}, g, "message 3 after the handshake timeout is CHALLENGE_EXPIRED",
                  [](context& c) {
-                   const auto wait = std::chrono::milliseconds(c.node.limit("handshake_timeout_ms", 30000)) + std::chrono::milliseconds(1500);
+                   const auto wait = std::chrono::milliseconds(c.node.limit("handshake_timeout_ms")) + std::chrono::milliseconds(1500);
                    if (std::chrono::steady_clock::now() + wait + std::chrono::seconds(5) > c.until())
                      c.skip("the node's handshake timeout is longer than this case's time limit (--timeout)");
                    const auto& who = c.fresh();
@@ -155,7 +184,7 @@ void add_handshake_cases(std::vector<test_case>& out) {
                  std::chrono::seconds(50)});
   out.push_back({"HS-17/pending-per-peer", {"HS-17"}, g, "one handshake beyond the per-peer pending limit is HANDSHAKE_IN_PROGRESS",
                  [](context& c) {
-                   const auto limit = c.node.limit("max_pending_handshakes_per_peer", 4);
+                   const auto limit = c.node.limit("max_pending_handshakes_per_peer");
                    const auto& who = c.fresh();
                    for (std::int64_t i = 0; i < limit; ++i) {
                      const auto p = c.begin_handshake(who);
@@ -165,8 +194,8 @@ void add_handshake_cases(std::vector<test_case>& out) {
                    expect_refusal(c, p.text1, errc::handshake_in_progress, "HS-17");
                  }});
   out.push_back({"HS-18/pending-total", {"HS-18"}, g, "one handshake beyond the total pending limit is RATE_LIMITED", [](context& c) {
-                   const auto total = c.node.limit("max_pending_handshakes_total", 1024);
-                   const auto per_peer = c.node.limit("max_pending_handshakes_per_peer", 4);
+                   const auto total = c.node.limit("max_pending_handshakes_total");
+                   const auto per_peer = c.node.limit("max_pending_handshakes_per_peer");
                    if (total > 4096) c.skip("the node's pending-handshake limit is above 4096; filling it would take too long");
                    std::int64_t sent = 0;
                    while (sent < total) {

@@ -70,7 +70,7 @@ void add_json_cases(std::vector<test_case>& out) {
                  }});
   out.push_back({"JSON-5/oversize", {"JSON-5", "HTTP-3", "WS-4"}, g, "an envelope over the size limit is PAYLOAD_TOO_LARGE (WebSocket: close 1009)",
                  [](context& c) {
-                   const auto limit = static_cast<std::size_t>(c.node.limit("max_envelope_bytes", 1 << 20));
+                   const auto limit = static_cast<std::size_t>(c.node.limit("max_envelope_bytes"));
                    auto o = base_ping(c);
                    o["payload"] = json::object{{"text", std::string(limit, 'a')}};
                    const auto text = c.sign(o, c.me());

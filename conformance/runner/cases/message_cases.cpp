@@ -12,14 +12,29 @@ std::string signed_by(context& c, const identity& who, std::string_view type, js
   return c.sign(o, who);
 }
 
+// Requests to a handler: signed and sessionless, or, against a node that requires encryption
+// (VER-8), sealed in a session, where a handler's rules are the same.
+struct requester {
+  explicit requester(context& c_) : c(c_), who(c_.fresh()), session(c_.handshake(who)) {}
+  std::string text(std::string_view type, json::object payload = {}) {
+    if (c.node.requires_encryption()) return c.session_message(session, type, payload);
+    return signed_by(c, who, type, std::move(payload));
+  }
+  json::object reply(const std::string& request, std::string_view type, std::string_view rule) {
+    return c.expect_reply(c.exchange(request), request, type, rule, c.node.requires_encryption() ? &session : nullptr);
+  }
+  context& c;
+  const identity& who;
+  session_state session;
+};
+
 test_case delivered(std::string type) {
   return {"MSG-4/" + type, {"MSG-4", "MSG-8"}, "messages", type + " (with extra members) is answered by ack status delivered",
           [type](context& c) {
             c.require_type(type);
-            const auto& who = c.bound();
-            const auto text = signed_by(c, who, type, {{"anything", json::array{1, 2}}});
-            const auto ack = c.expect_reply(c.exchange(text), text, "ack", "MSG-4");
-            c.check(ack.at("status") == "delivered", "MSG-4", "status \"delivered\"", canonical(ack));
+            requester q(c);
+            const auto ack = q.reply(q.text(type, {{"anything", json::array{1, 2}}}), "ack", "MSG-4");
+            c.check(ack.contains("status") && ack.at("status") == "delivered", "MSG-4", "status \"delivered\"", canonical(ack));
           }};
 }
 }  // namespace
@@ -28,8 +43,8 @@ void add_message_cases(std::vector<test_case>& out) {
   const std::string g = "messages";
   out.push_back({"MSG-1/unregistered-type", {"MSG-1"}, g, "a type without a handler is UNSUPPORTED_MESSAGE_TYPE after authentication",
                  [](context& c) {
-                   const auto& who = c.bound();
-                   expect_refusal(c, signed_by(c, who, "no_such_type"), errc::unsupported_message_type, "MSG-1");
+                   requester q(c);
+                   expect_refusal(c, q.text("no_such_type"), errc::unsupported_message_type, "MSG-1");
                  }});
   out.push_back({"ERR-1/error-envelope", {"ERR-1", "ERR-2", "ERR-5", "ERR-6", "SIG-6", "HTTP-2"}, g,
                  "a refusal is a signed sessionless error with error_code, error_message, original_nonce and the table's status",
@@ -38,30 +53,29 @@ void add_message_cases(std::vector<test_case>& out) {
                    expect_refusal(c, c.sign(o, c.me()), errc::unknown_sender, "ERR-1");
                  }});
   out.push_back({"ENV-11/fresh-nonces", {"ENV-11"}, g, "the node's replies carry distinct 32-hex nonces", [](context& c) {
-                   const auto& who = c.bound();
+                   requester q(c);
                    std::set<std::string> seen;
                    for (int i = 0; i < 8; ++i) {
-                     const auto text = signed_by(c, who, "ping");
+                     const auto text = q.text("ping");
                      const auto r = c.exchange(text);
-                     c.expect_reply(r, text, "pong", "ENV-11");
+                     c.expect_reply(r, text, "pong", "ENV-11", c.node.requires_encryption() ? &q.session : nullptr);
                      seen.insert(std::string(parse_object(r.body).at("nonce").as_string()));
                    }
                    c.check(seen.size() == 8, "ENV-11", "8 different nonces", std::to_string(seen.size()) + " different");
                  }});
   out.push_back({"MSG-2/ping-echo", {"MSG-2", "MSG-8"}, g, "ping is answered by pong echoing the whole payload, extra members included",
                  [](context& c) {
-                   const auto& who = c.bound();
+                   requester q(c);
                    const json::object payload{{"text", "hello"}, {"list", json::array{1, "two", nullptr}}, {"deep", json::object{{"x", true}}}};
-                   const auto pong = ping_ok(c, who, payload, "MSG-2");
+                   const auto pong = q.reply(q.text("ping", payload), "pong", "MSG-2");
                    c.check(pong.contains("echo") && pong.at("echo") == json::value(payload), "MSG-2", "echo " + canonical(payload), canonical(pong));
                  }});
   for (const char* t : {"heartbeat", "status_report", "wake_up"}) out.push_back(delivered(t));
   out.push_back({"MSG-7/capability-query", {"MSG-7"}, g, "capability_query gets versions (highest first), suites, message types and limits",
                  [](context& c) {
                    c.require_type("capability_query");
-                   const auto& who = c.bound();
-                   const auto text = signed_by(c, who, "capability_query");
-                   const auto p = c.expect_reply(c.exchange(text), text, "capability_response", "MSG-7");
+                   requester q(c);
+                   const auto p = q.reply(q.text("capability_query"), "capability_response", "MSG-7");
                    c.check(p.contains("versions") && p.at("versions") == c.node.capabilities.at("versions"), "MSG-7",
                            "the versions of /capabilities", canonical(p).substr(0, 200));
                    c.check(p.contains("suites") && p.at("suites").is_array(), "MSG-7", "a suites array", canonical(p).substr(0, 200));
@@ -78,28 +92,27 @@ void add_message_cases(std::vector<test_case>& out) {
   out.push_back({"MSG-8/capability-query-payload", {"MSG-8"}, g, "capability_query with a non-empty payload is INVALID_FORMAT",
                  [](context& c) {
                    c.require_type("capability_query");
-                   const auto& who = c.bound();
-                   expect_refusal(c, signed_by(c, who, "capability_query", {{"x", 1}}), errc::invalid_format, "MSG-8");
+                   requester q(c);
+                   expect_refusal(c, q.text("capability_query", {{"x", 1}}), errc::invalid_format, "MSG-8");
                  }});
   out.push_back({"MSG-6/task-delegate", {"MSG-6"}, g, "task_delegate is answered by task_accepted with a UUID v4 task_id", [](context& c) {
                    c.require_type("task_delegate");
-                   const auto& who = c.bound();
-                   const auto text = signed_by(c, who, "task_delegate", {{"task", json::object{{"do", "conformance"}}}});
-                   const auto p = c.expect_reply(c.exchange(text), text, "task_accepted", "MSG-6");
+                   requester q(c);
+                   const auto p = q.reply(q.text("task_delegate", {{"task", json::object{{"do", "conformance"}}}}), "task_accepted", "MSG-6");
                    const auto* id = p.if_contains("task_id");
                    c.check(id && id->is_string() && parse_uuid_v4(id->get_string()).has_value(), "MSG-6", "task_id, a UUID v4",
                            id ? json::serialize(*id) : "none");
                  }});
   out.push_back({"MSG-8/task-delegate-payload", {"MSG-8"}, g, "task_delegate whose task is not an object is INVALID_FORMAT", [](context& c) {
                    c.require_type("task_delegate");
-                   const auto& who = c.bound();
-                   expect_refusal(c, signed_by(c, who, "task_delegate", {{"task", 5}}), errc::invalid_format, "MSG-8");
+                   requester q(c);
+                   expect_refusal(c, q.text("task_delegate", {{"task", 5}}), errc::invalid_format, "MSG-8");
                  }});
   out.push_back({"MSG-2/discovery", {"MSG-2", "ID-3"}, g, "discovery lists peers with their fingerprints, the runner among them", [](context& c) {
                    c.require_type("discovery");
-                   const auto& who = c.bound();
-                   const auto text = signed_by(c, who, "discovery");
-                   const auto p = c.expect_reply(c.exchange(text), text, "discovery_response", "MSG-2");
+                   requester q(c);
+                   const auto& who = q.who;
+                   const auto p = q.reply(q.text("discovery"), "discovery_response", "MSG-2");
                    const auto* peers = p.if_contains("peers");
                    c.check(peers && peers->is_array(), "MSG-2", "a peers array", canonical(p).substr(0, 200));
                    const auto want = fingerprint_of(who.key.public_key_bytes());
@@ -111,8 +124,8 @@ void add_message_cases(std::vector<test_case>& out) {
                  }});
   out.push_back({"MSG-8/discovery-payload", {"MSG-8"}, g, "discovery with a non-empty payload is INVALID_FORMAT", [](context& c) {
                    c.require_type("discovery");
-                   const auto& who = c.bound();
-                   expect_refusal(c, signed_by(c, who, "discovery", {{"x", 1}}), errc::invalid_format, "MSG-8");
+                   requester q(c);
+                   expect_refusal(c, q.text("discovery", {{"x", 1}}), errc::invalid_format, "MSG-8");
                  }});
   out.push_back({"MSG-3/reply-type-as-request", {"MSG-3", "HS-24"}, g,
                  "a reply type sent as a request: UNSUPPORTED_MESSAGE_TYPE over HTTP, no answer over WebSocket", [](context& c) {

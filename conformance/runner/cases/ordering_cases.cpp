@@ -53,14 +53,44 @@ void add_ordering_cases(std::vector<test_case>& out) {
                    c.expect_reply(c.exchange(t2), t2, "pong", "ORD-2", &s);
                    c.expect_reply(c.receive(), t3, "pong", "ORD-3", &s);
                  }});
+  out.push_back({"ORD-6/gap-timer-start", {"ORD-6", "ORD-7", "ORD-8"}, g,
+                 "the gap timer runs from the earliest held message: a later held one does not restart it; then both numbers are free",
+                 [](context& c) {
+                   const auto gap = std::chrono::milliseconds(c.node.limit("gap_timeout_ms"));
+                   require_time_for(c, "gap_timeout_ms", gap * 2);
+                   auto s = c.handshake(c.fresh());
+                   const auto t2 = at_sequence(c, s, 2, {{"n", 2}});
+                   const auto t3 = at_sequence(c, s, 3, {{"n", 3}});
+                   const auto start = std::chrono::steady_clock::now();
+                   c.send(t2);
+                   std::this_thread::sleep_for(gap / 2);
+                   c.send(t3);
+                   auto first = c.receive();
+                   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+                   auto second = c.receive();
+                   // Over WebSocket the two answers may come in either order (WS-2, MSG-2).
+                   const std::string nonce2(parse_object(t2).at("nonce").as_string());
+                   if (first.body.find(nonce2) == std::string::npos) std::swap(first, second);
+                   c.expect_error(first, t2, errc::sequence_error, "ORD-6");
+                   c.expect_error(second, t3, errc::sequence_error, "ORD-6");
+                   // G from the first held message, not from the second (that would be 1.5 G).
+                   c.check(took < gap + gap / 4, "ORD-6", "SEQUENCE_ERROR about gap_timeout_ms (" + std::to_string(gap.count()) +
+                           " ms) after the first held message", std::to_string(took.count()) + " ms");
+                   // ORD-7: failed, not delivered: 1, 2 and 3 are all accepted now.
+                   const auto t1 = at_sequence(c, s, 1, {{"n", 1}});
+                   c.expect_reply(c.exchange(t1), t1, "pong", "ORD-7", &s);
+                   c.expect_reply(c.exchange(t2), t2, "pong", "ORD-7", &s);
+                   c.expect_reply(c.exchange(t3), t3, "pong", "ORD-7", &s);
+                 },
+                 std::chrono::seconds(40)});
   out.push_back({"ORD-5/beyond-window", {"ORD-5"}, g, "sequence number next + W is SEQUENCE_ERROR", [](context& c) {
-                   const auto window = static_cast<std::uint64_t>(c.node.limit("reorder_window", 64));
+                   const auto window = static_cast<std::uint64_t>(c.node.limit("reorder_window"));
                    auto s = c.handshake(c.fresh());
                    expect_refusal(c, at_sequence(c, s, 1 + window), errc::sequence_error, "ORD-5");
                  }});
   out.push_back({"ORD-5/last-in-window", {"ORD-5", "ORD-3", "ORD-9"}, g, "sequence number next + W - 1 is held, next + W is refused",
                  [](context& c) {
-                   const auto window = static_cast<std::uint64_t>(c.node.limit("reorder_window", 64));
+                   const auto window = static_cast<std::uint64_t>(c.node.limit("reorder_window"));
                    auto s = c.handshake(c.fresh());
                    const auto last = at_sequence(c, s, window, {{"n", 0}});
                    c.send(last);

@@ -23,8 +23,8 @@ void add_rate_limit_cases(std::vector<test_case>& out) {
                  "heartbeats beyond the class burst are RATE_LIMITED with retry_after; after that wait the message passes",
                  [](context& c) {
                    c.require_type("heartbeat");
-                   const auto burst = c.node.limit("heartbeat_burst", 120);
-                   const auto rate = c.node.limit("heartbeat_rate_per_minute", 60);
+                   const auto burst = c.node.limit("heartbeat_burst");
+                   const auto rate = c.node.limit("heartbeat_rate_per_minute");
                    auto s = c.handshake(c.fresh());
                    const auto start = std::chrono::steady_clock::now();
                    for (std::int64_t sent = 0;; ++sent) {
@@ -54,7 +54,7 @@ void add_rate_limit_cases(std::vector<test_case>& out) {
   out.push_back({"RL-4/backoff", {"RL-4", "RL-5", "RL-7"}, g,
                  "after the back-off threshold of signature failures, even a valid message is RATE_LIMITED until the block ends",
                  [](context& c) {
-                   const auto threshold = c.node.limit("backoff_threshold", 5);
+                   const auto threshold = c.node.limit("backoff_threshold");
                    if (threshold > 50) c.skip("the node's back-off threshold is above 50");
                    const auto& who = c.bound();
                    for (std::int64_t i = 0; i < threshold; ++i) {
@@ -72,14 +72,37 @@ void add_rate_limit_cases(std::vector<test_case>& out) {
                    const auto later = c.sign(n, who);
                    c.expect_reply(c.exchange(later), later, "pong", "RL-7");
                  }});
+  out.push_back({"RL-4/per-sender", {"RL-4", "RL-5"}, g,
+                 "authentication failures claiming one sender from many addresses block that sender everywhere", [](context& c) {
+                   const auto threshold = c.node.limit("backoff_threshold");
+                   if (threshold > 50) c.skip("the node's back-off threshold is above 50");
+                   if (c.cfg.source_addresses.size() < static_cast<std::size_t>(threshold) + 2)
+                     c.skip("needs backoff_threshold + 2 local source addresses (--source-addresses), one failure each");
+                   const auto& who = c.bound();
+                   // One failure per address, so that no address reaches the threshold by itself.
+                   const auto source = [&](std::int64_t i) {
+                     const auto& all = c.cfg.source_addresses;
+                     return all[(c.source_index() + 1 + static_cast<std::size_t>(i)) % all.size()];
+                   };
+                   for (std::int64_t i = 0; i < threshold; ++i) {
+                     auto o = c.header(who, "ping", {{"i", i}});
+                     c.sign(o, who);
+                     o["payload"] = json::object{{"i", -1}};
+                     const auto text = canonical(o);
+                     c.expect_error(c.exchange_from(source(i), text), text, errc::invalid_signature, "RL-4");
+                   }
+                   auto o = c.header(who, "ping");
+                   const auto valid = c.sign(o, who);
+                   c.expect_error(c.exchange_from(source(threshold), valid), valid, errc::rate_limited, "RL-4");
+                 }});
   out.push_back({"RL-1/pre-auth-bucket", {"RL-1", "PROC-2"}, g,
                  "messages from one address beyond the pre-authentication burst are RATE_LIMITED before any other check",
                  [](context& c) {
-                   const auto burst = c.node.limit("pre_auth_burst", 1200);
+                   const auto burst = c.node.limit("pre_auth_burst");
                    if (burst > 5000) c.skip("the node's pre-authentication burst is above 5000");
                    // Stale timestamps fail at PROC-3, after the bucket, without counting as
                    // authentication failures: every message takes a token and nothing else.
-                   const auto rate = c.node.limit("pre_auth_rate_per_minute", 600);
+                   const auto rate = c.node.limit("pre_auth_rate_per_minute");
                    const auto& who = c.me();
                    const auto start = std::chrono::steady_clock::now();
                    for (std::int64_t sent = 0; sent < burst + refilled(rate, start) + 2; ++sent) {
@@ -89,8 +112,12 @@ void add_rate_limit_cases(std::vector<test_case>& out) {
                      const auto r = c.exchange(text);
                      if (is_rate_limited(r)) {
                        c.expect_error(r, text, errc::rate_limited, "RL-1");
-                       c.check(sent + 2 >= burst, "RL-1", "at least the burst (" + std::to_string(burst) + ") answered first",
-                               std::to_string(sent) + " answered");
+                       // Earlier traffic from this address (another case, an earlier run) may have
+                       // spent tokens: then the bucket was not full and the burst cannot be seen.
+                       if (sent + 2 < burst)
+                         c.skip("bucket not full: RATE_LIMITED after " + std::to_string(sent) + " messages, fewer than the burst (" +
+                                std::to_string(burst) + "), so earlier traffic from this address had spent tokens; it refills in " +
+                                std::to_string(60 * burst / std::max<std::int64_t>(rate, 1)) + " s");
                        return;
                      }
                      c.expect_error(r, text, errc::replay_detected, "RPL-1");

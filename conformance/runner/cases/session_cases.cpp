@@ -3,6 +3,8 @@
 
 #include <peerproto/envelope.hpp>
 
+#include <thread>
+
 namespace peerproto::conformance {
 using namespace cases;
 
@@ -24,8 +26,8 @@ test_case broken_seal(std::string id, std::vector<std::string> reqs, std::string
 }
 
 // Seals `plaintext` (raw bytes) as the payload of a fresh session message.
-std::string sealed_bytes(context& c, session_state& s, const std::string& plaintext) {
-  auto m = c.session_header(s, "ping");
+std::string sealed_bytes(context& c, session_state& s, const std::string& plaintext, std::string_view type = "ping") {
+  auto m = c.session_header(s, type);
   const auto seq = m.at("sequence_num").to_number<std::uint64_t>();
   const auto sealed = crypto::aes_gcm_seal(s.k_i2r, session_nonce(seq), as_bytes(canonical(m)), as_bytes(plaintext));
   m["encrypted_payload"] = base64_encode(sealed);
@@ -55,17 +57,67 @@ void add_session_cases(std::vector<test_case>& out) {
                    auto s = c.handshake(c.fresh());
                    expect_refusal(c, c.session_message(s, "session_close", {{"reason", std::string(257, 'r')}}), errc::invalid_format, "SES-8");
                  }});
-  out.push_back({"SES-12/reply-sequence", {"SES-12", "ORD-1"}, g,
+  out.push_back({"SES-12/reply-sequence", {"SES-12", "ORD-1", "ORD-7"}, g,
                  "replies carry the next sequence number of the node's direction; an error consumes none", [](context& c) {
                    auto s = c.handshake(c.fresh());
                    for (int i = 0; i < 3; ++i) {
                      const auto text = c.session_message(s, "ping", {{"i", i}});
                      c.expect_reply(c.exchange(text), text, "pong", "SES-12", &s);
                    }
-                   expect_refusal(c, c.session_message(s, "no_such_type"), errc::unsupported_message_type, "MSG-1");
-                   const auto text = c.session_message(s, "ping");
+                   // Refused before delivery (ENC-5), so neither direction's number moves (ORD-7):
+                   // the stored bytes are then accepted, and the reply takes the node's next number.
+                   const auto text = c.session_message(s, "ping", {{"i", 3}});
+                   expect_refusal(c, with_broken_tag(text), errc::decryption_failed, "ENC-5");
                    c.expect_reply(c.exchange(text), text, "pong", "SES-12", &s);
                  }});
+  out.push_back({"ORD-7/delivered-unsupported-type", {"ORD-7", "MSG-1", "PROC-7"}, g,
+                 "a session message of an unknown type is delivered, then refused: its number is used, a repeat is REPLAY_DETECTED",
+                 [](context& c) {
+                   auto s = c.handshake(c.fresh());
+                   const auto text = c.session_message(s, "no_such_type");
+                   expect_refusal(c, text, errc::unsupported_message_type, "MSG-1");
+                   expect_refusal(c, text, errc::replay_detected, "ORD-7");
+                   const auto next = c.session_message(s, "ping");
+                   c.expect_reply(c.exchange(next), next, "pong", "ORD-7", &s);
+                 }});
+  out.push_back({"SES-8/sessionless-close", {"SES-8", "MSG-1"}, g,
+                 "a signed session_close without session_id is UNSUPPORTED_MESSAGE_TYPE", [](context& c) {
+                   const auto& who = c.bound();
+                   auto o = c.header(who, "session_close", {{"reason", "no session"}});
+                   expect_refusal(c, c.sign(o, who), errc::unsupported_message_type, "SES-8");
+                 }});
+  out.push_back({"SES-4/idle-expiry", {"SES-4", "SES-7"}, g,
+                 "a session used within its idle time stays ready; idle past session_idle_ttl_ms it is SESSION_EXPIRED",
+                 [](context& c) {
+                   const auto idle = std::chrono::milliseconds(c.node.limit("session_idle_ttl_ms"));
+                   require_time_for(c, "session_idle_ttl_ms", idle / 2 + idle + std::chrono::seconds(1));
+                   auto s = c.handshake(c.fresh());
+                   std::this_thread::sleep_for(idle / 2);
+                   const auto inside = c.session_message(s, "ping");
+                   c.expect_reply(c.exchange(inside), inside, "pong", "SES-4", &s);
+                   c.note("idle for session_idle_ttl_ms + 1 s");
+                   std::this_thread::sleep_for(idle + std::chrono::seconds(1));
+                   expect_refusal(c, c.session_message(s, "ping"), errc::session_expired, "SES-4");
+                 },
+                 std::chrono::seconds(60)});
+  out.push_back({"SES-5/lifetime-expiry", {"SES-5", "SES-7"}, g,
+                 "a session kept busy is SESSION_EXPIRED once session_lifetime_ms has passed since it became ready", [](context& c) {
+                   const auto life = std::chrono::milliseconds(c.node.limit("session_lifetime_ms"));
+                   const auto idle = std::chrono::milliseconds(c.node.limit("session_idle_ttl_ms"));
+                   require_time_for(c, "session_lifetime_ms", life + std::chrono::seconds(1));
+                   if (idle < std::chrono::seconds(2)) c.skip("session_idle_ttl_ms is under 2 s: the session cannot be kept busy");
+                   auto s = c.handshake(c.fresh());
+                   const auto ready = std::chrono::steady_clock::now();
+                   const auto step = std::min<std::chrono::milliseconds>(idle / 2, std::chrono::seconds(2));
+                   while (std::chrono::steady_clock::now() + step + std::chrono::milliseconds(500) < ready + life) {
+                     std::this_thread::sleep_for(step);
+                     const auto text = c.session_message(s, "ping");
+                     c.expect_reply(c.exchange(text), text, "pong", "SES-5", &s);
+                   }
+                   std::this_thread::sleep_until(ready + life + std::chrono::seconds(1));
+                   expect_refusal(c, c.session_message(s, "ping"), errc::session_expired, "SES-5");
+                 },
+                 std::chrono::seconds(60)});
   out.push_back({"SES-11/1.0-tampered", {"SES-11"}, g, "a 1.0 session message is verified with the peer's key: a change is INVALID_SIGNATURE",
                  [](context& c) {
                    c.require_version("1.0");
@@ -125,6 +177,17 @@ void add_session_cases(std::vector<test_case>& out) {
                  [](context& c) {
                    auto s = c.handshake(c.fresh());
                    expect_refusal(c, sealed_bytes(c, s, "{\"n\":"), errc::invalid_format, "ENC-6");
+                 }});
+  out.push_back({"JSON-4/plaintext-depth", {"JSON-4", "ENC-6"}, "encryption",
+                 "a sealed plaintext is a JSON text of its own: 32 levels are accepted, 33 are INVALID_FORMAT", [](context& c) {
+                   c.require_type("heartbeat");
+                   auto s = c.handshake(c.fresh());
+                   const auto nested = [](int levels) {  // an object at level 1 holding arrays down to `levels`
+                     return "{\"a\":" + std::string(levels - 1, '[') + std::string(levels - 1, ']') + "}";
+                   };
+                   const auto text = sealed_bytes(c, s, nested(32), "heartbeat");
+                   c.expect_reply(c.exchange(text), text, "ack", "JSON-4", &s);
+                   expect_refusal(c, sealed_bytes(c, s, nested(33), "heartbeat"), errc::invalid_format, "JSON-4");
                  }});
   out.push_back({"ENC-6/plaintext-duplicate-member", {"ENC-6", "JSON-2"}, "encryption",
                  "a sealed plaintext with a duplicated member is INVALID_FORMAT", [](context& c) {

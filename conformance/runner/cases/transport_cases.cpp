@@ -2,6 +2,8 @@
 // whichever transport carries the other cases.
 #include "common.hpp"
 
+#include <peerproto/jcs.hpp>
+
 #include <peerproto/crypto.hpp>
 
 namespace peerproto::conformance {
@@ -40,7 +42,7 @@ void malformed(context& c, const std::string& raw, std::string_view rule) {
   const auto r = h.receive(c.until());
   c.record("received", "HTTP " + std::to_string(r.status));
   c.check(r.status >= 400 && r.status < 500, rule, "a 4xx status", "HTTP " + std::to_string(r.status));
-  c.check(h.closed_by_peer(c.until()), rule, "the connection closed", "the connection stayed open");
+  c.check(h.read_until_closed(c.until()).has_value(), rule, "the connection closed", "the connection stayed open");
   c.check(c.get("/health").status == 200, rule, "the node still answers /health", "no answer");
 }
 
@@ -72,7 +74,7 @@ void add_transport_cases(std::vector<test_case>& out) {
                  }});
   out.push_back({"HTTP-3/declared-length", {"HTTP-3", "JSON-5"}, g,
                  "a declared Content-Length over the limit gets 413 PAYLOAD_TOO_LARGE before the body is sent", [](context& c) {
-                   const auto limit = c.node.limit("max_envelope_bytes", 1 << 20);
+                   const auto limit = c.node.limit("max_envelope_bytes");
                    http_connection h(c.source_endpoint(), c.until());
                    const auto head = "POST /message HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: " +
                                      std::to_string(limit + 1) + "\r\n\r\n{";
@@ -147,8 +149,11 @@ void add_transport_cases(std::vector<test_case>& out) {
                    http_connection h(c.source_endpoint(), c.until());
                    c.record("sent", "POST /message HTTP/1.1, then nothing more");
                    h.write_raw("POST /message HTTP/1.1\r\nHost: node\r\n", c.until());
-                   c.note("waiting for the node's read timeout (10 s by default)");
-                   c.check(h.closed_by_peer(c.until()), "HTTP-11", "the node closes the connection", "it stayed open");
+                   c.note("waiting for the node's read timeout (read_timeout_ms " + std::to_string(c.node.limit("read_timeout_ms")) + ")");
+                   // SPEC requires only the close: a response before it (such as 408) is allowed.
+                   const auto before_close = h.read_until_closed(c.until());
+                   c.check(before_close.has_value(), "HTTP-11", "the node closes the connection", "it stayed open");
+                   if (!before_close->empty()) c.record("received", "before the close: " + before_close->substr(0, 200));
                  },
                  std::chrono::seconds(30)});
   out.push_back({"HTTP-12/wrong-method", {"HTTP-12"}, g, "GET /message is 405 with an Allow header", [](context& c) {
@@ -183,17 +188,21 @@ void add_transport_cases(std::vector<test_case>& out) {
                    }
                    for (int i = 0; i < 16; ++i) {
                      const auto body = ws_reply(c, *ws).body;
-                     const auto o = parse_object(body);
-                     const auto nonce = std::string(o.at("payload").at("in_reply_to").as_string());
-                     c.check(by_nonce.contains(nonce), "MSG-2", "a reply to one of the 16 requests", body.substr(0, 200));
+                     // MSG-2: a pong names its request by in_reply_to, an error by original_nonce.
+                     std::string nonce;
+                     if (auto v = jcs::parse_strict(body); v && v->is_object())
+                       if (const auto* p = v->as_object().if_contains("payload"); p && p->is_object())
+                         for (const char* member : {"in_reply_to", "original_nonce"})
+                           if (const auto* n = p->as_object().if_contains(member); n && n->is_string()) nonce = n->as_string();
+                     c.check(by_nonce.contains(nonce), "MSG-2", "a reply naming one of the 16 requests", body.substr(0, 200));
                      c.expect_reply({0, body, "", "", true}, by_nonce[nonce], "pong", "WS-2");
                      by_nonce.erase(nonce);
                    }
                  }});
   out.push_back({"WS-2/in-flight-limit", {"WS-2", "ORD-3", "ORD-6"}, w,
                  "with the in-flight limit reached (held messages count), one more request is RATE_LIMITED", [](context& c) {
-                   const auto limit = c.node.limit("ws_max_in_flight", 64);
-                   const auto window = c.node.limit("reorder_window", 64);
+                   const auto limit = c.node.limit("ws_max_in_flight");
+                   const auto window = c.node.limit("reorder_window");
                    // Held messages occupy the connection without an answer; spread them over
                    // enough sessions that each stays inside its reorder window.
                    const auto per_session = std::min<std::int64_t>(window - 1, limit);
@@ -237,7 +246,7 @@ void add_transport_cases(std::vector<test_case>& out) {
                    c.expect_reply(ws_reply(c, *ws), text, "pong", "WS-3");
                  }});
   out.push_back({"WS-4/oversize", {"WS-4"}, w, "a message over the envelope limit closes the connection with 1009", [](context& c) {
-                   const auto limit = static_cast<std::size_t>(c.node.limit("max_envelope_bytes", 1 << 20));
+                   const auto limit = static_cast<std::size_t>(c.node.limit("max_envelope_bytes"));
                    auto ws = open_ws(c);
                    c.record("sent", "a text message of " + std::to_string(limit + 10) + " bytes");
                    ws->send_text("{\"pad\":\"" + std::string(limit, 'a') + "\"}", c.until());
