@@ -316,11 +316,11 @@ int main(int argc, char** argv) {
               << "senders (trust tofu or open)\n";
     std::cout << "limits: " << node.limits.size() - node.assumed.size() << " of " << node.limits.size()
               << " read from /capabilities";
-    if (!node.assumed.empty()) {
-      std::cout << "; SPEC §18 defaults assumed for:";
-      for (const auto& [name, why] : node.assumed) std::cout << " " << name << "=" << node.limit(name) << " (" << why << ")";
-    }
+    std::map<std::string, std::string> assumed_by_reason;  // why -> "name=value, ..."
+    for (const auto& [name, why] : node.assumed)
+      assumed_by_reason[why] += (assumed_by_reason[why].empty() ? "" : ", ") + name + "=" + std::to_string(node.limit(name));
     std::cout << "\n";
+    for (const auto& [why, names] : assumed_by_reason) std::cout << "  SPEC §18 defaults assumed for: " << names << " (" << why << ")\n";
     if (node.requires_encryption())
       std::cout << "the node requires encryption (it does not list version 1.0): cases that need a sessionless or 1.0 "
                    "message to pass the encryption requirement are skipped with that reason\n";

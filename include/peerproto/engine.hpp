@@ -641,6 +641,9 @@ class engine {
     }
     if (s.encrypted()) rate_.authenticated(e.sender_id);
     if (auto o = after_authentication(ctx, e)) return std::move(*o);
+    if (PEERPROTO_FAULT(handler_lookup_before_ordering) && e.msg_type != "chunk" && e.msg_type != "session_close" &&
+        !handlers_.find(e.msg_type))
+      return error_reply(ctx, {errc::unsupported_message_type, "no handler is registered for '" + e.msg_type + "'"});
     const auto seq = *e.sequence_num;
     const std::string request_nonce = ctx.nonce_hex;
     auto delivered = s.received().accept(seq, held_message{std::move(e), std::move(*payload), ctx.remote}, ctx.now);

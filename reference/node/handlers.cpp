@@ -3,6 +3,7 @@
 #include "identity.hpp"
 
 #include <peerproto/encoding.hpp>
+#include <peerproto/fault.hpp>
 
 namespace peerproto::node {
 namespace {
@@ -21,7 +22,7 @@ boost::json::object capabilities(const engine_options& opt, const registry& r, c
   return {{"versions", boost::json::array(opt.versions.begin(), opt.versions.end())},
           {"suites", boost::json::array(opt.suites.begin(), opt.suites.end())},
           {"message_types", std::move(types)},
-          {"limits", limits}};
+          {"limits", PEERPROTO_FAULT(no_limits_advertised) ? boost::json::object{} : limits}};
 }
 
 void register_builtin_handlers(registry& r, const handler_context& ctx) {

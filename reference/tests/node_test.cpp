@@ -5,6 +5,8 @@
 #include "node/store.hpp"
 #include "node_process.hpp"
 
+#include <peerproto/limit_names.hpp>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -17,6 +19,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstdio>
 #include <set>
 
 namespace pp = peerproto;
@@ -435,4 +438,42 @@ TEST(Node, ThousandSessionsAndResidentMemory) {
   for (int i = 0; i < 1000; ++i) ASSERT_TRUE(c.handshake(peer, *id).ok()) << i;
   EXPECT_EQ(metric(bob, "peerproto_sessions"), "1000");
   std::cout << "[ info ] resident memory: idle " << idle << " KiB, with 1000 sessions " << bob.rss_kib() << " KiB\n";
+}
+
+TEST(Node, CapabilitiesListEveryLimitOfSpecUnderItsNameAndLimitFlagsSetThem) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--limit", "session_idle_ttl_ms=3000", "--limit", "heartbeat_burst=7"});
+  raw_socket s(bob.port());
+  s.send("GET /capabilities HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const auto [text, closed] = s.read_until_close();
+  ASSERT_EQ(status_of(text), 200);
+  const auto limits = boost::json::parse(text.substr(text.find("\r\n\r\n") + 4)).at("limits").as_object();
+  EXPECT_EQ(limits.size(), pp::limit_names.size());
+  for (const auto& l : pp::limit_names) EXPECT_TRUE(limits.contains(l.name)) << l.name;
+  EXPECT_EQ(limits.at("session_idle_ttl_ms").as_int64(), 3000);
+  EXPECT_EQ(limits.at("heartbeat_burst").as_int64(), 7);
+  EXPECT_EQ(limits.at("max_envelope_bytes").as_int64(), 1048576);
+  EXPECT_EQ(limits.at("read_timeout_ms").as_int64(), 10000);
+}
+
+TEST(Node, LimitFlagRefusesUnknownNamesBadValuesAndFixedLimits) {
+  const auto run = [](const std::string& assignment) {
+    const std::string cmd = std::string(PEERPROTO_NODE_BINARY) + " serve --port 0 --limit '" + assignment + "' 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    std::string out;
+    for (char buf[256]; std::fgets(buf, sizeof buf, p);) out += buf;
+    const int status = ::pclose(p);
+    return std::pair{WEXITSTATUS(status), out};
+  };
+  for (const auto& [assignment, says] : std::vector<std::pair<std::string, std::string>>{
+           {"bogus_ms=3", "not 'bogus_ms=3'"},
+           {"session_idle_ttl_ms", "not 'session_idle_ttl_ms'"},
+           {"session_idle_ttl_ms=-5", "not a positive whole number of ms"},
+           {"heartbeat_burst=1x", "not a positive whole number of count"},
+           {"max_sequence_num=10", "fixed by the protocol"},
+           {"read_timeout_ms=1500", "whole seconds"}}) {
+    const auto [status, out] = run(assignment);
+    EXPECT_EQ(status, 2) << assignment << ": " << out;
+    EXPECT_NE(out.find(says), std::string::npos) << assignment << ": " << out;
+  }
 }

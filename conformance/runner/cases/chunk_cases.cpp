@@ -187,6 +187,16 @@ void add_chunk_cases(std::vector<test_case>& out) {
   const auto form = [&](std::string name, std::string title, std::function<void(json::object&)> f) {
     out.push_back(bad_chunk("CHK-2/" + name, {"CHK-2"}, title + " is CHUNK_ERROR", std::move(f), errc::chunk_error));
   };
+  for (const char* member : {"total", "total_size"})
+    out.push_back(chunk_case(std::string("CHK-2/") + member + "-fraction", {"CHK-2", "ENV-14"},
+                             std::string(member) + " written with a fraction part (3.0) is CHUNK_ERROR, though it canonicalizes to 3",
+                             [m = std::string(member)](context& c, session_state& s) {
+                               auto t = three();
+                               auto plaintext = canonical(t.chunks[0]);
+                               const auto from = "\"" + m + "\":" + json::serialize(t.chunks[0].at(m));
+                               plaintext.replace(plaintext.find(from), from.size(), from + ".0");
+                               expect_refusal(c, sealed_text(c, s, plaintext, "chunk"), errc::chunk_error, "CHK-2");
+                             }));
   form("extra-member", "a chunk with an extra member", [](json::object& ch) { ch["priority"] = 1; });
   form("index-not-below-total", "index equal to total", [](json::object& ch) { ch["index"] = 3; });
   form("total-too-large", "total 4097", [](json::object& ch) { ch["total"] = 4097; });

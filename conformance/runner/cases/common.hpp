@@ -4,7 +4,9 @@
 
 #include "../suite.hpp"
 
+#include <peerproto/crypto.hpp>
 #include <peerproto/encoding.hpp>
+#include <peerproto/envelope.hpp>
 
 namespace peerproto::conformance::cases {
 
@@ -96,6 +98,16 @@ inline void require_time_for(context& c, std::string_view limit_name, std::chron
   c.skip("the node's " + std::string(limit_name) + " is " + std::to_string(c.node.limit(limit_name)) +
          " ms: observing it takes longer than this case's time limit; to test the rule, start the node with a shorter value "
          "(the reference node: --limit " + std::string(limit_name) + "=3000)");
+}
+
+/// A session message whose plaintext is exactly `plaintext` (any bytes, even invalid JSON), sealed
+/// with the next sequence number (1.1 sessions).
+inline std::string sealed_text(context& c, session_state& s, const std::string& plaintext, std::string_view type = "ping") {
+  auto m = c.session_header(s, type);
+  const auto seq = m.at("sequence_num").to_number<std::uint64_t>();
+  const auto sealed = crypto::aes_gcm_seal(s.k_i2r, session_nonce(seq), as_bytes(canonical(m)), as_bytes(plaintext));
+  m["encrypted_payload"] = base64_encode(sealed);
+  return canonical(m);
 }
 
 /// Flips one bit of a sealed message's ciphertext: the same plaintext, a tag that fails (ENC-5).

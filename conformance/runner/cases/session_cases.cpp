@@ -25,14 +25,6 @@ test_case broken_seal(std::string id, std::vector<std::string> reqs, std::string
           }};
 }
 
-// Seals `plaintext` (raw bytes) as the payload of a fresh session message.
-std::string sealed_bytes(context& c, session_state& s, const std::string& plaintext, std::string_view type = "ping") {
-  auto m = c.session_header(s, type);
-  const auto seq = m.at("sequence_num").to_number<std::uint64_t>();
-  const auto sealed = crypto::aes_gcm_seal(s.k_i2r, session_nonce(seq), as_bytes(canonical(m)), as_bytes(plaintext));
-  m["encrypted_payload"] = base64_encode(sealed);
-  return canonical(m);
-}
 }  // namespace
 
 void add_session_cases(std::vector<test_case>& out) {
@@ -171,12 +163,12 @@ void add_session_cases(std::vector<test_case>& out) {
                             errc::decryption_failed));
   out.push_back({"ENC-6/plaintext-array", {"ENC-6"}, "encryption", "a sealed plaintext that is an array is INVALID_FORMAT", [](context& c) {
                    auto s = c.handshake(c.fresh());
-                   expect_refusal(c, sealed_bytes(c, s, "[1,2]"), errc::invalid_format, "ENC-6");
+                   expect_refusal(c, sealed_text(c, s, "[1,2]"), errc::invalid_format, "ENC-6");
                  }});
   out.push_back({"ENC-6/plaintext-not-json", {"ENC-6", "JSON-6"}, "encryption", "a sealed plaintext that is not JSON is INVALID_FORMAT",
                  [](context& c) {
                    auto s = c.handshake(c.fresh());
-                   expect_refusal(c, sealed_bytes(c, s, "{\"n\":"), errc::invalid_format, "ENC-6");
+                   expect_refusal(c, sealed_text(c, s, "{\"n\":"), errc::invalid_format, "ENC-6");
                  }});
   out.push_back({"JSON-4/plaintext-depth", {"JSON-4", "ENC-6"}, "encryption",
                  "a sealed plaintext is a JSON text of its own: 32 levels are accepted, 33 are INVALID_FORMAT", [](context& c) {
@@ -185,14 +177,14 @@ void add_session_cases(std::vector<test_case>& out) {
                    const auto nested = [](int levels) {  // an object at level 1 holding arrays down to `levels`
                      return "{\"a\":" + std::string(levels - 1, '[') + std::string(levels - 1, ']') + "}";
                    };
-                   const auto text = sealed_bytes(c, s, nested(32), "heartbeat");
+                   const auto text = sealed_text(c, s, nested(32), "heartbeat");
                    c.expect_reply(c.exchange(text), text, "ack", "JSON-4", &s);
-                   expect_refusal(c, sealed_bytes(c, s, nested(33), "heartbeat"), errc::invalid_format, "JSON-4");
+                   expect_refusal(c, sealed_text(c, s, nested(33), "heartbeat"), errc::invalid_format, "JSON-4");
                  }});
   out.push_back({"ENC-6/plaintext-duplicate-member", {"ENC-6", "JSON-2"}, "encryption",
                  "a sealed plaintext with a duplicated member is INVALID_FORMAT", [](context& c) {
                    auto s = c.handshake(c.fresh());
-                   expect_refusal(c, sealed_bytes(c, s, "{\"n\":1,\"n\":2}"), errc::invalid_format, "ENC-6");
+                   expect_refusal(c, sealed_text(c, s, "{\"n\":1,\"n\":2}"), errc::invalid_format, "ENC-6");
                  }});
 }
 

@@ -137,6 +137,15 @@ void add_signature_cases(std::vector<test_case>& out) {
                      const auto text = signed_ping(c, who, s * (tolerance - std::chrono::seconds(5)));
                      c.expect_reply(c.exchange(text), text, "pong", "RPL-1");
                    }});
+  out.push_back({"RPL-3/refused-after-verification", {"RPL-3", "RL-7"}, r,
+                 "a signed message refused after its signature verified (no handler) has used its nonce: the same bytes are REPLAY_DETECTED",
+                 [](context& c) {
+                   const auto& who = c.bound();
+                   auto o = c.header(who, "no_such_type");
+                   const auto text = c.sign(o, who);
+                   expect_refusal(c, text, errc::unsupported_message_type, "MSG-1");
+                   expect_refusal(c, text, errc::replay_detected, "RPL-3");
+                 }});
   out.push_back({"RPL-2/replay-later", {"RPL-2"}, r,
                  "a replay some seconds later, while its timestamp is still acceptable, is still REPLAY_DETECTED", [](context& c) {
                    const auto window = std::chrono::milliseconds(c.node.limit("replay_window_ms"));
