@@ -514,7 +514,8 @@ json::object context::expect_reply(const reply& r, const std::string& request, s
     if (s->encrypted()) {
       auto opened = open(*env, s->k_r2i);
       if (!opened)
-        fail("ENC-1", "a reply sealed with k_r2i under associated data " + associated_data(*env), opened.error().message);
+        fail("ENC-1", "a reply sealed with k_r2i",
+             opened.error().message + " (associated data used: " + associated_data(*env) + ")");
       note("opened the reply with k_r2i; plaintext: " + canonical(*opened));
       payload = std::move(*opened);
     } else {

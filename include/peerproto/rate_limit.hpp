@@ -176,7 +176,8 @@ class rate_limiter {
   /// RL-4: an authentication failure from `address` claiming `sender`.
   void authentication_failed(std::string_view address, std::string_view sender, sys_milliseconds now) {
     const auto make = [&] { return backoff(opt_.backoff); };
-    if (auto* b = get(address_backoff_, std::string(address), now, make)) b->fail(now);
+    if (!PEERPROTO_FAULT(backoff_per_sender_only))
+      if (auto* b = get(address_backoff_, std::string(address), now, make)) b->fail(now);
     if (!sender.empty() && !PEERPROTO_FAULT(backoff_per_address_only))
       if (auto* b = get(sender_backoff_, std::string(sender), now, make)) b->fail(now);
   }

@@ -150,6 +150,21 @@ void add_message_cases(std::vector<test_case>& out) {
                    const auto r = c.exchange(err);
                    c.check(r.status == 400 && r.body.empty(), "ERR-8", "HTTP 400 with an empty body", c.describe(r));
                  }});
+  out.push_back({"ERR-8/malformed-error", {"ERR-8", "MSG-3"}, g,
+                 "an error that is itself malformed (no nonce) is not answered either (HTTP: 400, empty body)", [](context& c) {
+                   const auto& who = c.bound();
+                   auto o = c.header(who, "error", {{"error_code", "INVALID_FORMAT"}, {"error_message", "x"}, {"original_nonce", nullptr}});
+                   o.erase("nonce");
+                   const auto err = c.sign(o, who);
+                   if (c.cfg.websocket) {
+                     c.send(err);
+                     const auto ping = signed_by(c, who, "ping");
+                     c.expect_reply(c.exchange(ping), ping, "pong", "ERR-8");  // the first answer is the ping's
+                     return;
+                   }
+                   const auto r = c.exchange(err);
+                   c.check(r.status == 400 && r.body.empty(), "ERR-8", "HTTP 400 with an empty body", c.describe(r));
+                 }});
   // ERR-9: the first violated rule in processing order is the one reported.
   out.push_back(refusal("ERR-9/format-before-version", {"ERR-9", "PROC-1"}, g, "a bad nonce and version 9.9: INVALID_FORMAT (form first)",
                         changed([](json::object& o) { o["version"] = "9.9"; o["nonce"] = "xyz"; }), errc::invalid_format));

@@ -72,6 +72,25 @@ void add_rate_limit_cases(std::vector<test_case>& out) {
                    const auto later = c.sign(n, who);
                    c.expect_reply(c.exchange(later), later, "pong", "RL-7");
                  }});
+  out.push_back({"RL-4/per-address", {"RL-4", "RL-5"}, g,
+                 "authentication failures from one address, each claiming another sender, block that address for every sender",
+                 [](context& c) {
+                   const auto threshold = c.node.limit("backoff_threshold");
+                   if (threshold > 50) c.skip("the node's back-off threshold is above 50");
+                   std::vector<const identity*> senders;  // bound first: a blocked address cannot handshake
+                   for (std::int64_t i = 0; i <= threshold; ++i) senders.push_back(&c.bound());
+                   for (std::int64_t i = 0; i < threshold; ++i) {
+                     const auto& who = *senders[static_cast<std::size_t>(i)];
+                     auto o = c.header(who, "ping", {{"i", i}});
+                     c.sign(o, who);
+                     o["payload"] = json::object{{"i", -1}};
+                     expect_refusal(c, canonical(o), errc::invalid_signature, "RL-4");
+                   }
+                   const auto& clean = *senders.back();  // no failure of its own
+                   auto o = c.header(clean, "ping");
+                   const auto valid = c.sign(o, clean);
+                   c.expect_error(c.exchange(valid), valid, errc::rate_limited, "RL-4");
+                 }});
   out.push_back({"RL-4/per-sender", {"RL-4", "RL-5"}, g,
                  "authentication failures claiming one sender from many addresses block that sender everywhere", [](context& c) {
                    const auto threshold = c.node.limit("backoff_threshold");
