@@ -188,10 +188,16 @@ TEST(Engine, PendingHandshakeExpiresAndLimitsHold) {
 TEST(Engine, SessionCloseAndExpiry) {
   pair_of_nodes n;
   auto sid = *n.handshake();
+  const auto ping = *n.alice.send(sid, "ping", {}, n.now);
+  ASSERT_EQ(code_of(n.bob.handle(ping, "a", n.now)), pp::errc{});
   const auto close = n.bob.handle(*n.alice.send(sid, "session_close", {}, n.now), "a", n.now);
   ASSERT_EQ(code_of(close), pp::errc{}) << close.reply;
+  // SES-8: both sides are closed, the sender as soon as it sealed its session_close.
   EXPECT_EQ(n.bob.find_session(sid)->state(), pp::session_state::closed);
-  EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now), "a", n.now)), pp::errc::session_not_found);  // SES-9
+  EXPECT_EQ(n.alice.find_session(sid)->state(), pp::session_state::closed);
+  EXPECT_EQ(n.alice.send(sid, "ping", {}, n.now).code(), pp::errc::session_not_found);
+  EXPECT_EQ(n.alice.accept_reply(close.reply, n.now).code(), pp::errc::session_not_found);  // keys wiped: not opened
+  EXPECT_EQ(code_of(n.bob.handle(ping, "a", n.now)), pp::errc::session_not_found);  // SES-9
 
   sid = *n.handshake();
   const auto later = n.now + 30min;
@@ -329,4 +335,20 @@ TEST(Engine, RefuseNamesTheRequestWhenReadable) {
   EXPECT_TRUE(b->payload->at("original_nonce").is_null());
   EXPECT_EQ(b->payload->at("retry_after"), 7);
   EXPECT_EQ(blind.retry_after, std::chrono::seconds(7));
+}
+
+// SES-8: whatever came before it, a session_close closes the sender's session when it is sealed
+// and the receiver's when it is delivered; neither side sends in the session afterwards.
+RC_GTEST_PROP(EngineProps, SessionCloseClosesBothSides, ()) {
+  pair_of_nodes n;
+  const auto sid = n.handshake();
+  RC_ASSERT(sid.has_value());
+  const auto before = *rc::gen::inRange(0, 6);
+  for (int i = 0; i < before; ++i) RC_ASSERT(code_of(n.bob.handle(*n.alice.send(*sid, "ping", {{"i", i}}, n.now), "a", n.now)) == pp::errc{});
+  const auto close = n.alice.send(*sid, "session_close", {}, n.now);
+  RC_ASSERT(close.ok());
+  RC_ASSERT(n.alice.find_session(*sid)->state() == pp::session_state::closed);
+  RC_ASSERT(n.alice.send(*sid, "ping", {}, n.now).code() == pp::errc::session_not_found);
+  RC_ASSERT(code_of(n.bob.handle(*close, "a", n.now)) == pp::errc{});
+  RC_ASSERT(n.bob.find_session(*sid)->state() == pp::session_state::closed);
 }

@@ -31,11 +31,11 @@ int serve(pn::node_config cfg) {
 }
 
 int keygen(const std::string& file, const std::string& entity_id) {
-  const auto id = pn::generate_key_file(file, entity_id);
+  const auto id = peerproto::generate_key_file(file, entity_id);
   std::cout << "wrote " << file << " (mode 0600)\n"
             << "entity_id   " << id.entity_id << "\n"
             << "public_key  " << peerproto::hex_encode(id.key.public_key_bytes()) << "\n"
-            << "fingerprint " << pn::fingerprint(id.key.public_key_bytes()) << "\n"
+            << "fingerprint " << peerproto::fingerprint(id.key.public_key_bytes()) << "\n"
             << "peers line  " << id.entity_id << " " << peerproto::hex_encode(id.key.public_key_bytes()) << "\n";
   return 0;
 }
@@ -48,15 +48,15 @@ struct send_options {
 
 int send(const send_options& o) {
   auto peer = pn::parse_peer_url(o.to);
-  if (!peer) throw pn::config_error("--to: " + peer.error().message);
+  if (!peer) throw peerproto::config_error("--to: " + peer.error().message);
   auto value = peerproto::jcs::parse_strict(o.payload);
-  if (!value || !value->is_object()) throw pn::config_error("--payload must be a JSON object");
+  if (!value || !value->is_object()) throw peerproto::config_error("--payload must be a JSON object");
   peerproto::engine_options opt;
   if (o.v10) {
     opt.versions = {"1.0"};
     opt.suites = {};
   }
-  pn::client c(pn::load_key_file(o.key_file), opt);
+  pn::client c(peerproto::load_key_file(o.key_file), opt);
   const auto check = [](const auto& r) {
     if (!r) throw std::runtime_error(std::string(peerproto::wire_name(r.code())) + ": " + r.error().message);
   };

@@ -4,9 +4,8 @@
 #include "spec.hpp"
 #include "suite.hpp"
 
-#include "../../reference/node/identity.hpp"
-
 #include <peerproto/encoding.hpp>
+#include <peerproto/key_file.hpp>
 #include <peerproto/version.hpp>
 
 #include <CLI/CLI.hpp>
@@ -145,7 +144,7 @@ node_info discover(const settings& cfg, const std::string& pinned_key) {
   n.key = *decoded;
   if (!pinned_key.empty() && pinned_key != key->get_string())
     throw setup_error("the node's /public-key (" + std::string(key->get_string()) + ") is not the key given with --node-key");
-  n.fingerprint = node::fingerprint(n.key);
+  n.fingerprint = fingerprint(n.key);
   n.capabilities = get("/capabilities");
   const auto strings = [&](const char* name) {
     std::vector<std::string> out;
@@ -303,7 +302,7 @@ int main(int argc, char** argv) {
       cfg.base_id = "conformance";
       crypto::random_bytes(cfg.base_seed.span());
     } else {
-      auto id = node::load_key_file(o.key_file);
+      auto id = load_key_file(o.key_file);
       cfg.base_id = id.entity_id;
       cfg.base_seed = id.key.seed();
     }
@@ -518,7 +517,7 @@ int main(int argc, char** argv) {
   } catch (const setup_error& e) {
     std::cerr << "peerproto-conformance: " << e.what() << "\n";
     return 2;
-  } catch (const node::config_error& e) {
+  } catch (const config_error& e) {
     std::cerr << "peerproto-conformance: " << e.what() << "\n";
     return 2;
   }

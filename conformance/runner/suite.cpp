@@ -3,6 +3,7 @@
 #include <peerproto/envelope.hpp>
 #include <peerproto/handshake.hpp>
 #include <peerproto/jcs.hpp>
+#include <peerproto/key_file.hpp>
 #include <peerproto/limit_names.hpp>
 
 #include <algorithm>
@@ -42,11 +43,6 @@ std::string timestamp_at(std::chrono::milliseconds offset, int fraction_digits) 
 std::string canonical(const json::value& v) { return jcs::canonicalize(v); }
 
 json::object parse_object(const std::string& text) { return json::parse(text).as_object(); }
-
-std::string fingerprint_of(const crypto::public_key& key) {
-  const auto d = crypto::sha256(key);
-  return hex_encode(byte_view(d.data(), 16));
-}
 
 bool node_info::supports_version(std::string_view v) const { return std::find(versions.begin(), versions.end(), v) != versions.end(); }
 bool node_info::has_type(std::string_view t) const {

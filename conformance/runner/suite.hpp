@@ -256,7 +256,6 @@ std::string random_uuid();
 std::string timestamp_at(std::chrono::milliseconds offset_from_now = {}, int fraction_digits = 3);
 std::string canonical(const json::value& v);
 json::object parse_object(const std::string& text);  ///< for texts the runner built itself
-std::string fingerprint_of(const crypto::public_key& key);  ///< ID-3, computed here, not taken from the node
 
 /// A named JSON value, for tables of malformed forms.
 struct named_value {

@@ -9,6 +9,7 @@
 #include <peerproto/envelope.hpp>
 #include <peerproto/error.hpp>
 #include <peerproto/jcs.hpp>
+#include <peerproto/message_types.hpp>
 #include <peerproto/version.hpp>
 
 #include <boost/json.hpp>
@@ -44,13 +45,6 @@ struct reassembly_options {
   std::size_t max_total_bytes = limits::max_reassembly_bytes_total;  ///< CHK-13
   std::size_t max_completed = limits::max_completed_transfers;       ///< CHK-4: completions remembered
 };
-
-/// Message types that cannot be sent in chunks (CHK-8).
-inline bool is_core_type(std::string_view t) noexcept {
-  for (std::string_view core : {"handshake", "handshake_ack", "handshake_confirm", "chunk", "ack", "error", "session_close"})
-    if (t == core) return true;
-  return false;
-}
 
 /// Decodes a chunk payload (CHK-2, CHK-8, CHK-9): MISSING_FIELDS for an absent member,
 /// PAYLOAD_TOO_LARGE for total_size over the limit, CHUNK_ERROR for every other violation.

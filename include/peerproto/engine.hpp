@@ -252,6 +252,9 @@ class engine {
     auto e = make_header(s.version(), msg_type, opt_.self_id, s.peer_id(), now, rng_);
     if (auto ec = s.seal_outbound(e, payload, now)) return failure{static_cast<errc>(ec.value()), ec.message()};
     if (!s.encrypted()) sign(e, identity_);
+    // SES-8: the sender's session is closed once its session_close is sealed (keys wiped, ENC-7).
+    if (msg_type == "session_close" && s.apply(session_event::close, now))
+      return failure{errc::invalid_state, "the session cannot be closed in its state"};
     return serialize(e);
   }
 
@@ -361,7 +364,7 @@ class engine {
     envelope& e = *parsed;
     if (PEERPROTO_FAULT(exit_on_chunk) && e.msg_type == "chunk") std::_Exit(70);  // a node that dies mid-run
     // HS-1, part of the envelope's form (PROC-1): the handshake messages are sessionless.
-    if (e.session_id && (e.msg_type == "handshake" || e.msg_type == "handshake_ack" || e.msg_type == "handshake_confirm"))
+    if (e.session_id && is_handshake_type(e.msg_type))
       return error_reply(ctx, {errc::invalid_format, "handshake messages carry no session_id or sequence_num (HS-1)"});
 
     // PROC-2

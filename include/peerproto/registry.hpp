@@ -2,10 +2,10 @@
 // a node. Core types are handled by the engine itself and cannot be registered.
 #pragma once
 
-#include <peerproto/chunking.hpp>
 #include <peerproto/encoding.hpp>
 #include <peerproto/envelope.hpp>
 #include <peerproto/error.hpp>
+#include <peerproto/message_types.hpp>
 
 #include <boost/json.hpp>
 
@@ -34,13 +34,6 @@ struct handler_reply {
   std::string msg_type;          ///< for example "pong" or "ack"
   boost::json::object payload;   ///< without in_reply_to / acked_nonce: the engine adds those
 };
-
-/// MSG-3: the reply types, which are never requests.
-inline constexpr std::array<std::string_view, 7> reply_types{
-    "handshake_ack", "ack", "error", "pong", "capability_response", "task_accepted", "discovery_response"};
-inline bool is_reply_type(std::string_view t) noexcept {
-  return std::find(reply_types.begin(), reply_types.end(), t) != reply_types.end();
-}
 
 using handler = std::function<result<handler_reply>(const handler_request&)>;
 

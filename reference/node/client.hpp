@@ -3,7 +3,7 @@
 // sessionless, and sends large payloads in chunks. `peerproto-node send` is built on it.
 #pragma once
 
-#include "identity.hpp"
+#include "peers.hpp"
 
 #include <peerproto/engine.hpp>
 

@@ -1,6 +1,6 @@
 #include "handlers.hpp"
 
-#include "identity.hpp"
+#include "peers.hpp"
 
 #include <peerproto/encoding.hpp>
 #include <peerproto/fault.hpp>
@@ -17,7 +17,7 @@ bool empty_object(const handler_request& r) { return r.payload.empty(); }
 }  // namespace
 
 boost::json::object capabilities(const engine_options& opt, const registry& r, const boost::json::object& limits) {
-  boost::json::array types{"handshake", "handshake_confirm", "chunk", "session_close"};
+  boost::json::array types(msg::core_requests.begin(), msg::core_requests.end());
   for (const auto& t : r.types()) types.emplace_back(t);
   return {{"versions", boost::json::array(opt.versions.begin(), opt.versions.end())},
           {"suites", boost::json::array(opt.suites.begin(), opt.suites.end())},

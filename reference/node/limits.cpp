@@ -1,6 +1,6 @@
 #include "limits.hpp"
 
-#include "identity.hpp"
+#include "peers.hpp"
 
 #include <peerproto/limit_names.hpp>
 

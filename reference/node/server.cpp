@@ -389,9 +389,9 @@ server::server(asio::io_context& ioc, node_config cfg)
   for (const auto& s : store_->sessions()) sessions += engine_->restore_session(s) ? 1 : 0;
   (void)engine_->take_changed_sessions();
 
-  std::set<std::string> known{"handshake", "handshake_confirm", "chunk", "session_close"};
+  std::set<std::string> known(msg::core_requests.begin(), msg::core_requests.end());
   for (const auto& type : handlers_.types()) known.insert(type);
-  for (const auto reply : reply_types) known.insert(std::string(reply));
+  for (const auto reply : msg::reply_types) known.insert(std::string(reply));
   metrics_ = metrics(std::move(known));
 
   const auto audit_file = cfg_.audit_log.empty() ? cfg_.state_dir / "audit.jsonl" : cfg_.audit_log;

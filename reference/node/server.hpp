@@ -5,7 +5,7 @@
 
 #include "config.hpp"
 #include "handlers.hpp"
-#include "identity.hpp"
+#include "peers.hpp"
 #include "metrics.hpp"
 #include "store.hpp"
 

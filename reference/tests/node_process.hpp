@@ -2,7 +2,7 @@
 // sockets, signals and restarts.
 #pragma once
 
-#include "node/identity.hpp"
+#include "node/peers.hpp"
 
 #include <gtest/gtest.h>
 
@@ -40,7 +40,7 @@ class node_process {
   /// `extra` arguments, and waits for its "listening" line.
   node_process(const std::filesystem::path& dir, const std::string& entity_id, std::vector<std::string> extra = {})
       : dir_(dir), key_(dir / (entity_id + ".key")) {
-    if (!std::filesystem::exists(key_)) node::generate_key_file(key_, entity_id);
+    if (!std::filesystem::exists(key_)) peerproto::generate_key_file(key_, entity_id);
     args_ = {PEERPROTO_NODE_BINARY, "serve", "--key", key_.string(), "--port", "0", "--state-dir", (dir / (entity_id + "-state")).string()};
     args_.insert(args_.end(), extra.begin(), extra.end());
     start();

@@ -33,7 +33,7 @@ pp::sys_milliseconds now() { return std::chrono::floor<std::chrono::milliseconds
 
 pn::peer_url url(const std::string& text) { return *pn::parse_peer_url(text); }
 
-pn::client client_for(const node_process& n) { return pn::client(pn::load_key_file(n.key_file())); }
+pn::client client_for(const node_process& n) { return pn::client(peerproto::load_key_file(n.key_file())); }
 
 // A plain TCP connection for the tests that speak broken HTTP on purpose.
 struct raw_socket {
@@ -125,7 +125,7 @@ TEST(Node, Version10SessionsAreSignedPlaintext) {
   pp::engine_options opt;
   opt.versions = {"1.0"};
   opt.suites = {};
-  pn::client c(pn::load_key_file(alice.key_file()), opt);
+  pn::client c(peerproto::load_key_file(alice.key_file()), opt);
   const auto peer = url(bob.http_url());
   const auto session = c.handshake(peer, *c.learn_identity(peer));
   ASSERT_TRUE(session.ok()) << session.error().message;
@@ -393,18 +393,18 @@ TEST(Node, ConnectionLimitsPerAddressAndConcurrentConnections) {
 TEST(Node, KeyFilesAndTrustConfiguration) {
   temp_dir dir;
   const auto key = dir.path / "k.key";
-  pn::generate_key_file(key, "carol");
+  peerproto::generate_key_file(key, "carol");
   EXPECT_EQ(std::filesystem::status(key).permissions() & std::filesystem::perms::all, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  EXPECT_THROW(pn::generate_key_file(key, "carol"), pn::config_error);  // never overwritten
+  EXPECT_THROW(peerproto::generate_key_file(key, "carol"), peerproto::config_error);  // never overwritten
   std::filesystem::permissions(key, std::filesystem::perms::group_read, std::filesystem::perm_options::add);
   try {
-    pn::load_key_file(key);
+    peerproto::load_key_file(key);
     ADD_FAILURE() << "a group-readable key file was loaded";
-  } catch (const pn::config_error& e) {
+  } catch (const peerproto::config_error& e) {
     EXPECT_NE(std::string(e.what()).find("chmod 600"), std::string::npos);
   }
   std::ofstream(dir.path / "peers") << "# comment\nalice " << std::string(64, 'a') << "\nbad line\n";
-  EXPECT_THROW(pn::load_peers_file(dir.path / "peers"), pn::config_error);
+  EXPECT_THROW(pn::load_peers_file(dir.path / "peers"), peerproto::config_error);
 
   node_process open_node(dir.path, "dave", {"--trust", "open"});
   EXPECT_NE(open_node.stderr_text().find("trust policy is OPEN"), std::string::npos);
@@ -413,14 +413,14 @@ TEST(Node, KeyFilesAndTrustConfiguration) {
 TEST(Node, PinnedTrustRefusesUnknownKeysAndAcceptsPinnedOnes) {
   temp_dir dir;
   const auto alice_key = dir.path / "alice.key";
-  const auto alice = pn::generate_key_file(alice_key, "alice");
+  const auto alice = peerproto::generate_key_file(alice_key, "alice");
   std::ofstream(dir.path / "peers") << "alice " << pp::hex_encode(alice.key.public_key_bytes()) << "\n";
   node_process bob(dir.path, "bob", {"--peers", (dir.path / "peers").string()});
-  pn::generate_key_file(dir.path / "mallory.key", "mallory");
+  peerproto::generate_key_file(dir.path / "mallory.key", "mallory");
   const auto peer = url(bob.http_url());
-  pn::client good(pn::load_key_file(alice_key));
+  pn::client good(peerproto::load_key_file(alice_key));
   EXPECT_TRUE(good.handshake(peer, *good.learn_identity(peer)).ok());
-  pn::client bad(pn::load_key_file(dir.path / "mallory.key"));
+  pn::client bad(peerproto::load_key_file(dir.path / "mallory.key"));
   const auto refused = bad.handshake(peer, *bad.learn_identity(peer));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.code(), pp::errc::unknown_sender);

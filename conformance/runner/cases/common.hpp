@@ -7,6 +7,7 @@
 #include <peerproto/crypto.hpp>
 #include <peerproto/encoding.hpp>
 #include <peerproto/envelope.hpp>
+#include <peerproto/key_file.hpp>
 
 namespace peerproto::conformance::cases {
 

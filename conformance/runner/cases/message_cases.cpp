@@ -115,7 +115,7 @@ void add_message_cases(std::vector<test_case>& out) {
                    const auto p = q.reply(q.text("discovery"), "discovery_response", "MSG-2");
                    const auto* peers = p.if_contains("peers");
                    c.check(peers && peers->is_array(), "MSG-2", "a peers array", canonical(p).substr(0, 200));
-                   const auto want = fingerprint_of(who.key.public_key_bytes());
+                   const auto want = fingerprint(who.key.public_key_bytes());
                    bool found = false;
                    for (const auto& e : peers->as_array())
                      found = found || (e.is_object() && e.as_object().contains("entity_id") && e.at("entity_id") == json::value(who.id) &&

@@ -102,7 +102,7 @@ void add_transport_cases(std::vector<test_case>& out) {
   out.push_back({"HTTP-6/public-key", {"HTTP-6", "ID-3"}, g, "/public-key answers entity_id, public_key and the key's fingerprint",
                  [](context& c) {
                    const auto o = get_json(c, "/public-key", "HTTP-6");
-                   const auto want = fingerprint_of(c.node.key);
+                   const auto want = fingerprint(c.node.key);
                    c.check(o.contains("entity_id") && o.at("entity_id") == json::value(c.node.entity_id), "HTTP-6", "entity_id", canonical(o));
                    c.check(o.contains("fingerprint") && o.at("fingerprint") == json::value(want), "ID-3", "fingerprint " + want, canonical(o));
                  }});

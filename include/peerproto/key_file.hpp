@@ -1,5 +1,11 @@
-#include "identity.hpp"
+// A node's identity on disk, and its fingerprint (SPEC §2).
+//
+// Key file: JSON {"entity_id", "public_key", "private_key"} (hex), mode 0600. A key file that the
+// group or others can read is refused, as ssh refuses such keys. The reference node, the
+// conformance runner and any node built on the library read the same format.
+#pragma once
 
+#include <peerproto/crypto.hpp>
 #include <peerproto/encoding.hpp>
 #include <peerproto/envelope.hpp>
 #include <peerproto/jcs.hpp>
@@ -8,18 +14,35 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
+#include <string>
 
-namespace peerproto::node {
+namespace peerproto {
 
-std::string fingerprint(const crypto::public_key& key) {
+/// A configuration problem a program cannot start with; the message says what to do.
+struct config_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct identity {
+  std::string entity_id;
+  crypto::ed25519_keypair key;
+};
+
+/// ID-3: lowercase hex of the first 16 bytes of SHA-256 of the public key.
+inline std::string fingerprint(const crypto::public_key& key) {
   const auto d = crypto::sha256(key);
   return hex_encode(std::span<const std::uint8_t>(d.data(), 16));
 }
 
-identity generate_key_file(const std::filesystem::path& file, const std::string& entity_id) {
+/// Generates a key pair for `entity_id` and writes it to `file` with mode 0600. Refuses to
+/// overwrite an existing file. Throws config_error.
+inline identity generate_key_file(const std::filesystem::path& file, const std::string& entity_id) {
   if (!is_entity_id(entity_id))
     throw config_error("'" + entity_id + "' is not an entity id (1-128 characters of A-Z a-z 0-9 . _ : @ -)");
   auto key = crypto::ed25519_keypair::generate();
@@ -29,8 +52,9 @@ identity generate_key_file(const std::filesystem::path& file, const std::string&
                         {"private_key", hex_encode(seed.view())}};
   std::string text = boost::json::serialize(o) + "\n";
   const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) throw config_error("cannot create key file " + file.string() + ": " + std::strerror(errno) +
-                                 (errno == EEXIST ? " (it is never overwritten)" : ""));
+  if (fd < 0)
+    throw config_error("cannot create key file " + file.string() + ": " + std::strerror(errno) +
+                       (errno == EEXIST ? " (it is never overwritten)" : ""));
   const auto written = ::write(fd, text.data(), text.size());
   ::fsync(fd);
   ::close(fd);
@@ -39,9 +63,13 @@ identity generate_key_file(const std::filesystem::path& file, const std::string&
   return identity{entity_id, std::move(key)};
 }
 
-identity load_key_file(const std::filesystem::path& file) {
+/// Loads a key file. Throws config_error when it is missing, malformed, or readable by group or
+/// others.
+inline identity load_key_file(const std::filesystem::path& file) {
   struct stat st {};
-  if (::stat(file.c_str(), &st) != 0) throw config_error("cannot read key file " + file.string() + ": " + std::strerror(errno) + " (create one with: peerproto-node keygen)");
+  if (::stat(file.c_str(), &st) != 0)
+    throw config_error("cannot read key file " + file.string() + ": " + std::strerror(errno) +
+                       " (create one with: peerproto-node keygen)");
   if (st.st_mode & (S_IRWXG | S_IRWXO))
     throw config_error("key file " + file.string() + " is accessible by group or others; run: chmod 600 " + file.string());
   std::ifstream in(file);
@@ -67,29 +95,4 @@ identity load_key_file(const std::filesystem::path& file) {
   return identity{entity_id, std::move(key)};
 }
 
-std::vector<std::pair<std::string, crypto::public_key>> load_peers_file(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw config_error("cannot read peers file " + file.string());
-  std::vector<std::pair<std::string, crypto::public_key>> out;
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (const auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
-    std::istringstream fields(line);
-    std::string id, key, extra;
-    if (!(fields >> id)) continue;
-    const auto decoded = (fields >> key) ? hex_decode_fixed<32>(key) : std::nullopt;
-    if (!is_entity_id(id) || !decoded || (fields >> extra))
-      throw config_error(file.string() + ":" + std::to_string(n) + ": expected 'entity_id public_key_hex'");
-    out.emplace_back(id, *decoded);
-  }
-  return out;
-}
-
-trust_policy parse_trust_policy(const std::string& name) {
-  if (name == "pinned") return trust_policy::pinned;
-  if (name == "tofu") return trust_policy::tofu;
-  if (name == "open") return trust_policy::open;
-  throw config_error("trust policy must be pinned, tofu or open, not '" + name + "'");
-}
-
-}  // namespace peerproto::node
+}  // namespace peerproto
