@@ -29,7 +29,7 @@ TEST(Engine, EncryptedSessionEndToEnd) {
   ASSERT_TRUE(ping.ok());
   EXPECT_EQ(ping->find("\"payload\""), std::string::npos);  // sealed, no plaintext
   const auto out = n.bob.handle(*ping, "127.0.0.1:1", n.now);
-  ASSERT_EQ(out.what, pp::outcome::kind::reply) << out.reply;
+  ASSERT_EQ(out.what, pp::outcome::kind::answer) << out.reply;
   const auto replies = n.alice.accept_reply(out.reply, n.now);
   ASSERT_TRUE(replies.ok()) << replies.error().message;
   ASSERT_EQ(replies->size(), 1u);
@@ -63,7 +63,7 @@ TEST(Engine, RequireEncryptionRefusesA10Peer) {
   pair_of_nodes n(alice_opt, bob_opt);
   const auto m2 = n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now);
   EXPECT_EQ(code_of(m2), pp::errc::encryption_required);
-  EXPECT_EQ(m2.http_status, 426);
+  EXPECT_EQ(pp::http_status(*m2.error), 426);
 }
 
 TEST(Engine, HeldMessagesAreReleasedInOrder) {
@@ -76,7 +76,7 @@ TEST(Engine, HeldMessagesAreReleasedInOrder) {
   const auto second = n.bob.handle(msgs[1], "a", n.now);
   EXPECT_EQ(second.what, pp::outcome::kind::held);
   const auto first = n.bob.handle(msgs[0], "a", n.now);
-  ASSERT_EQ(first.what, pp::outcome::kind::reply);
+  ASSERT_EQ(first.what, pp::outcome::kind::answer);
   ASSERT_EQ(first.released.size(), 2u);
   EXPECT_EQ(first.released[0].request_nonce, second.request_nonce);
   EXPECT_EQ(first.released[1].request_nonce, third.request_nonce);
@@ -100,8 +100,8 @@ TEST(Engine, GapTimeoutAnswersHeldMessagesWithSequenceError) {
   EXPECT_EQ(code_of(failed[0]), pp::errc::sequence_error);
   EXPECT_EQ(failed[0].request_nonce, held.request_nonce);
   // Retransmission of the stored bytes is accepted (ORD-7).
-  EXPECT_EQ(n.bob.handle(m1, "a", n.now + 6s).what, pp::outcome::kind::reply);
-  EXPECT_EQ(n.bob.handle(m2, "a", n.now + 6s).what, pp::outcome::kind::reply);
+  EXPECT_EQ(n.bob.handle(m1, "a", n.now + 6s).what, pp::outcome::kind::answer);
+  EXPECT_EQ(n.bob.handle(m2, "a", n.now + 6s).what, pp::outcome::kind::answer);
 }
 
 TEST(Engine, ChunkedTransferInASession) {
@@ -136,7 +136,7 @@ TEST(Engine, SessionlessMessagesNeedAKnownSenderAndAreReplayProtected) {
   const auto unknown = n.alice.send_sessionless("bob", "frobnicate", {}, n.now);
   const auto o = n.bob.handle(unknown, "a", n.now);
   EXPECT_EQ(code_of(o), pp::errc::unsupported_message_type);
-  EXPECT_EQ(o.http_status, 400);
+  EXPECT_EQ(o.what, pp::outcome::kind::answer);
 }
 
 TEST(Engine, ErrorEnvelopesAreSignedAndNameTheRequest) {
@@ -222,7 +222,7 @@ TEST(Engine, SessionAndHandshakeLimits) {
     EXPECT_EQ(code_of(n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now)), pp::errc{});
     const auto o = n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now);
     EXPECT_EQ(code_of(o), pp::errc::rate_limited);
-    EXPECT_EQ(o.http_status, 429);
+    EXPECT_EQ(pp::http_status(*o.error), 429);
     EXPECT_EQ(o.retry_after, 30s);
   }
   {  // HS-25: sessions in total
@@ -321,7 +321,7 @@ TEST(Engine, RefuseNamesTheRequestWhenReadable) {
   pair_of_nodes n;
   const auto msg = n.alice.send_sessionless("bob", "ping", {}, n.now);
   const auto o = n.bob.refuse({pp::errc::invalid_format, "wrong content type"}, msg, "127.0.0.1:1", n.now);
-  EXPECT_EQ(o.http_status, 400);
+  EXPECT_EQ(o.error, pp::errc::invalid_format);
   EXPECT_EQ(o.msg_type, "ping");
   const auto e = pp::parse_envelope(o.reply);
   ASSERT_TRUE(e.ok());
@@ -351,4 +351,18 @@ RC_GTEST_PROP(EngineProps, SessionCloseClosesBothSides, ()) {
   RC_ASSERT(n.alice.send(*sid, "ping", {}, n.now).code() == pp::errc::session_not_found);
   RC_ASSERT(code_of(n.bob.handle(*close, "a", n.now)) == pp::errc{});
   RC_ASSERT(n.bob.find_session(*sid)->state() == pp::session_state::closed);
+}
+
+TEST(Engine, AReplyTypeAsRequestIsAnsweredOnlyOverHttpAndAnErrorNever) {
+  pair_of_nodes n;
+  ASSERT_TRUE(n.handshake());  // binds alice's key (ID-8)
+  const auto o = n.bob.handle(n.alice.send_sessionless("bob", "pong", {}, n.now), "a", n.now);
+  EXPECT_EQ(o.error, pp::errc::unsupported_message_type);  // MSG-3
+  EXPECT_EQ(o.what, pp::outcome::kind::answer_over_http);
+  EXPECT_TRUE(o.sends_envelope(true));
+  EXPECT_FALSE(o.sends_envelope(false));
+  const json::object error{{"error_code", "INVALID_FORMAT"}, {"error_message", "x"}, {"original_nonce", nullptr}};
+  const auto silent = n.bob.handle(n.alice.send_sessionless("bob", "error", error, n.now), "a", n.now);
+  EXPECT_EQ(silent.what, pp::outcome::kind::silent);  // ERR-8
+  EXPECT_FALSE(silent.sends_envelope(true));
 }

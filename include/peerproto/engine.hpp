@@ -12,6 +12,7 @@
 #include <peerproto/error.hpp>
 #include <peerproto/fault.hpp>
 #include <peerproto/handshake.hpp>
+#include <peerproto/message_types.hpp>
 #include <peerproto/rate_limit.hpp>
 #include <peerproto/registry.hpp>
 #include <peerproto/replay_cache.hpp>
@@ -48,17 +49,46 @@ struct engine_options {
   std::chrono::milliseconds terminal_retention = limits::terminal_session_retention;  ///< SES-10
 };
 
-/// The result of one inbound envelope (or of a held one, later).
+/// The result of one inbound envelope (or of a held one, later): what to send and whether to send
+/// it. The transport maps an `error` code to its own status (ERR-6: http_status() in error.hpp).
 struct outcome {
-  enum class kind { reply, held, none } what = kind::reply;  ///< none: nothing is sent (ERR-8)
-  std::string reply;                                  ///< the reply envelope's text, when what == reply
-  int http_status = 200;                              ///< ERR-6
+  enum class kind {
+    answer,            ///< send `reply`
+    answer_over_http,  ///< MSG-3: a reply type sent as a request; HTTP sends `reply`, WebSocket nothing
+    held,              ///< ORD-8: the answer comes later, in `released` of another outcome or from poll()
+    silent,            ///< ERR-8: nothing is sent (HTTP: status 400 with an empty body)
+  };
+  kind what = kind::answer;
+  std::string reply;                                  ///< the reply envelope's text, when there is one
   std::optional<errc> error;                          ///< the code, when the reply is an `error`
   std::optional<std::chrono::seconds> retry_after;    ///< with RATE_LIMITED (RL-7)
   std::string request_nonce;                          ///< the request's nonce (hex), when readable
   std::vector<audit_record> audit;                    ///< security events (§20)
   std::vector<outcome> released;                      ///< earlier held messages answered now (ORD-8)
   std::string msg_type;                               ///< the request's type, when readable (for metrics)
+
+  static outcome answer(std::string reply, std::string request_nonce, std::vector<audit_record> audit) {
+    return make(kind::answer, std::move(reply), std::move(request_nonce), std::move(audit));
+  }
+  static outcome held(std::string request_nonce, std::vector<audit_record> audit) {
+    return make(kind::held, {}, std::move(request_nonce), std::move(audit));
+  }
+  static outcome silent(std::string request_nonce, std::vector<audit_record> audit) {
+    return make(kind::silent, {}, std::move(request_nonce), std::move(audit));
+  }
+  bool sends_envelope(bool over_http) const noexcept {
+    return what == kind::answer || (over_http && what == kind::answer_over_http);
+  }
+
+ private:
+  static outcome make(kind k, std::string reply, std::string request_nonce, std::vector<audit_record> audit) {
+    outcome o;
+    o.what = k;
+    o.reply = std::move(reply);
+    o.request_nonce = std::move(request_nonce);
+    o.audit = std::move(audit);
+    return o;
+  }
 };
 
 /// A reply accepted on the client side.
@@ -131,7 +161,7 @@ class engine {
     }
     std::erase_if(initiating_, [&](const auto& kv) { return now - kv.second.started >= opt_.handshake_timeout; });
     reassembler_.expire(now);
-    if (!events.empty()) out.push_back(outcome{outcome::kind::none, {}, 0, {}, {}, {}, std::move(events), {}, {}});
+    if (!events.empty()) out.push_back(outcome::silent({}, std::move(events)));
     return out;
   }
 
@@ -357,8 +387,11 @@ class engine {
     if (!value) return error_reply(ctx, value.error());
     peek(*value, ctx);
     // ERR-8: an `error` is never answered, not even when it is malformed.
-    const outcome unanswered{outcome::kind::none, {}, 400, errc::unsupported_message_type, {}, ctx.nonce_hex, {}, {}, {}};
-    if (ctx.msg_type == "error") return unanswered;
+    if (ctx.msg_type == msg::error) {
+      auto unanswered = outcome::silent(ctx.nonce_hex, {});
+      unanswered.error = errc::unsupported_message_type;  // for metrics; nothing is sent
+      return unanswered;
+    }
     auto parsed = envelope_from_json(std::move(*value));  // peek() has read what it needs
     if (!parsed) return error_reply(ctx, parsed.error());
     envelope& e = *parsed;
@@ -415,8 +448,10 @@ class engine {
     if (f.code == errc::invalid_version && !PEERPROTO_FAULT(no_supported_versions)) p["supported_versions"] = boost::json::array(opt_.versions.begin(), opt_.versions.end());
     auto e = signed_envelope(version, "error", ctx.sender_id.empty() ? "unknown" : ctx.sender_id, std::move(p), ctx.now);
     if (PEERPROTO_FAULT(unsigned_errors)) (*e.signature)[0] ^= 1;
-    outcome o{outcome::kind::reply, serialize(e), PEERPROTO_FAULT(wrong_http_status) ? 400 : http_status(f.code), f.code, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
+    auto o = outcome::answer(serialize(e), ctx.nonce_hex, std::move(ctx.audit));
+    o.error = f.code;
     if (f.code == errc::rate_limited) o.retry_after = retry ? *retry : std::chrono::seconds(1);
+    if (f.code == errc::unsupported_message_type && is_reply_type(ctx.msg_type)) o.what = outcome::kind::answer_over_http;  // MSG-3
     return o;
   }
 
@@ -498,7 +533,7 @@ class engine {
     if (!r) return error_reply(ctx, r.error());
     name_request(*r, e);
     const auto reply = signed_envelope(e.version, r->msg_type, e.sender_id, std::move(r->payload), ctx.now);
-    return outcome{outcome::kind::reply, serialize(reply), 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
+    return outcome::answer(serialize(reply), ctx.nonce_hex, std::move(ctx.audit));
   }
 
   outcome handle_handshake(request_context& ctx, const envelope& e) {
@@ -554,7 +589,7 @@ class engine {
     (void)entry->s.apply(session_event::valid_handshake, ctx.now);
     entry->pending = pending;
     sessions_.emplace(ack.session_id, std::move(entry));
-    return outcome{outcome::kind::reply, msg2, 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
+    return outcome::answer(msg2, ctx.nonce_hex, std::move(ctx.audit));
   }
 
   // HS-16: a pending handshake past its timeout fails, and is remembered as timed out.
@@ -618,7 +653,7 @@ class engine {
     if (auto ec = s.seal_outbound(reply, r.payload, ctx.now))
       return error_reply(ctx, {static_cast<errc>(ec.value()), "the session cannot send: " + ec.message()});
     if (!s.encrypted()) sign(reply, identity_);
-    return outcome{outcome::kind::reply, serialize(reply), 200, {}, {}, ctx.nonce_hex, std::move(ctx.audit), {}, {}};
+    return outcome::answer(serialize(reply), ctx.nonce_hex, std::move(ctx.audit));
   }
 
   outcome handle_session_message(request_context& ctx, envelope e) {
@@ -650,7 +685,7 @@ class engine {
     const auto seq = *e.sequence_num;
     const std::string request_nonce = ctx.nonce_hex;
     auto delivered = s.received().accept(seq, held_message{std::move(e), std::move(*payload), ctx.remote}, ctx.now);
-    if (delivered.empty()) return outcome{outcome::kind::held, {}, 0, {}, {}, request_nonce, std::move(ctx.audit), {}, {}};
+    if (delivered.empty()) return outcome::held(request_nonce, std::move(ctx.audit));
     outcome first;
     for (std::size_t i = 0; i < delivered.size(); ++i) {
       auto& h = delivered[i];

@@ -44,6 +44,15 @@ engine_options node_config::engine(const std::string& self_id) const {
 
 namespace {
 
+// ERR-6: the status of an outcome: the table's for an `error`, 200 for any other reply, 400 for
+// an `error` request, which gets no envelope (MSG-3, ERR-8).
+http::status status_of(const outcome& o) {
+  if (o.what == outcome::kind::silent) return http::status::bad_request;
+  if (!o.error) return http::status::ok;
+  if (PEERPROTO_FAULT(wrong_http_status)) return http::status::bad_request;
+  return static_cast<http::status>(http_status(*o.error));
+}
+
 // HTTP-1: application/json, optionally with charset=utf-8, nothing else.
 bool is_json_media_type(std::string_view v) {
   const auto lower = [](std::string_view s) {
@@ -128,8 +137,7 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
         --self->in_flight_;
         // MSG-3: a reply type received as a request is matched to our own requests (we have
         // none as a server) and not answered; ERR-8: an error is never answered.
-        const bool unanswered = o.what == outcome::kind::none ||
-                                (o.error == errc::unsupported_message_type && is_reply_type(o.msg_type));
+        const bool unanswered = !o.sends_envelope(false);
         if (!unanswered) self->write(o.reply);
         else if (self->draining_ && self->in_flight_ == 0 && self->queue_.empty()) self->close();
         self->read();
@@ -271,8 +279,8 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   }
 
   http::response<http::string_body> envelope_response(const outcome& o) {
-    http::response<http::string_body> r{static_cast<http::status>(o.http_status), request_.version()};
-    if (o.what == outcome::kind::reply) {  // ERR-8/MSG-3: an `error` request gets 400 and no body
+    http::response<http::string_body> r{status_of(o), request_.version()};
+    if (o.sends_envelope(true)) {  // ERR-8/MSG-3: an `error` request gets 400 and no body
       r.set(http::field::content_type, "application/json");
       r.body() = o.reply;
     }
@@ -495,7 +503,7 @@ void server::persist(outcome& o, std::string_view text, const std::string& remot
     store_->apply(c);
   } catch (const store_error& e) {
     log_->error("{}", e.what());
-    if (o.what == outcome::kind::none) return;
+    if (o.what == outcome::kind::silent) return;
     o = engine_->refuse({errc::internal_error, "the node could not store its state"}, text, remote, now());
   }
 }
