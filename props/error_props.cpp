@@ -41,3 +41,13 @@ TEST(Errc, ProtocolErrorCarriesTheCode) {
     EXPECT_NE(std::string(e.what()).find("hash mismatch"), std::string::npos);
   }
 }
+
+TEST(Errc, ConversionFromErrorCodesIsChecked) {
+  EXPECT_EQ(pp::to_errc(pp::make_error_code(pp::errc::session_expired)), pp::errc::session_expired);
+  // Another category's number is never taken for one of ours.
+  EXPECT_EQ(pp::to_errc(std::make_error_code(std::errc::invalid_argument)), pp::errc::internal_error);
+  EXPECT_EQ(pp::to_errc(std::error_code(999, pp::error_category())), pp::errc::internal_error);
+  const auto f = pp::to_failure(pp::make_error_code(pp::errc::rate_limited), "cannot send: ");
+  EXPECT_EQ(f.code, pp::errc::rate_limited);
+  EXPECT_EQ(f.message, "cannot send: too many messages; retry later");
+}

@@ -254,7 +254,7 @@ class engine {
     if (sessions_.size() >= opt_.max_sessions_total) return failure{errc::rate_limited, "too many sessions"};
     if (sessions_.contains(ack->session_id)) return failure{errc::invalid_state, "session id already in use"};
     auto entry = std::make_unique<session_entry>(session(ack->session_id, session_role::initiator, e->sender_id, ack->identity_key, opt_.session));
-    (void)entry->s.apply(session_event::send_handshake, p.started);
+    if (auto ec = entry->s.apply(session_event::send_handshake, p.started)) return to_failure(ec);
     const std::string msg2 = serialize(*e);
     hello_confirm c{ack->session_id, crypto::sha256(as_bytes(msg2)), std::nullopt};
     if (ack->selected_suite) {
@@ -266,7 +266,7 @@ class engine {
     } else {
       entry->s.set_keys(ack->selected_version, nullptr, nullptr);
     }
-    (void)entry->s.apply(session_event::valid_ack, now);
+    if (auto ec = entry->s.apply(session_event::valid_ack, now)) return to_failure(ec);
     sessions_.emplace(ack->session_id, std::move(entry));
     changed_.insert(ack->session_id);
     return serialize(signed_envelope(ack->selected_version, "handshake_confirm", e->sender_id, to_json(c), now));
@@ -280,11 +280,11 @@ class engine {
     auto& s = it->second->s;
     changed_.insert(session_id);
     auto e = make_header(s.version(), msg_type, opt_.self_id, s.peer_id(), now, rng_);
-    if (auto ec = s.seal_outbound(e, payload, now)) return failure{static_cast<errc>(ec.value()), ec.message()};
+    if (auto ec = s.seal_outbound(e, payload, now)) return to_failure(ec);
     if (!s.encrypted()) sign(e, identity_);
     // SES-8: the sender's session is closed once its session_close is sealed (keys wiped, ENC-7).
-    if (msg_type == "session_close" && s.apply(session_event::close, now))
-      return failure{errc::invalid_state, "the session cannot be closed in its state"};
+    if (msg_type == msg::session_close)
+      if (auto ec = s.apply(session_event::close, now)) return to_failure(ec);
     return serialize(e);
   }
 
@@ -324,13 +324,13 @@ class engine {
     const auto it = sessions_.find(*e->session_id);
     if (it == sessions_.end() || it->second->s.peer_id() != e->sender_id) return failure{errc::session_not_found, "no such session"};
     session& s = it->second->s;
-    if (auto ec = s.check_inbound(*e)) return failure{static_cast<errc>(ec.value()), ec.message()};
+    if (auto ec = s.check_inbound(*e)) return to_failure(ec);
     changed_.insert(s.id());
     auto payload = s.open_inbound(*e);
     if (!payload) return payload.error();
     std::vector<accepted_reply> out;
     for (auto& h : s.received().accept(*e->sequence_num, held_message{*e, std::move(*payload), {}}, now)) {
-      (void)s.apply(session_event::message, now);
+      if (auto ec = s.apply(session_event::message, now)) return to_failure(ec);
       out.push_back({std::move(h.request), std::move(h.payload)});
     }
     return out;
@@ -586,7 +586,7 @@ class engine {
     } else {
       entry->s.set_keys(neg->version, nullptr, nullptr);
     }
-    (void)entry->s.apply(session_event::valid_handshake, ctx.now);
+    if (auto ec = entry->s.apply(session_event::valid_handshake, ctx.now)) return error_reply(ctx, to_failure(ec));
     entry->pending = pending;
     sessions_.emplace(ack.session_id, std::move(entry));
     return outcome::answer(msg2, ctx.nonce_hex, std::move(ctx.audit));
@@ -596,7 +596,7 @@ class engine {
   bool expire_pending(session_entry& entry, sys_milliseconds now) {
     if (!entry.pending || now - entry.pending->started < opt_.handshake_timeout || PEERPROTO_FAULT(accept_expired_handshake))
       return false;
-    (void)entry.s.apply(session_event::pending_timeout, now);
+    if (entry.s.apply(session_event::pending_timeout, now)) return false;  // only from await_confirm
     entry.pending.reset();
     entry.timed_out = true;
     return true;
@@ -634,12 +634,12 @@ class engine {
     const bool confirm_ok = !c->key_confirmation ||
                             crypto::equal_constant_time(*c->key_confirmation, *entry.pending->confirmation);
     if (!response_ok || !confirm_ok) {
-      (void)s.apply(session_event::invalid_confirm, ctx.now);
+      if (auto ec = s.apply(session_event::invalid_confirm, ctx.now)) return error_reply(ctx, to_failure(ec));
       entry.pending.reset();
       audit(ctx, audit_event::handshake_failed, e, errc::challenge_invalid, "wrong challenge response or key confirmation");
       return auth_failed(ctx, e, {errc::challenge_invalid, "the challenge response or key confirmation is wrong"});
     }
-    (void)s.apply(session_event::valid_confirm, ctx.now);
+    if (auto ec = s.apply(session_event::valid_confirm, ctx.now)) return error_reply(ctx, to_failure(ec));
     entry.pending.reset();
     audit(ctx, audit_event::handshake_succeeded, e, std::nullopt, "version " + s.version());
     audit(ctx, audit_event::session_opened, e, std::nullopt, s.encrypted() ? "encrypted" : "signed plaintext");
@@ -651,7 +651,7 @@ class engine {
   outcome session_reply(request_context& ctx, session& s, handler_reply r) {
     auto reply = make_header(s.version(), r.msg_type, opt_.self_id, s.peer_id(), ctx.now, rng_);
     if (auto ec = s.seal_outbound(reply, r.payload, ctx.now))
-      return error_reply(ctx, {static_cast<errc>(ec.value()), "the session cannot send: " + ec.message()});
+      return error_reply(ctx, to_failure(ec, "the session cannot send: "));
     if (!s.encrypted()) sign(reply, identity_);
     return outcome::answer(serialize(reply), ctx.nonce_hex, std::move(ctx.audit));
   }
@@ -665,7 +665,7 @@ class engine {
     changed_.insert(s.id());
     if (s.expire_if_due(ctx.now)) audit(ctx, audit_event::session_expired, e, errc::session_expired, "session expired");
     if (auto ec = s.check_inbound(e)) {
-      const auto code = static_cast<errc>(ec.value());
+      const auto code = to_errc(ec);
       if (code == errc::replay_detected) audit(ctx, audit_event::replay_detected, e, code, "sequence number reused");
       return error_reply(ctx, {code, ec.message()});
     }
@@ -702,15 +702,16 @@ class engine {
 
   // Runs a delivered session message through its handler and wraps the reply in the session.
   outcome deliver(request_context& ctx, session& s, const held_message& h) {
-    (void)s.apply(session_event::message, ctx.now);
-    if (h.request.msg_type == "session_close") {
+    if (auto ec = s.apply(session_event::message, ctx.now)) return error_reply(ctx, to_failure(ec));
+    if (h.request.msg_type == msg::session_close) {
       for (const auto& kv : h.payload) {
         const auto* reason = kv.value().if_string();
         if (kv.key() != "reason" || !reason || reason->size() > limits::max_close_reason_chars)
           return error_reply(ctx, {errc::invalid_format, "session_close takes only a reason of at most 256 characters"});
       }
       auto out = session_reply(ctx, s, handler_reply{"ack", {{"acked_nonce", hex_encode(h.request.nonce)}, {"status", "closed"}}});
-      if (!PEERPROTO_FAULT(ignore_session_close)) (void)s.apply(session_event::close, ctx.now);  // SES-8
+      if (!PEERPROTO_FAULT(ignore_session_close))
+        if (auto ec = s.apply(session_event::close, ctx.now)) return error_reply(ctx, to_failure(ec));  // SES-8
       audit(ctx, audit_event::session_closed, h.request, std::nullopt, "closed by the peer");
       out.audit = std::move(ctx.audit);
       return out;

@@ -78,6 +78,14 @@ inline constexpr std::array<errc_info, 22> errc_table{{
     {errc::invalid_argument, "", 500, "a library function was called with an argument outside its contract"},
 }};
 
+// Lookup is by index, so a row out of order would give another code's name and status.
+constexpr bool rows_follow_the_enum() {
+  for (std::size_t i = 0; i < errc_table.size(); ++i)
+    if (static_cast<std::size_t>(errc_table[i].code) != i + 1) return false;
+  return true;
+}
+static_assert(rows_follow_the_enum(), "errc_table must list the codes in the order of enum errc");
+
 inline const errc_info* find_info(int value) noexcept {
   if (value < 1 || value > static_cast<int>(errc_table.size())) return nullptr;
   return &errc_table[static_cast<std::size_t>(value - 1)];
@@ -129,6 +137,18 @@ struct failure {
   std::string message;  ///< one sentence, suitable for an error envelope's `error_message`
 };
 
+/// The peerproto code of `ec`, checked: a code of another category, or no code of this library,
+/// is INTERNAL_ERROR rather than a reinterpretation of its number.
+inline errc to_errc(const std::error_code& ec) noexcept {
+  if (ec.category() != error_category() || !detail::find_info(ec.value())) return errc::internal_error;
+  return static_cast<errc>(ec.value());
+}
+
+/// The failure for an error code of this library, with `context` before its message.
+inline failure to_failure(const std::error_code& ec, std::string_view context = {}) {
+  return failure{to_errc(ec), std::string(context) + ec.message()};
+}
+
 /// Either a value or a failure. Functions that validate input return this, so the caller always
 /// has the exact code and a message, and never a partly built value.
 template <class T>
@@ -164,7 +184,7 @@ class protocol_error : public std::system_error {
  public:
   protocol_error(errc code, const std::string& what) : std::system_error(make_error_code(code), what) {}
   explicit protocol_error(const failure& f) : protocol_error(f.code, f.message) {}
-  errc code_value() const noexcept { return static_cast<errc>(code().value()); }
+  errc code_value() const noexcept { return to_errc(code()); }
 };
 
 }  // namespace peerproto

@@ -129,7 +129,7 @@ class session {
   }
 
   /// Applies `event` by the table: INVALID_STATE and no change when there is no row (SES-1).
-  std::error_code apply(session_event event, sys_milliseconds now) {
+  [[nodiscard]] std::error_code apply(session_event event, sys_milliseconds now) {
     const auto to = next_state(role_, state_, event);
     if (!to) return errc::invalid_state;
     if (*to == session_state::ready && state_ != session_state::ready) ready_at_ = now;
@@ -208,7 +208,7 @@ class session {
   std::error_code seal_outbound(envelope& e, const boost::json::object& payload, sys_milliseconds now) {
     if (state_ != session_state::ready) return state_ == session_state::expired ? errc::session_expired : errc::session_not_found;
     if (sent() >= opt_.max_messages) {
-      apply(session_event::expire, now);
+      if (auto ec = apply(session_event::expire, now)) return ec;
       return errc::session_expired;
     }
     e.version = version_;
