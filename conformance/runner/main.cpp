@@ -172,7 +172,8 @@ void check_trust(const settings& cfg, const node_info& node) {
   for (int wait = 0; wait < 2 && r.body.find("\"RATE_LIMITED\"") != std::string::npos; ++wait) {
     boost::system::error_code ec;
     const auto v = json::parse(r.body, ec);
-    const auto* after = !ec && v.is_object() ? v.as_object().at("payload").as_object().if_contains("retry_after") : nullptr;
+    const auto* payload = !ec && v.is_object() ? v.as_object().if_contains("payload") : nullptr;
+    const auto* after = payload && payload->is_object() ? payload->as_object().if_contains("retry_after") : nullptr;
     const auto seconds = after && after->is_int64() ? after->as_int64() : 0;
     if (seconds <= 0 || seconds > 120) break;
     std::cout << "the node is rate limiting handshakes (left full by an earlier run?): waiting its retry_after, " << seconds
@@ -349,7 +350,7 @@ int main(int argc, char** argv) {
     run.runner_id = cfg.base_id + "." + cfg.run_tag;
     run.started = now_text();
     run.strict = o.strict;
-    run.limits = &node;
+    run.node = &node;
     std::mutex lock;
     std::optional<std::string> down;
     std::set<std::string> setup_seen;  // setup failures already printed in full

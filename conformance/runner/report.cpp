@@ -112,9 +112,9 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
   summary["expected_failures"] = expected_failures;
   summary["unexpected_passes"] = unexpected_passes;
   json::object read, assumed;
-  if (run.limits)
-    for (const auto& [name, value] : run.limits->limits) {
-      if (const auto a = run.limits->assumed.find(name); a != run.limits->assumed.end())
+  if (run.node)
+    for (const auto& [name, value] : run.node->limits) {
+      if (const auto a = run.node->assumed.find(name); a != run.node->assumed.end())
         assumed[name] = json::object{{"value", value}, {"why", a->second}};
       else
         read[name] = value;

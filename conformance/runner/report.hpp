@@ -30,7 +30,7 @@ struct run_info {
   std::chrono::milliseconds duration{0};
   std::optional<std::string> target_down;  ///< the case during which the node stopped answering
   bool strict = false;
-  const node_info* limits = nullptr;  ///< the limits the run used, read or assumed
+  const node_info* node = nullptr;  ///< what the run learned of the node: its limits, read or assumed
 };
 
 inline constexpr std::string_view report_schema = "peerproto.conformance.report.v1";
