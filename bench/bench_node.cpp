@@ -111,8 +111,8 @@ class node_under_test {
     dir_ = std::filesystem::temp_directory_path() / ("peerproto-bench-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    pn::generate_key_file(dir_ / "node.key", "bench-node");
-    pn::generate_key_file(dir_ / "client.key", "bench-client");
+    peerproto::generate_key_file(dir_ / "node.key", "bench-node");
+    peerproto::generate_key_file(dir_ / "client.key", "bench-client");
     pn::node_config cfg;
     cfg.key_file = dir_ / "node.key";
     cfg.state_dir = dir_ / "state";
@@ -163,7 +163,7 @@ struct worker {
       opt.versions = {"1.0"};
       opt.suites = {};
     }
-    client = std::make_unique<pn::client>(pn::load_key_file(node().client_key()), opt);
+    client = std::make_unique<pn::client>(peerproto::load_key_file(node().client_key()), opt);
     const auto id = client->learn_identity(node_peer);
     session = *client->handshake(node_peer, *id);
   }
