@@ -244,7 +244,9 @@ TEST(Engine, SessionLifetimeAndMessageCount) {
   EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now + 5min), "a", n.now + 5min)), pp::errc{});
   EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now + 10min), "a", n.now + 10min)),
             pp::errc::session_expired);
-  // SES-6: bob has sent ack (1) and two replies (2, 3): the count is used up.
+  // SES-6: bob has sent ack (1) and two replies (2, 3): the count is used up. (Time goes on:
+  // the engine holds a clock that steps back at the latest time it saw.)
+  n.now += 10min;
   sid = *n.handshake();
   EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now), "a", n.now)), pp::errc{});
   EXPECT_EQ(code_of(n.bob.handle(*n.alice.send(sid, "ping", {}, n.now), "a", n.now)), pp::errc{});
@@ -365,4 +367,16 @@ TEST(Engine, AReplyTypeAsRequestIsAnsweredOnlyOverHttpAndAnErrorNever) {
   const auto silent = n.bob.handle(n.alice.send_sessionless("bob", "error", error, n.now), "a", n.now);
   EXPECT_EQ(silent.what, pp::outcome::kind::silent);  // ERR-8
   EXPECT_FALSE(silent.sends_envelope(true));
+}
+
+TEST(Engine, AClockSteppedBackIsHeldAtTheLatestTime) {
+  pair_of_nodes n;
+  ASSERT_TRUE(n.handshake());
+  (void)n.bob.poll(n.now + 10min);
+  // Stamped before the step back by alice's clock: fresh for a clock that went back to n.now,
+  // but 10 min old for bob, whose time is held at n.now + 10 min (RPL-1).
+  const auto stale = n.alice.send_sessionless("bob", "ping", {}, n.now);
+  EXPECT_EQ(code_of(n.bob.handle(stale, "a", n.now)), pp::errc::replay_detected);
+  const auto fresh = n.alice.send_sessionless("bob", "ping", {}, n.now + 10min);
+  EXPECT_EQ(code_of(n.bob.handle(fresh, "a", n.now)), pp::errc{});
 }

@@ -4,6 +4,12 @@
 // and expires sessions, handshakes and transfers; next_deadline() says when to call poll(). On
 // the client side it starts handshakes, seals or signs messages for a peer, splits large payloads,
 // and accepts the replies. It does no I/O and reads no clock.
+//
+// Time: the `now` of handle(), refuse(), poll(), finish_handshake() and accept_reply() never goes
+// backwards. A clock stepped back is held at the latest time seen until it passes it again, so
+// that no timer is extended and no nonce the replay cache has let go of (RPL-2) becomes acceptable
+// again under an older clock (RPL-1 checks against the held time). The functions that create
+// messages stamp the time they are given.
 #pragma once
 
 #include <peerproto/audit.hpp>
@@ -110,7 +116,7 @@ class engine {
 
   /// Processes one inbound envelope from `remote` (SPEC §17).
   outcome handle(std::string_view text, std::string_view remote, sys_milliseconds now) {
-    request_context ctx{std::string(remote), now, {}, {}, {}, {}, {}, {}};
+    request_context ctx{std::string(remote), monotonic(now), {}, {}, {}, {}, {}, {}};
     outcome o = process(ctx, text);
     o.msg_type = std::move(ctx.msg_type);
     return o;
@@ -122,7 +128,7 @@ class engine {
   /// ERR-4); `retry_after` goes with RATE_LIMITED.
   outcome refuse(const failure& f, std::string_view text, std::string_view remote, sys_milliseconds now,
                  std::optional<std::chrono::seconds> retry_after = std::nullopt) {
-    request_context ctx{std::string(remote), now, {}, {}, {}, {}, {}, {}};
+    request_context ctx{std::string(remote), monotonic(now), {}, {}, {}, {}, {}, {}};
     if (auto value = jcs::parse_strict(text, opt_.json)) peek(*value, ctx);
     outcome o = error_reply(ctx, f, retry_after);
     o.msg_type = std::move(ctx.msg_type);
@@ -133,6 +139,7 @@ class engine {
   /// SEQUENCE_ERROR (ORD-6); sessions expire (SES-4, SES-5); pending handshakes expire (HS-16);
   /// idle transfers are dropped (CHK-11); terminal sessions are forgotten (SES-10).
   std::vector<outcome> poll(sys_milliseconds now) {
+    now = monotonic(now);
     std::vector<outcome> out;
     std::vector<audit_record> events;  // expiries have no request to travel with
     for (auto it = sessions_.begin(); it != sessions_.end();) {
@@ -225,6 +232,7 @@ class engine {
   /// ready on our side (SPEC §9) and proven by the responder's first session message, which the
   /// caller passes to accept_reply() (HS-15). An `error` reply is returned as its failure.
   result<std::string> finish_handshake(std::string_view msg2_text, sys_milliseconds now) {
+    now = monotonic(now);
     auto e = parse_envelope(msg2_text, opt_.json);
     if (!e) return e.error();
     if (e->msg_type == "error") return error_of(*e);
@@ -311,6 +319,7 @@ class engine {
   /// which goes through the session's ordering window. Returns the replies delivered now, in
   /// order (empty when this one is held behind a gap).
   result<std::vector<accepted_reply>> accept_reply(std::string_view text, sys_milliseconds now) {
+    now = monotonic(now);
     auto e = parse_envelope(text, opt_.json);
     if (!e) return e.error();
     if (e->recipient_id != opt_.self_id) return failure{errc::invalid_format, "the reply is addressed to another node"};
@@ -365,6 +374,13 @@ class engine {
     sys_milliseconds started;
     std::string peer_id;
   };
+
+  // The time contract above: a `now` earlier than one already seen is taken as that one.
+  sys_milliseconds monotonic(sys_milliseconds now) noexcept {
+    if (now < latest_now_) return latest_now_;
+    latest_now_ = now;
+    return now;
+  }
 
   // ERR-3, ERR-4: what can be read of a request that may not be a valid envelope.
   bool ours(std::string_view version) const {
@@ -733,6 +749,7 @@ class engine {
   std::map<uuid, std::unique_ptr<session_entry>> sessions_;
   std::map<message_nonce, initiator_pending> initiating_;
   std::set<uuid> changed_;
+  sys_milliseconds latest_now_{};  ///< the latest `now` processed (see "Time" above)
 };
 
 }  // namespace peerproto
