@@ -14,7 +14,7 @@ namespace peerproto {
 
 enum class limit_unit { count, size_bytes, duration_ms, per_minute };
 
-/// The suffix-free word for a unit, as SPEC §18 writes it.
+/// The unit as SPEC §18's table writes it.
 constexpr std::string_view to_string(limit_unit u) noexcept {
   switch (u) {
     case limit_unit::count: return "count";

@@ -66,7 +66,7 @@ class sequencer {
   /// When the gap before the held items times out: G after the earliest held item arrived.
   std::optional<sys_milliseconds> next_deadline() const noexcept {
     std::optional<sys_milliseconds> earliest;
-    for (const auto& [seq, h] : held_)
+    for (const auto& [seq, h] : held_)  // (the test-only fault takes the latest arrival instead)
       if (!earliest || (h.arrived < *earliest) != PEERPROTO_FAULT(gap_timer_from_latest)) earliest = h.arrived;
     if (!earliest) return std::nullopt;
     return *earliest + opt_.gap_timeout;
