@@ -5,6 +5,7 @@
 #include <peerproto/jcs.hpp>
 #include <peerproto/key_file.hpp>
 #include <peerproto/limit_names.hpp>
+#include <peerproto/message_types.hpp>
 
 #include <algorithm>
 
@@ -129,8 +130,12 @@ std::string context::seal(session_state& s, json::object o, const json::object& 
     o["payload"] = payload;
     return sign(o, *s.who);
   }
+  return seal_plaintext(s, std::move(o), canonical(payload));
+}
+
+std::string context::seal_plaintext(session_state& s, json::object o, const std::string& plaintext) {
   const auto seq = o.at("sequence_num").to_number<std::uint64_t>();
-  const auto ad = canonical(o), plaintext = canonical(payload);
+  const auto ad = canonical(o);
   const auto sealed = crypto::aes_gcm_seal(s.k_i2r, session_nonce(seq), as_bytes(ad), as_bytes(plaintext));
   note("sealing sequence_num " + std::to_string(seq) + " with k_i2r, GCM nonce " + hex_encode(session_nonce(seq)) +
        "; associated data (ENC-3): " + ad + "; plaintext: " + plaintext);
@@ -423,7 +428,7 @@ void context::skip_if_encryption_required(const reply& r, const std::string& req
   if (!o) return;
   const auto* type = detail::string_member(*o, "msg_type");
   const auto* version = detail::string_member(*o, "version");
-  const bool handshake = type && (*type == "handshake" || *type == "handshake_confirm");
+  const bool handshake = type && (*type == msg::handshake || *type == msg::handshake_confirm);
   const bool sealed = o->contains("session_id") && version && *version == "1.1";
   if (!handshake && !sealed)
     skip("the node requires encryption (it does not list version 1.0), so it refuses this plaintext request with "

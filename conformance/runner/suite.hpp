@@ -166,6 +166,8 @@ class context {
   json::object session_header(session_state& s, std::string_view type);  ///< next sequence number
   /// The session message `o` finished for the wire: sealed (1.1) or signed (1.0).
   std::string seal(session_state& s, json::object o, const json::object& payload);
+  /// Seals exactly `plaintext` (any bytes, even invalid JSON) into the 1.1 session header `o`.
+  std::string seal_plaintext(session_state& s, json::object o, const std::string& plaintext);
   std::string session_message(session_state& s, std::string_view type, const json::object& payload = {});
 
   // handshakes

@@ -104,11 +104,7 @@ inline void require_time_for(context& c, std::string_view limit_name, std::chron
 /// A session message whose plaintext is exactly `plaintext` (any bytes, even invalid JSON), sealed
 /// with the next sequence number (1.1 sessions).
 inline std::string sealed_text(context& c, session_state& s, const std::string& plaintext, std::string_view type = "ping") {
-  auto m = c.session_header(s, type);
-  const auto seq = m.at("sequence_num").to_number<std::uint64_t>();
-  const auto sealed = crypto::aes_gcm_seal(s.k_i2r, session_nonce(seq), as_bytes(canonical(m)), as_bytes(plaintext));
-  m["encrypted_payload"] = base64_encode(sealed);
-  return canonical(m);
+  return c.seal_plaintext(s, c.session_header(s, type), plaintext);
 }
 
 /// Flips one bit of a sealed message's ciphertext: the same plaintext, a tag that fails (ENC-5).

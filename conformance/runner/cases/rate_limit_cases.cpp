@@ -14,6 +14,14 @@ std::int64_t refilled(std::int64_t per_minute, std::chrono::steady_clock::time_p
   return static_cast<std::int64_t>(elapsed * static_cast<double>(per_minute) / 60.0) + 1;
 }
 
+// A ping from `who` whose payload changed after signing: INVALID_SIGNATURE, one back-off failure.
+std::string badly_signed_ping(context& c, const identity& who, std::int64_t i) {
+  auto o = c.header(who, "ping", {{"i", i}});
+  c.sign(o, who);
+  o["payload"] = json::object{{"i", -1}};
+  return canonical(o);
+}
+
 int retry_after_of(const reply& r) { return static_cast<int>(json::parse(r.body).at("payload").at("retry_after").as_int64()); }
 }  // namespace
 
@@ -57,12 +65,8 @@ void add_rate_limit_cases(std::vector<test_case>& out) {
                    const auto threshold = c.node.limit("backoff_threshold");
                    if (threshold > 50) c.skip("the node's back-off threshold is above 50");
                    const auto& who = c.bound();
-                   for (std::int64_t i = 0; i < threshold; ++i) {
-                     auto o = c.header(who, "ping", {{"i", i}});
-                     c.sign(o, who);
-                     o["payload"] = json::object{{"i", -1}};
-                     expect_refusal(c, canonical(o), errc::invalid_signature, "RL-4");
-                   }
+                   for (std::int64_t i = 0; i < threshold; ++i)
+                     expect_refusal(c, badly_signed_ping(c, who, i), errc::invalid_signature, "RL-4");
                    auto o = c.header(who, "ping");
                    const auto valid = c.sign(o, who);
                    const auto r = c.exchange(valid);
@@ -79,13 +83,8 @@ void add_rate_limit_cases(std::vector<test_case>& out) {
                    if (threshold > 50) c.skip("the node's back-off threshold is above 50");
                    std::vector<const identity*> senders;  // bound first: a blocked address cannot handshake
                    for (std::int64_t i = 0; i <= threshold; ++i) senders.push_back(&c.bound());
-                   for (std::int64_t i = 0; i < threshold; ++i) {
-                     const auto& who = *senders[static_cast<std::size_t>(i)];
-                     auto o = c.header(who, "ping", {{"i", i}});
-                     c.sign(o, who);
-                     o["payload"] = json::object{{"i", -1}};
-                     expect_refusal(c, canonical(o), errc::invalid_signature, "RL-4");
-                   }
+                   for (std::int64_t i = 0; i < threshold; ++i)
+                     expect_refusal(c, badly_signed_ping(c, *senders[static_cast<std::size_t>(i)], i), errc::invalid_signature, "RL-4");
                    const auto& clean = *senders.back();  // no failure of its own
                    auto o = c.header(clean, "ping");
                    const auto valid = c.sign(o, clean);
@@ -104,10 +103,7 @@ void add_rate_limit_cases(std::vector<test_case>& out) {
                      return all[(c.source_index() + 1 + static_cast<std::size_t>(i)) % all.size()];
                    };
                    for (std::int64_t i = 0; i < threshold; ++i) {
-                     auto o = c.header(who, "ping", {{"i", i}});
-                     c.sign(o, who);
-                     o["payload"] = json::object{{"i", -1}};
-                     const auto text = canonical(o);
+                     const auto text = badly_signed_ping(c, who, i);
                      c.expect_error(c.exchange_from(source(i), text), text, errc::invalid_signature, "RL-4");
                    }
                    auto o = c.header(who, "ping");
