@@ -1,7 +1,7 @@
 #include <peerproto/engine.hpp>
 
-#include "two_nodes.hpp"
-#include "generators.hpp"
+#include <peerproto/testing/two_nodes.hpp>
+#include <peerproto/testing/generators.hpp>
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>

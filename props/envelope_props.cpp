@@ -1,6 +1,6 @@
 #include <peerproto/envelope.hpp>
 
-#include "generators.hpp"
+#include <peerproto/testing/generators.hpp>
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>

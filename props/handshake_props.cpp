@@ -1,6 +1,6 @@
 #include <peerproto/handshake.hpp>
 
-#include "two_nodes.hpp"
+#include <peerproto/testing/two_nodes.hpp>
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
@@ -159,11 +159,11 @@ TEST(SessionTable, EveryEventNotInTheTableIsInvalidStateAndChangesNothing) {
       pp::session s({}, role, "peer", {});
       const auto before = s.state();
       const auto event = static_cast<pp::session_event>(ev);
-      const auto ec = s.apply(event, t);
+      const auto applied = s.apply(event, t);
       if (pp::next_state(role, before, event)) {
-        EXPECT_FALSE(ec);
+        EXPECT_TRUE(applied.ok());
       } else {
-        EXPECT_EQ(ec, pp::errc::invalid_state);
+        EXPECT_EQ(applied.code(), pp::errc::invalid_state);
         EXPECT_EQ(s.state(), before);
       }
     }
@@ -173,4 +173,57 @@ TEST(SessionTable, EveryEventNotInTheTableIsInvalidStateAndChangesNothing) {
     for (int ev = 0; ev <= static_cast<int>(pp::session_event::expire); ++ev)
       for (auto role : {pp::session_role::initiator, pp::session_role::responder})
         EXPECT_FALSE(pp::next_state(role, terminal, static_cast<pp::session_event>(ev)).has_value());
+}
+
+// The machine keeps what the handshake needs until it ends, and remembers why it failed.
+TEST(SessionTable, PendingHandshakeEndsWithTheHandshakeAndFailuresKeepTheirReason) {
+  const pp::sys_milliseconds t{};
+  for (auto role : {pp::session_role::initiator, pp::session_role::responder}) {
+    const auto invalid = role == pp::session_role::initiator ? pp::session_event::invalid_ack : pp::session_event::invalid_confirm;
+    const auto valid = role == pp::session_role::initiator ? pp::session_event::valid_ack : pp::session_event::valid_confirm;
+    for (auto [event, reason, expected] : {std::tuple{pp::session_event::pending_timeout, std::optional<pp::errc>(), pp::errc::challenge_expired},
+                                           std::tuple{invalid, std::optional<pp::errc>(), pp::errc::challenge_invalid},
+                                           std::tuple{invalid, std::optional(pp::errc::invalid_signature), pp::errc::invalid_signature}}) {
+      pp::session s({}, role, "peer", {});
+      pp::pending_handshake p;
+      p.started = t;
+      ASSERT_TRUE(s.start_handshake(std::move(p), t).ok());
+      ASSERT_NE(s.pending(), nullptr);
+      EXPECT_TRUE(s.handshake_due(t + 30s, 30s));
+      EXPECT_FALSE(s.handshake_due(t + 29s, 30s));
+      ASSERT_TRUE(s.apply(event, t, reason).ok());
+      EXPECT_EQ(s.state(), pp::session_state::failed);
+      EXPECT_EQ(s.pending(), nullptr);
+      EXPECT_EQ(s.failure_reason(), expected);
+      EXPECT_EQ(s.terminal_since(), t);
+    }
+    pp::session s({}, role, "peer", {});
+    ASSERT_TRUE(s.start_handshake(pp::pending_handshake{}, t).ok());
+    ASSERT_TRUE(s.apply(valid, t).ok());
+    EXPECT_EQ(s.state(), pp::session_state::ready);
+    EXPECT_EQ(s.pending(), nullptr);
+    EXPECT_EQ(s.failure_reason(), std::nullopt);
+  }
+}
+
+// The initiator's rows through the engine: a bad ack fails the handshake for good (HS-22) with
+// its reason, and an ack that never comes fails it with CHALLENGE_EXPIRED at poll() (HS-16).
+TEST(SessionTable, InitiatorFailuresThroughTheEngine) {
+  {
+    pair_of_nodes n;
+    const auto m2 = n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now).reply;
+    const auto forged = tamper(m2, [](pp::envelope& e) { e.timestamp.time += 1ms; }, nullptr);
+    EXPECT_EQ(n.alice.finish_handshake(forged, n.now).code(), pp::errc::invalid_signature);
+    EXPECT_EQ(n.alice.finish_handshake(m2, n.now).code(), pp::errc::invalid_signature);  // the first ack decided
+  }
+  {
+    pair_of_nodes n;
+    const auto m2 = n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now).reply;
+    ASSERT_EQ(n.alice.next_deadline(), n.now + 30s);
+    (void)n.alice.poll(n.now + 30s);
+    EXPECT_EQ(n.alice.finish_handshake(m2, n.now + 30s).code(), pp::errc::challenge_expired);
+    (void)n.alice.poll(n.now + 30s + pp::limits::terminal_session_retention);  // then forgotten
+    EXPECT_EQ(n.alice.finish_handshake(m2, n.now + 30s).code(), pp::errc::session_not_found);
+    EXPECT_EQ(n.alice.next_deadline(), std::nullopt);
+  }
 }

@@ -1,6 +1,6 @@
 #include <peerproto/session.hpp>
 
-#include "two_nodes.hpp"
+#include <peerproto/testing/two_nodes.hpp>
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
