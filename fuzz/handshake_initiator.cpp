@@ -5,8 +5,8 @@
 // reports how many sessions reached `ready`.
 #include <peerproto/engine.hpp>
 
-#include "input_stream.hpp"
-#include "two_nodes.hpp"
+#include <peerproto/testing/input_stream.hpp>
+#include <peerproto/testing/two_nodes.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -51,11 +51,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         break;
       case 4:
-        if (!ready.empty())
-          if (auto m = n.alice.send(ready[in.byte() % ready.size()], "ping", {{"i", in.byte()}}, n.now)) {
+        if (!ready.empty()) {
+          const auto& id = ready[in.byte() % ready.size()];
+          if (auto m = n.alice.send(id, "ping", {{"i", in.byte()}}, n.now)) {
             const auto o = n.bob.handle(*m, "a", n.now);
             from_bob = genuine_from_bob = o.reply;
           }
+        }
         break;
       case 5: from_bob = in.bytes(2048); break;
       default: n.now += std::chrono::milliseconds(in.u16() * 10); n.alice.poll(n.now); break;

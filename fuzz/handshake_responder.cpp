@@ -6,8 +6,8 @@
 // genuine confirmation. Replay mode reports how many sessions reached `ready`.
 #include <peerproto/engine.hpp>
 
-#include "input_stream.hpp"
-#include "two_nodes.hpp"
+#include <peerproto/testing/input_stream.hpp>
+#include <peerproto/testing/two_nodes.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -49,10 +49,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           sessions.push_back(*r->front().reply.session_id);
         continue;
       case 3:
-        if (!sessions.empty())
-          if (auto m = n.alice.send(sessions[in.byte() % sessions.size()], in.byte() & 1 ? "ping" : "session_close",
-                                    {{"i", in.byte()}}, n.now))
-            msg = *m;
+        if (!sessions.empty()) {
+          const auto& id = sessions[in.byte() % sessions.size()];
+          const auto* type = in.byte() & 1 ? "ping" : "session_close";
+          if (auto m = n.alice.send(id, type, {{"i", in.byte()}}, n.now)) msg = *m;
+        }
         break;
       case 4: msg = mutate(last_to_bob, in); break;
       case 5: msg = last_to_bob; break;  // replay

@@ -2,12 +2,17 @@
 // program of "deliver chunk i", "deliver chunk i corrupted", "deliver chunk i from another
 // sender" and "advance the clock". Oracles: the payload is delivered only intact, and at most once
 // per sender while the completion is remembered (the idle timeout, CHK-4); memory held never
-// exceeds the bytes that arrived.
+// exceeds the bytes that arrived. Replay mode prints how many transfers completed and expired.
 #include <peerproto/chunking.hpp>
 
-#include "input_stream.hpp"
+#include <peerproto/testing/input_stream.hpp>
 
+#include <cstdio>
 #include <cstdlib>
+
+namespace {
+std::size_t completed = 0, expired = 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   peerproto::testing::input_stream in(data, size);
@@ -27,14 +32,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto op = in.byte();
     if (op >= 0xF0) {
       now += std::chrono::seconds((op & 0x0f) * 40);
+      const auto before = r.transfers();
       r.expire(now);
+      expired += before - r.transfers();
       if (r.transfers() == 0) arrived = 0;
       continue;
     }
     auto c = (*chunks)[in.u16() % chunks->size()];
     const int sender = op & 1;
     if (op & 2) {
-      if (!c.data.empty()) c.data[in.u16() % c.data.size()] ^= static_cast<std::uint8_t>(1 | in.byte());
+      if (!c.data.empty()) {
+        const auto at = in.u16() % c.data.size();
+        c.data[at] = static_cast<std::uint8_t>(c.data[at] ^ (1 | in.byte()));
+      }
       else c.total_size += 1;
     }
     const auto before = r.bytes_held();
@@ -44,8 +54,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (*out->payload != payload) std::abort();
       if (delivered_at[sender] && now - *delivered_at[sender] < opt.idle_timeout) std::abort();
       delivered_at[sender] = now;
+      ++completed;
     }
     if (r.bytes_held() > arrived) std::abort();
   }
   return 0;
 }
+
+extern "C" void peerproto_fuzz_summary() { std::printf("transfers completed: %zu, expired: %zu\n", completed, expired); }

@@ -47,7 +47,7 @@ struct send_options {
 };
 
 int send(const send_options& o) {
-  auto peer = pn::parse_peer_url(o.to);
+  auto peer = peerproto::parse_peer_url(o.to);
   if (!peer) throw peerproto::config_error("--to: " + peer.error().message);
   auto value = peerproto::jcs::parse_strict(o.payload);
   if (!value || !value->is_object()) throw peerproto::config_error("--payload must be a JSON object");
@@ -87,6 +87,8 @@ int send(const send_options& o) {
 }
 
 }  // namespace
+
+static_assert(!peerproto::crypto::unsafe_fuzzing_crypto, "the fuzzing-mode crypto stand-ins are not secure; build without PEERPROTO_FUZZING_UNSAFE_CRYPTO");
 
 int main(int argc, char** argv) {
   CLI::App app{"peerproto-node: the reference node of the peerproto protocol (docs/SPEC.md)"};

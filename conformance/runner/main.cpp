@@ -6,6 +6,7 @@
 
 #include <peerproto/encoding.hpp>
 #include <peerproto/key_file.hpp>
+#include <peerproto/peer_url.hpp>
 #include <peerproto/version.hpp>
 
 #include <CLI/CLI.hpp>
@@ -78,25 +79,11 @@ std::map<std::string, std::string> load_expected_failures(const std::string& fil
 }
 
 endpoint parse_target(const std::string& url, bool& websocket, std::string& ws_path) {
-  std::string_view t = url;
-  if (t.starts_with("http://")) t.remove_prefix(7);
-  else if (t.starts_with("ws://")) {
-    t.remove_prefix(5);
-    websocket = true;
-  } else {
-    throw setup_error("--target must start with http:// or ws:// (got " + url + ")");
-  }
-  const auto slash = t.find('/');
-  if (slash != std::string_view::npos) {
-    const std::string path(t.substr(slash));
-    if (websocket) ws_path = path;
-    else if (path != "/") throw setup_error("give the node's base URL without a path, as in http://127.0.0.1:8700");
-    t = t.substr(0, slash);
-  }
-  const auto colon = t.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == t.size())
-    throw setup_error("--target must name host and port, as in http://127.0.0.1:8700");
-  return {std::string(t.substr(0, colon)), std::string(t.substr(colon + 1)), ""};
+  const auto u = parse_peer_url(url);
+  if (!u) throw setup_error("--target: " + u.error().message + " (got " + url + ")");
+  websocket = u->websocket;
+  if (websocket && !u->path.empty()) ws_path = u->path;
+  return {u->host, u->port, ""};
 }
 
 std::vector<std::string> choose_sources(const std::string& spec, const std::string& host) {
@@ -211,11 +198,10 @@ int print_coverage(const std::vector<test_case>& all, const std::map<std::string
       cited[r].push_back(c.id);
     }
   int gaps = 0;
-  std::size_t covered = 0, must = 0;
+  std::size_t covered = 0;
   for (const auto& [id, req] : spec) {
     const auto it = cited.find(id);
     const auto reason = not_on_the_wire().find(id);
-    must += req.level == "MUST";
     if (it != cited.end()) {
       ++covered;
       std::cout << id << "\t" << req.level << "\t" << it->second.size() << " case(s): " << it->second.front()
@@ -239,6 +225,8 @@ std::string setup_key(const case_result& r) { return r.setup_step + "|" + r.rule
 double seconds(std::chrono::milliseconds d) { return std::chrono::duration<double>(d).count(); }
 
 }  // namespace
+
+static_assert(!peerproto::crypto::unsafe_fuzzing_crypto, "the fuzzing-mode crypto stand-ins are not secure; build without PEERPROTO_FUZZING_UNSAFE_CRYPTO");
 
 int main(int argc, char** argv) {
   options o;

@@ -5,6 +5,14 @@
 // Primitives: Ed25519 (RFC 8032), X25519 (RFC 7748), HKDF-SHA256 (RFC 5869), HMAC-SHA256
 // (RFC 2104), SHA-256 (FIPS 180-4), AES-GCM (SP 800-38D) with 96-bit nonces and 128-bit tags, and
 // an operating-system-seeded CSPRNG.
+//
+// Fuzzing mode: a build that defines PEERPROTO_FUZZING_UNSAFE_CRYPTO (the fuzz targets and their
+// corpus replays, nothing else) replaces Ed25519, X25519 and AES-GCM with cheap stand-ins built
+// on SHA-256, the way BoringSSL's fuzzer mode and ngtcp2's null cipher do: signatures and tags
+// still bind the message and the key, so a wrong key or a changed byte is still refused, but they
+// cost microseconds, and a fuzz harness can sign and seal every step. They are NOT secure: anyone
+// can forge them from public values. The reference node and the conformance runner refuse to
+// compile in this mode (unsafe_fuzzing_crypto below).
 #pragma once
 
 #include <peerproto/encoding.hpp>
@@ -29,6 +37,12 @@
 #include <span>
 
 namespace peerproto::crypto {
+
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+inline constexpr bool unsafe_fuzzing_crypto = true;
+#else
+inline constexpr bool unsafe_fuzzing_crypto = false;
+#endif
 
 /// A fixed-size secret that is wiped when destroyed or reassigned from.
 template <std::size_t N>
@@ -104,6 +118,17 @@ inline digest hmac_sha256(byte_view key, byte_view data) noexcept {
   return d;
 }
 
+namespace detail {
+/// SHA-256 over the concatenation of `parts` (the fuzzing-mode stand-ins are built from it).
+inline digest sha256_of(std::initializer_list<byte_view> parts) noexcept {
+  CryptoPP::SHA256 h;
+  for (const auto p : parts) h.Update(p.data(), p.size());
+  digest d;
+  h.Final(d.data());
+  return d;
+}
+}  // namespace detail
+
 /// Constant-time comparison of equal-length byte strings; false when the lengths differ.
 inline bool equal_constant_time(byte_view a, byte_view b) noexcept {
   return a.size() == b.size() && CryptoPP::VerifyBufsEqual(a.data(), b.data(), a.size());
@@ -130,10 +155,15 @@ inline std::error_code hkdf_sha256(byte_view ikm, byte_view salt, byte_view info
 class ed25519_keypair {
  public:
   /// Derives the key pair from a 32-byte seed (the RFC 8032 private key).
+#ifndef PEERPROTO_FUZZING_UNSAFE_CRYPTO
   explicit ed25519_keypair(std::span<const std::uint8_t, 32> seed) : signer_(seed.data()) {
     const auto& key = static_cast<const CryptoPP::ed25519PrivateKey&>(signer_.GetPrivateKey());
     std::copy_n(key.GetPublicKeyBytePtr(), 32, public_key_.begin());
   }
+#else
+  explicit ed25519_keypair(std::span<const std::uint8_t, 32> seed)
+      : seed_(seed), public_key_(detail::sha256_of({as_bytes("fuzzing public key"), seed})) {}
+#endif
 
   /// A fresh key pair from the CSPRNG.
   static ed25519_keypair generate() {
@@ -145,24 +175,24 @@ class ed25519_keypair {
   const public_key& public_key_bytes() const noexcept { return public_key_; }
 
   /// The 32-byte seed, for storing the key (the caller must protect it).
+#ifndef PEERPROTO_FUZZING_UNSAFE_CRYPTO
   secret<32> seed() const {
     const auto& key = static_cast<const CryptoPP::ed25519PrivateKey&>(signer_.GetPrivateKey());
     return secret<32>(std::span<const std::uint8_t, 32>(key.GetPrivateKeyBytePtr(), 32));
   }
+#else
+  secret<32> seed() const { return seed_; }
+#endif
 
   /// Signs `message` (deterministic, RFC 8032 §5.1.6).
-  signature sign(byte_view message) const noexcept {
-    signature sig{};
-    try {
-      signer_.SignMessage(CryptoPP::NullRNG(), message.data(), message.size(), sig.data());
-    } catch (...) {
-      std::terminate();  // signing with a valid key cannot fail; continuing would emit garbage
-    }
-    return sig;
-  }
+  signature sign(byte_view message) const noexcept;
 
  private:
+#ifndef PEERPROTO_FUZZING_UNSAFE_CRYPTO
   CryptoPP::ed25519::Signer signer_;
+#else
+  secret<32> seed_;
+#endif
   public_key public_key_{};
 };
 
@@ -179,19 +209,49 @@ inline bool scalar_below_order(const std::uint8_t* s) noexcept {
   }
   return false;
 }
+
+// Fuzzing mode's signature: two SHA-256 digests binding the public key and the message, the
+// second half's top byte cleared so that it passes the S < L check like a real one.
+inline signature fuzzing_signature(byte_view key, byte_view message) noexcept {
+  signature sig;
+  const auto r = sha256_of({as_bytes("R"), key, message});
+  const auto s = sha256_of({as_bytes("S"), key, message});
+  std::copy(r.begin(), r.end(), sig.begin());
+  std::copy(s.begin(), s.end(), sig.begin() + 32);
+  sig[63] = 0;
+  return sig;
+}
 }  // namespace detail
+
+inline signature ed25519_keypair::sign(byte_view message) const noexcept {
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+  return detail::fuzzing_signature(public_key_, message);
+#else
+  signature sig{};
+  try {
+    signer_.SignMessage(CryptoPP::NullRNG(), message.data(), message.size(), sig.data());
+  } catch (...) {
+    std::terminate();  // signing with a valid key cannot fail; continuing would emit garbage
+  }
+  return sig;
+#endif
+}
 
 /// Verifies an Ed25519 signature. Any malformed input (wrong lengths, S ≥ L, a key or R that is
 /// not a point) is simply "does not verify": authentication failures are one opaque outcome.
 inline bool ed25519_verify(byte_view key, byte_view message, byte_view sig) noexcept {
   if (key.size() != 32 || sig.size() != 64) return false;
   if (!detail::scalar_below_order(sig.data() + 32)) return false;
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+  return equal_constant_time(detail::fuzzing_signature(key, message), sig);
+#else
   try {
     CryptoPP::ed25519::Verifier verifier(key.data());
     return verifier.VerifyMessage(message.data(), message.size(), sig.data(), sig.size());
   } catch (const CryptoPP::Exception&) {
     return false;
   }
+#endif
 }
 
 // ---------------------------------------------------------------- X25519
@@ -205,12 +265,16 @@ class x25519_keypair {
     private_.data()[0] &= 248;
     private_.data()[31] &= 127;
     private_.data()[31] |= 64;
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+    std::copy_n(private_.data(), 32, public_.begin());  // agreement is XOR (see x25519_agree)
+#else
     try {
       CryptoPP::x25519 domain;
       domain.GeneratePublicKey(CryptoPP::NullRNG(), private_.data(), public_.data());
     } catch (...) {
       std::terminate();
     }
+#endif
   }
   static x25519_keypair generate() {
     secret<32> k;
@@ -231,6 +295,10 @@ class x25519_keypair {
 /// peer key; HS-10), and with errc::invalid_argument for a key of the wrong length.
 inline std::error_code x25519_agree(const secret<32>& own_private, byte_view peer_public, secret<32>& shared) noexcept {
   if (peer_public.size() != 32) return errc::invalid_argument;
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+  // Symmetric, since each side's public key is its private key: a ^ B == b ^ A.
+  for (std::size_t i = 0; i < 32; ++i) shared.data()[i] = static_cast<std::uint8_t>(own_private.data()[i] ^ peer_public[i]);
+#else
   try {
     CryptoPP::x25519 domain;
     // validateOtherPublicKey=false: we check the documented condition (all-zero output) ourselves,
@@ -239,6 +307,7 @@ inline std::error_code x25519_agree(const secret<32>& own_private, byte_view pee
   } catch (const CryptoPP::Exception&) {
     return errc::challenge_invalid;
   }
+#endif
   std::uint8_t acc = 0;
   for (std::size_t i = 0; i < 32; ++i) acc = static_cast<std::uint8_t>(acc | shared.data()[i]);
   if (acc == 0) {
@@ -253,6 +322,15 @@ inline std::error_code x25519_agree(const secret<32>& own_private, byte_view pee
 inline constexpr int gcm_nonce_bytes = 12;  // int: the type Crypto++'s AEAD interface takes
 inline constexpr int gcm_tag_bytes = 16;
 
+namespace detail {
+// Fuzzing mode's AEAD: the ciphertext is the plaintext, the tag a SHA-256 over key, nonce,
+// associated data and plaintext, so that only the holder of the key produces a valid one.
+inline void fuzzing_tag(byte_view key, byte_view nonce, byte_view aad, byte_view plaintext, std::uint8_t* tag) noexcept {
+  const auto d = sha256_of({key, nonce, aad, plaintext});
+  std::copy_n(d.begin(), gcm_tag_bytes, tag);
+}
+}  // namespace detail
+
 /// AES-GCM encryption with a 96-bit nonce and a 128-bit tag; writes ciphertext ‖ tag into `out`,
 /// which must hold plaintext.size() + 16 bytes. The key is 16, 24 or 32 bytes (the protocol
 /// uses 32). Fails only with errc::invalid_argument for wrong sizes.
@@ -261,6 +339,10 @@ inline std::error_code aes_gcm_seal(byte_view key, byte_view nonce, byte_view aa
   if ((key.size() != 16 && key.size() != 24 && key.size() != 32) || nonce.size() != gcm_nonce_bytes ||
       out.size() != plaintext.size() + gcm_tag_bytes)
     return errc::invalid_argument;
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+  std::copy(plaintext.begin(), plaintext.end(), out.begin());
+  detail::fuzzing_tag(key, nonce, aad, plaintext, out.data() + plaintext.size());
+#else
   try {
     CryptoPP::GCM<CryptoPP::AES>::Encryption enc;
     enc.SetKeyWithIV(key.data(), key.size(), nonce.data(), nonce.size());
@@ -269,6 +351,7 @@ inline std::error_code aes_gcm_seal(byte_view key, byte_view nonce, byte_view aa
   } catch (const CryptoPP::Exception&) {
     return errc::invalid_argument;
   }
+#endif
   return {};
 }
 
@@ -288,6 +371,12 @@ inline std::error_code aes_gcm_open(byte_view key, byte_view nonce, byte_view aa
       sealed.size() < gcm_tag_bytes || out.size() != sealed.size() - gcm_tag_bytes)
     return errc::decryption_failed;
   bool ok = false;
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+  std::array<std::uint8_t, gcm_tag_bytes> tag;
+  detail::fuzzing_tag(key, nonce, aad, sealed.first(out.size()), tag.data());
+  ok = equal_constant_time(tag, sealed.subspan(out.size()));
+  if (ok) std::copy_n(sealed.begin(), out.size(), out.begin());
+#else
   try {
     CryptoPP::GCM<CryptoPP::AES>::Decryption dec;
     dec.SetKeyWithIV(key.data(), key.size(), nonce.data(), nonce.size());
@@ -296,6 +385,7 @@ inline std::error_code aes_gcm_open(byte_view key, byte_view nonce, byte_view aa
   } catch (const CryptoPP::Exception&) {
     ok = false;
   }
+#endif
   if (!ok) {
     std::fill(out.begin(), out.end(), std::uint8_t{0});
     return errc::decryption_failed;

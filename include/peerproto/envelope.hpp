@@ -99,9 +99,9 @@ inline std::optional<uuid> uuid_member(const boost::json::object& o, std::string
 // Checks that a payload `o` (called `label` in messages) has every `required` member and no
 // member outside `required` and `optional_members`: MISSING_FIELDS for an absent member,
 // `extra_code` for an unknown one.
-inline std::optional<failure> check_members(const boost::json::object& o, std::string_view label, errc extra_code,
-                                            std::initializer_list<std::string_view> required,
-                                            std::initializer_list<std::string_view> optional_members = {}) {
+inline result<void> check_members(const boost::json::object& o, std::string_view label, errc extra_code,
+                                  std::initializer_list<std::string_view> required,
+                                  std::initializer_list<std::string_view> optional_members = {}) {
   for (const auto& kv : o) {
     const auto k = kv.key();
     if (std::find(required.begin(), required.end(), k) == required.end() &&
@@ -110,7 +110,7 @@ inline std::optional<failure> check_members(const boost::json::object& o, std::s
   }
   for (auto r : required)
     if (!o.contains(r)) return failure{errc::missing_fields, std::string(label) + " is missing '" + std::string(r) + "'"};
-  return std::nullopt;
+  return {};
 }
 }  // namespace detail
 
@@ -281,15 +281,18 @@ inline std::string associated_data(const envelope& e) {
 /// encrypted_payload and clears payload and signature. Precondition: e is a v1.1 session message
 /// header (version "1.1", session_id and sequence_num set); otherwise errc::invalid_argument and e
 /// is unchanged. The caller guarantees the sequence number is never reused under `key` (ENC-4).
-inline std::error_code seal(envelope& e, byte_view key, const boost::json::object& payload) {
+/// seal_text() seals a plaintext given as text (for tests that need one that is not an object).
+inline std::error_code seal_text(envelope& e, byte_view key, std::string_view plaintext) {
   if (!e.is_sealed_session_message() || !e.sequence_num || key.size() != 32) return errc::invalid_argument;
   e.payload.reset();
   e.signature.reset();
   e.encrypted_payload.reset();
-  const std::string plaintext = jcs::canonicalize(payload);
   const auto nonce = session_nonce(*e.sequence_num);
   e.encrypted_payload = crypto::aes_gcm_seal(key, nonce, as_bytes(associated_data(e)), as_bytes(plaintext));
   return {};
+}
+inline std::error_code seal(envelope& e, byte_view key, const boost::json::object& payload) {
+  return seal_text(e, key, jcs::canonicalize(payload));
 }
 
 /// Opens the encrypted payload of `e` with the direction's key. DECRYPTION_FAILED when the tag
