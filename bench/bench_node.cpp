@@ -35,7 +35,6 @@ namespace {
 
 constexpr int round_trips = 64;
 
-pp::sys_milliseconds now() { return std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()); }
 
 // ------------------------------------------------------------ the baseline: a Beast echo server
 
@@ -156,8 +155,8 @@ std::string url(bool ws, std::uint16_t port) {
 
 // One connection's worth of work: a client with a session to the node, reused across iterations.
 struct worker {
-  worker(bool ws, bool encrypted) : node_peer(*pn::parse_peer_url(url(ws, node().port()))),
-                                    echo_peer(*pn::parse_peer_url(url(ws, echo().port()))) {
+  worker(bool ws, bool encrypted) : node_peer(*peerproto::parse_peer_url(url(ws, node().port()))),
+                                    echo_peer(*peerproto::parse_peer_url(url(ws, echo().port()))) {
     pp::engine_options opt;
     if (!encrypted) {
       opt.versions = {"1.0"};
@@ -173,11 +172,11 @@ struct worker {
       const auto r = client->send(node_peer, session, "ping", payload);
       return r.ok() && r->size() == 1;
     }
-    const auto msg = client->protocol().send(session, "ping", payload, now());
+    const auto msg = client->protocol().send(session, "ping", payload, pp::system_now());
     const auto r = client->exchange(echo_peer, {*msg});
     return r.ok() && (*r)[0].body.size() == msg->size();
   }
-  pn::peer_url node_peer, echo_peer;
+  peerproto::peer_url node_peer, echo_peer;
   std::unique_ptr<pn::client> client;
   pp::uuid session;
 };

@@ -49,9 +49,9 @@ struct reassembly_options {
 /// Decodes a chunk payload (CHK-2, CHK-8, CHK-9): MISSING_FIELDS for an absent member,
 /// PAYLOAD_TOO_LARGE for total_size over the limit, CHUNK_ERROR for every other violation.
 inline result<chunk> parse_chunk(const boost::json::object& p, const reassembly_options& opt = {}) {
-  if (auto f = detail::check_members(p, "chunk", errc::chunk_error,
-                                     {"transfer_id", "index", "total", "total_size", "sha256", "original_msg_type", "data"}))
-    return *f;
+  if (auto checked = detail::check_members(p, "chunk", errc::chunk_error,
+                                     {"transfer_id", "index", "total", "total_size", "sha256", "original_msg_type", "data"}); !checked)
+    return checked.error();
   const auto bad = [](const char* what) { return failure{errc::chunk_error, what}; };
   // A non-negative integer of any kind (the strict parser gives int64; values built in memory may
   // be uint64), at most `max`.

@@ -194,6 +194,10 @@ inline std::optional<uuid> parse_uuid_v4(std::string_view text) noexcept {
 
 using sys_milliseconds = std::chrono::sys_time<std::chrono::milliseconds>;
 
+/// The wall clock at the precision of timestamps. The engine reads no clock: the node, the client
+/// and the tools read this one and pass it as `now`.
+inline sys_milliseconds system_now() { return std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()); }
+
 /// An RFC 3339 UTC timestamp with millisecond resolution. The number of fraction digits is kept
 /// so that formatting gives back exactly the text that was parsed (signatures cover the text).
 struct utc_timestamp {

@@ -1,6 +1,13 @@
 // The protocol's error codes (docs/SPEC.md §14) as a std::error_code enum, their wire names and
-// HTTP statuses, a small result type for functions that fail with a code and a message, and the
-// one exception type used at the edges (node, command-line tools).
+// HTTP statuses (ERR-6's table; the node applies it), a small result type for functions that fail
+// with a code and a message, and the one exception type used at the edges (node, command-line
+// tools).
+//
+// The error channel: everything that decides a protocol outcome (parsing, the handshake, the
+// session machine, the engine) returns result<T>, a value or a `failure` with its code and a
+// sentence for the error envelope. Only the primitives below it (crypto, sealing, the sequencer's
+// and replay cache's checks) return a bare std::error_code: they are noexcept, allocate nothing,
+// and each can fail in one documented way, which their caller turns into a failure.
 #pragma once
 
 #include <array>
@@ -176,6 +183,25 @@ class [[nodiscard]] result {
 
  private:
   std::variant<T, failure> v_;
+};
+
+/// Success, or a failure: result<T> for functions that return nothing else.
+template <>
+class [[nodiscard]] result<void> {
+ public:
+  result() = default;
+  result(failure f) : f_(std::move(f)) {}  // NOLINT: implicit by design
+  result(errc code, std::string message) : f_(failure{code, std::move(message)}) {}
+
+  bool ok() const noexcept { return !f_.has_value(); }
+  explicit operator bool() const noexcept { return ok(); }
+
+  /// The failure; precondition !ok().
+  const failure& error() const& { return *f_; }
+  errc code() const { return f_->code; }
+
+ private:
+  std::optional<failure> f_;
 };
 
 /// The exception thrown at the edges of the project (node, command-line tools); the library core

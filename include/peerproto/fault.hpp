@@ -4,6 +4,12 @@
 // PEERPROTO_FAULT(name) is the constant `false` and the code it guards is the normal path.
 //
 // The active fault is named by the environment variable PEERPROTO_FAULT, read once.
+//
+// Where a fault can act on the engine's input or output (a node that dies on a chunk, errors with
+// a broken signature, a shortened timer or a wrong HTTP status), it lives in the test node
+// (reference/node). The hooks left in the library break one decision in the middle of processing
+// (skip a check, reuse a number, seal with the wrong key), which no step before or after the
+// engine can imitate without re-implementing it.
 #pragma once
 
 #ifdef PEERPROTO_FAULT_INJECTION

@@ -83,9 +83,9 @@ inline std::optional<std::vector<std::string>> string_list(const boost::json::va
 }  // namespace detail
 
 inline result<hello> parse_hello(const boost::json::object& p) {
-  if (auto f = detail::check_members(p, "handshake payload", errc::invalid_format, {"identity_key", "supported_versions", "cipher_suites", "challenge"},
-                                     {"ephemeral_key", "capabilities"}))
-    return *f;
+  if (auto checked = detail::check_members(p, "handshake payload", errc::invalid_format, {"identity_key", "supported_versions", "cipher_suites", "challenge"},
+                                     {"ephemeral_key", "capabilities"}); !checked)
+    return checked.error();
   hello h;
   if (!detail::hex_member(p, "identity_key", h.identity_key)) return failure{errc::invalid_format, "identity_key is not 64 lowercase hex"};
   auto versions = detail::string_list(p.at("supported_versions"), true);
@@ -117,10 +117,10 @@ inline boost::json::object to_json(const hello& h) {
 }
 
 inline result<hello_ack> parse_hello_ack(const boost::json::object& p) {
-  if (auto f = detail::check_members(p, "handshake_ack payload", errc::invalid_format, {"in_reply_to", "session_id", "selected_version", "selected_suite", "identity_key",
+  if (auto checked = detail::check_members(p, "handshake_ack payload", errc::invalid_format, {"in_reply_to", "session_id", "selected_version", "selected_suite", "identity_key",
                                          "challenge", "challenge_response"},
-                                     {"ephemeral_key"}))
-    return *f;
+                                     {"ephemeral_key"}); !checked)
+    return checked.error();
   hello_ack a;
   const auto bad = [](const char* what) { return failure{errc::invalid_format, what}; };
   if (!detail::hex_member(p, "in_reply_to", a.in_reply_to)) return bad("in_reply_to is not a nonce");
@@ -159,9 +159,9 @@ inline boost::json::object to_json(const hello_ack& a) {
 }
 
 inline result<hello_confirm> parse_hello_confirm(const boost::json::object& p) {
-  if (auto f = detail::check_members(p, "handshake_confirm payload", errc::invalid_format, {"session_id", "challenge_response"},
-                                     {"key_confirmation"}))
-    return *f;
+  if (auto checked = detail::check_members(p, "handshake_confirm payload", errc::invalid_format, {"session_id", "challenge_response"},
+                                     {"key_confirmation"}); !checked)
+    return checked.error();
   hello_confirm c;
   const auto sid = detail::uuid_member(p, "session_id");
   if (!sid) return failure{errc::invalid_format, "session_id is not a lowercase UUID v4"};

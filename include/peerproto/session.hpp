@@ -52,7 +52,7 @@ inline constexpr std::array<session_transition, 14> session_table{{
 }};
 
 /// The state `event` leads to from `from`, or nothing when the table has no such row.
-inline std::optional<session_state> next_state(session_role role, session_state from, session_event event) noexcept {
+constexpr std::optional<session_state> next_state(session_role role, session_state from, session_event event) noexcept {
   for (const auto& t : session_table)
     if (t.role == role && t.from == from && t.event == event) return t.to;
   return std::nullopt;
@@ -65,6 +65,24 @@ struct session_options {
   std::uint64_t max_messages = limits::max_messages_per_direction;           ///< SES-6
   sequencer_options ordering{};                                             ///< ORD-3, ORD-6
 };
+
+/// What a handshake in progress needs until it ends, kept by its session: everything that
+/// decides the session's next transition lives in the session. The initiator keeps its ephemeral
+/// key and message 1 (the transcript of HS-11 and the check of HS-7); the responder keeps the
+/// challenge response and key confirmation it expects (HS-8, HS-12). Dropped, and the ephemeral
+/// secret wiped, when the handshake ends (HS-14).
+struct pending_handshake {
+  sys_milliseconds started{};
+  std::optional<crypto::x25519_keypair> ephemeral;  ///< initiator, when it offered a suite
+  std::string msg1;                                 ///< initiator: message 1 as sent
+  crypto::digest expected_response{};               ///< responder: H(JCS(message 2))
+  std::optional<crypto::digest> confirmation;       ///< responder: the key_confirmation expected (1.1)
+};
+
+/// The code a failed handshake is remembered by when the event itself names none.
+constexpr errc failure_of(session_event e) noexcept {
+  return e == session_event::pending_timeout ? errc::challenge_expired : errc::challenge_invalid;
+}
 
 /// A received session message waiting in the sequencer: the envelope, its opened payload, and
 /// where it came from.
@@ -129,18 +147,49 @@ class session {
   }
 
   /// Applies `event` by the table: INVALID_STATE and no change when there is no row (SES-1).
-  [[nodiscard]] std::error_code apply(session_event event, sys_milliseconds now) {
+  /// Entering `failed` records why (`reason`, or the event's own code); leaving a handshake state
+  /// drops the pending handshake; entering a terminal state wipes the keys (ENC-7).
+  [[nodiscard]] result<void> apply(session_event event, sys_milliseconds now, std::optional<errc> reason = std::nullopt) {
     const auto to = next_state(role_, state_, event);
-    if (!to) return errc::invalid_state;
+    if (!to) return failure{errc::invalid_state, "no transition for this event in state " + std::string(to_string(state_))};
     if (*to == session_state::ready && state_ != session_state::ready) ready_at_ = now;
     if (event == session_event::message || *to == session_state::ready) last_activity_ = now;
     state_ = *to;
+    if (state_ != session_state::await_ack && state_ != session_state::await_confirm) pending_.reset();
+    if (state_ == session_state::failed) failure_ = reason.value_or(failure_of(event));
     if (state_ == session_state::expired || state_ == session_state::closed || state_ == session_state::failed) {
       send_key_.wipe();
       receive_key_.wipe();
-      terminal_at_ = now;  // ENC-7
+      terminal_at_ = now;
     }
     return {};
+  }
+
+  /// Starts the handshake: message 1 sent (initiator) or a valid one received (responder), with
+  /// what the rest of the handshake needs.
+  [[nodiscard]] result<void> start_handshake(pending_handshake p, sys_milliseconds now) {
+    auto r = apply(role_ == session_role::initiator ? session_event::send_handshake : session_event::valid_handshake, now);
+    if (r) pending_ = std::move(p);
+    return r;
+  }
+  const pending_handshake* pending() const noexcept { return pending_ ? &*pending_ : nullptr; }
+  pending_handshake* pending() noexcept { return pending_ ? &*pending_ : nullptr; }
+
+  /// HS-16: true when a handshake is pending and `timeout` has passed since it started.
+  bool handshake_due(sys_milliseconds now, std::chrono::milliseconds timeout) const noexcept {
+    return pending_ && now - pending_->started >= timeout;
+  }
+
+  /// Why a failed session failed (CHALLENGE_EXPIRED after a timeout, for example).
+  std::optional<errc> failure_reason() const noexcept { return failure_; }
+
+  /// Initiator: message 2 names the session (HS-4) and the responder's key. Only while the
+  /// handshake is pending.
+  void bind_responder(const uuid& id, const crypto::public_key& key) {
+    if (role_ == session_role::initiator && state_ == session_state::await_ack) {
+      id_ = id;
+      peer_key_ = key;
+    }
   }
 
   /// Installs the negotiated version and, for 1.1, the keys for each direction (from HS-11:
@@ -159,7 +208,7 @@ class session {
     if (state_ != session_state::ready) return false;
     const bool due = now - last_activity_ >= opt_.idle_ttl || now - ready_at_ >= opt_.lifetime ||
                      sent() >= opt_.max_messages || received_.next_expected() - 1 >= opt_.max_messages;
-    return due && !apply(session_event::expire, now);
+    return due && apply(session_event::expire, now).ok();
   }
 
   /// The earliest time expire_if_due() or the sequencer's gap timer needs attention.
@@ -176,16 +225,19 @@ class session {
   /// PROC-4 for an inbound session message, before authentication; changes nothing.
   /// SESSION_NOT_FOUND (closed or failed; SES-9), ENCRYPTION_NOT_READY (SES-3), SESSION_EXPIRED
   /// (SES-7), INVALID_VERSION (VER-10), then the sequencer's REPLAY_DETECTED / SEQUENCE_ERROR.
-  std::error_code check_inbound(const envelope& e) const {
+  result<void> check_inbound(const envelope& e) const {
     switch (state_) {
       case session_state::ready: break;
       case session_state::await_ack:
-      case session_state::await_confirm: return errc::encryption_not_ready;
-      case session_state::expired: return errc::session_expired;
-      default: return errc::session_not_found;
+      case session_state::await_confirm: return failure{errc::encryption_not_ready, "the session is not confirmed yet"};
+      case session_state::expired: return failure{errc::session_expired, "the session expired; run a new handshake"};
+      default: return failure{errc::session_not_found, "the session is closed or failed"};
     }
-    if (e.version != version_) return errc::invalid_version;
-    return received_.check(*e.sequence_num);
+    if (e.version != version_) return failure{errc::invalid_version, "the message's version is not the session's"};
+    if (const auto ec = received_.check(*e.sequence_num))
+      return failure{to_errc(ec), ec == errc::replay_detected ? "sequence number already used"
+                                                             : "sequence number outside the ordering window"};
+    return {};
   }
 
   /// Authenticates an inbound session message and returns its payload, changing nothing:
@@ -205,17 +257,20 @@ class session {
   /// the session's version) and seals `payload` for a 1.1 session; for 1.0 the payload is set and
   /// the caller signs. SESSION_EXPIRED when the session is not ready or the count is used up
   /// (SES-6); never reuses a sequence number (ENC-4).
-  std::error_code seal_outbound(envelope& e, const boost::json::object& payload, sys_milliseconds now) {
-    if (state_ != session_state::ready) return state_ == session_state::expired ? errc::session_expired : errc::session_not_found;
+  result<void> seal_outbound(envelope& e, const boost::json::object& payload, sys_milliseconds now) {
+    if (state_ != session_state::ready)
+      return state_ == session_state::expired ? failure{errc::session_expired, "the session expired"}
+                                              : failure{errc::session_not_found, "the session is not open"};
     if (sent() >= opt_.max_messages) {
-      if (auto ec = apply(session_event::expire, now)) return ec;
-      return errc::session_expired;
+      if (auto r = apply(session_event::expire, now); !r) return r;
+      return failure{errc::session_expired, "the session's message count is used up"};
     }
     e.version = version_;
     e.session_id = id_;
     e.sequence_num = PEERPROTO_FAULT(reuse_reply_sequence) ? next_send_ : next_send_++;
     if (encrypted()) {
-      if (auto ec = seal(e, PEERPROTO_FAULT(same_key_both_directions) ? receive_key_.view() : send_key_.view(), payload)) return ec;
+      if (const auto ec = seal(e, PEERPROTO_FAULT(same_key_both_directions) ? receive_key_.view() : send_key_.view(), payload))
+        return to_failure(ec, "sealing failed: ");
     } else {
       e.payload = payload;
       e.encrypted_payload.reset();
@@ -236,6 +291,8 @@ class session {
   sequencer<held_message> received_;
   sys_milliseconds ready_at_{}, last_activity_{};
   std::optional<sys_milliseconds> terminal_at_;
+  std::optional<pending_handshake> pending_;
+  std::optional<errc> failure_;
 };
 
 }  // namespace peerproto

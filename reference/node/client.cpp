@@ -14,8 +14,6 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 namespace {
-sys_milliseconds now() { return std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()); }
-
 // Runs one asynchronous operation to completion on `ioc` (the stream's own timeout bounds it).
 template <class Start>
 beast::error_code run(asio::io_context& ioc, Start&& start) {
@@ -30,28 +28,6 @@ failure transport_failure(const std::string& what, const beast::error_code& ec) 
   return failure{errc::internal_error, what + ": " + ec.message()};
 }
 }  // namespace
-
-result<peer_url> parse_peer_url(std::string_view text) {
-  peer_url u;
-  if (text.starts_with("http://")) text.remove_prefix(7);
-  else if (text.starts_with("ws://")) {
-    text.remove_prefix(5);
-    u.websocket = true;
-  } else {
-    return failure{errc::invalid_format, "a peer URL starts with http:// or ws://"};
-  }
-  const auto slash = text.find('/');
-  const std::string_view path = slash == std::string_view::npos ? "" : text.substr(slash);
-  text = text.substr(0, slash);
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size())
-    return failure{errc::invalid_format, "a peer URL names host and port, as in http://127.0.0.1:8700"};
-  u.host = std::string(text.substr(0, colon));
-  u.port = std::string(text.substr(colon + 1));
-  if (u.websocket && !path.empty() && path != "/ws") return failure{errc::invalid_format, "the WebSocket endpoint is /ws"};
-  if (!u.websocket && !path.empty() && path != "/") return failure{errc::invalid_format, "give the node's base URL, without a path"};
-  return u;
-}
 
 struct client::http_conn {
   explicit http_conn(asio::io_context& ioc) : stream(ioc) {}
@@ -147,7 +123,7 @@ result<client::ws_conn*> client::websocket(const peer_url& peer) {
   if (ec) return transport_failure("cannot resolve " + peer.host, ec);
   beast::get_lowest_layer(c->ws).expires_after(copt_.timeout);
   ec = run(ioc_, [&](auto h) { beast::get_lowest_layer(c->ws).async_connect(endpoints, h); });
-  if (!ec) ec = run(ioc_, [&](auto h) { c->ws.async_handshake(peer.host + ":" + peer.port, "/ws", h); });
+  if (!ec) ec = run(ioc_, [&](auto h) { c->ws.async_handshake(peer.host + ":" + peer.port, peer.path.empty() ? "/ws" : peer.path, h); });
   if (ec) return transport_failure("WebSocket connection to " + peer.key() + " failed", ec);
   c->ws.read_message_max(64 * 1024 * 1024);
   slot = std::move(c);
@@ -190,7 +166,7 @@ result<std::vector<wire_reply>> client::exchange(const peer_url& peer, const std
 
 result<std::vector<accepted_reply>> client::accept(const wire_reply& r) {
   if (r.body.empty()) return failure{errc::invalid_format, "the peer answered status " + std::to_string(r.status) + " without an envelope"};
-  return engine_->accept_reply(r.body, now());
+  return engine_->accept_reply(r.body, system_now());
 }
 
 result<std::string> client::learn_identity(const peer_url& peer) {
@@ -210,10 +186,10 @@ result<std::string> client::learn_identity(const peer_url& peer) {
 }
 
 result<uuid> client::handshake(const peer_url& peer, const std::string& peer_id) {
-  auto m2 = exchange(peer, {engine_->begin_handshake(peer_id, now())});
+  auto m2 = exchange(peer, {engine_->begin_handshake(peer_id, system_now())});
   if (!m2) return m2.error();
   if ((*m2)[0].body.empty()) return failure{errc::invalid_format, "no handshake_ack"};
-  auto m3 = engine_->finish_handshake((*m2)[0].body, now());
+  auto m3 = engine_->finish_handshake((*m2)[0].body, system_now());
   if (!m3) return m3.error();
   auto m4 = exchange(peer, {*m3});
   if (!m4) return m4.error();
@@ -226,7 +202,7 @@ result<uuid> client::handshake(const peer_url& peer, const std::string& peer_id)
 
 result<std::vector<accepted_reply>> client::send(const peer_url& peer, const uuid& session, std::string_view msg_type,
                                                  const boost::json::object& payload) {
-  auto msg = engine_->send(session, msg_type, payload, now());
+  auto msg = engine_->send(session, msg_type, payload, system_now());
   if (!msg) return msg.error();
   auto r = exchange(peer, {*msg});
   if (!r) return r.error();
@@ -235,7 +211,7 @@ result<std::vector<accepted_reply>> client::send(const peer_url& peer, const uui
 
 result<std::vector<accepted_reply>> client::send_sessionless(const peer_url& peer, const std::string& peer_id,
                                                             std::string_view msg_type, const boost::json::object& payload) {
-  auto r = exchange(peer, {engine_->send_sessionless(peer_id, msg_type, payload, now())});
+  auto r = exchange(peer, {engine_->send_sessionless(peer_id, msg_type, payload, system_now())});
   if (!r) return r.error();
   return accept((*r)[0]);
 }
@@ -247,7 +223,7 @@ result<accepted_reply> client::send_chunked(const peer_url& peer, const uuid& se
   std::vector<std::string> messages;
   messages.reserve(chunks->size());
   for (const auto& c : *chunks) {
-    auto m = engine_->send(session, "chunk", c, now());
+    auto m = engine_->send(session, "chunk", c, system_now());
     if (!m) return m.error();
     messages.push_back(std::move(*m));
   }

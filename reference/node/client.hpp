@@ -6,6 +6,7 @@
 #include "peers.hpp"
 
 #include <peerproto/engine.hpp>
+#include <peerproto/peer_url.hpp>
 
 #include <boost/asio/io_context.hpp>
 
@@ -16,15 +17,6 @@
 #include <vector>
 
 namespace peerproto::node {
-
-/// Where a peer listens: http://host:port (POST /message) or ws://host:port/ws.
-struct peer_url {
-  std::string host, port;
-  bool websocket = false;
-  std::string key() const { return (websocket ? "ws://" : "http://") + host + ":" + port; }
-};
-/// Parses a peer URL; INVALID_FORMAT names what is wrong.
-result<peer_url> parse_peer_url(std::string_view text);
 
 struct client_options {
   std::size_t max_connections_per_peer = 4;        ///< idle HTTP connections kept per peer

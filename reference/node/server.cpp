@@ -388,7 +388,7 @@ server::server(asio::io_context& ioc, node_config cfg)
   if (PEERPROTO_FAULT(backoff_one_late)) engine_opt_.rate.backoff.threshold += 1;
   register_builtin_handlers(handlers_, {engine_opt_, limits_, trust_, *store_, cfg_.max_task_queue});
   engine_ = std::make_unique<engine>(engine_opt_, id_.key, trust_, handlers_);
-  const auto t = now();
+  const auto t = system_now();
   std::size_t nonces = 0, sessions = 0;
   for (const auto& n : store_->nonces(t)) {
     engine_->replay().restore(n.sender, n.nonce, n.expiry, t);
@@ -411,10 +411,6 @@ server::server(asio::io_context& ioc, node_config cfg)
 }
 
 server::~server() = default;
-
-sys_milliseconds server::now() {
-  return std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now());
-}
 
 void server::start() {
   const tcp::endpoint ep(asio::ip::make_address(cfg_.bind), cfg_.port);
@@ -460,9 +456,27 @@ void server::closed(connection* c, const std::string& address) {
   finish_if_drained();
 }
 
+// Test-only faults (fault.hpp) that act on the engine's input or output rather than inside it.
+namespace {
+void input_faults(std::string_view text) {
+  if (PEERPROTO_FAULT(exit_on_chunk))  // a node that dies mid-run
+    if (const auto e = parse_envelope(text); e && e->msg_type == msg::chunk) std::_Exit(70);
+}
+void output_faults(outcome& o) {
+  if (PEERPROTO_FAULT(unsigned_errors) && o.error && !o.reply.empty())
+    if (auto e = parse_envelope(o.reply); e && e->signature) {
+      (*e->signature)[0] ^= 1;
+      o.reply = serialize(*e);
+    }
+  for (auto& r : o.released) output_faults(r);
+}
+}  // namespace
+
 void server::submit(std::string_view text, const std::string& remote, reply_fn done) {
   const auto started = std::chrono::steady_clock::now();
-  outcome o = engine_->handle(text, remote, now());
+  input_faults(text);
+  outcome o = engine_->handle(text, remote, system_now());
+  output_faults(o);
   persist(o, text, remote);
   record(o, started);
   if (o.what == outcome::kind::held) {
@@ -477,7 +491,8 @@ void server::submit(std::string_view text, const std::string& remote, reply_fn d
 
 outcome server::refuse(const failure& f, std::string_view text, const std::string& remote,
                        std::optional<std::chrono::seconds> retry_after) {
-  auto o = engine_->refuse(f, text, remote, now(), retry_after);
+  auto o = engine_->refuse(f, text, remote, system_now(), retry_after);
+  output_faults(o);
   record(o, std::chrono::steady_clock::now());
   return o;
 }
@@ -504,7 +519,7 @@ void server::persist(outcome& o, std::string_view text, const std::string& remot
   } catch (const store_error& e) {
     log_->error("{}", e.what());
     if (o.what == outcome::kind::silent) return;
-    o = engine_->refuse({errc::internal_error, "the node could not store its state"}, text, remote, now());
+    o = engine_->refuse({errc::internal_error, "the node could not store its state"}, text, remote, system_now());
   }
 }
 
@@ -534,7 +549,7 @@ void server::rearm() {
     poll_timer_.cancel();
     return;
   }
-  const auto wait = std::max(std::chrono::milliseconds(0), *d - now());
+  const auto wait = std::max(std::chrono::milliseconds(0), *d - system_now());
   poll_timer_.expires_after(wait);
   poll_timer_.async_wait([this](beast::error_code ec) {
     if (!ec) on_poll();
@@ -543,8 +558,9 @@ void server::rearm() {
 
 void server::on_poll() {
   const auto started = std::chrono::steady_clock::now();
-  auto outs = engine_->poll(now());
+  auto outs = engine_->poll(system_now());
   for (auto& o : outs) {
+    output_faults(o);
     persist(o, "", "");
     record(o, started);
     route(o);
@@ -555,7 +571,7 @@ void server::on_poll() {
 
 void server::maintenance() {
   try {
-    store_->purge_nonces(now());
+    store_->purge_nonces(system_now());
   } catch (const store_error& e) {
     log_->error("{}", e.what());
   }

@@ -82,7 +82,6 @@ class server {
   void closed(connection* c, const std::string& address);
 
  private:
-  static sys_milliseconds now();
   void accept();
   void persist(outcome& o, std::string_view text, const std::string& remote);
   void record(const outcome& o, std::chrono::steady_clock::time_point started);

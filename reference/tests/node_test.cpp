@@ -29,9 +29,8 @@ using pp::testing::temp_dir;
 
 namespace {
 
-pp::sys_milliseconds now() { return std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()); }
 
-pn::peer_url url(const std::string& text) { return *pn::parse_peer_url(text); }
+peerproto::peer_url url(const std::string& text) { return *peerproto::parse_peer_url(text); }
 
 pn::client client_for(const node_process& n) { return pn::client(peerproto::load_key_file(n.key_file())); }
 
@@ -166,7 +165,7 @@ TEST(Node, BurstGets429WithRetryAfter) {
   ASSERT_TRUE(c.handshake(peer, *c.learn_identity(peer)).ok());
   // heartbeat's bucket holds 120 (RL-2); 130 in a burst must run into it.
   std::vector<std::string> burst;
-  for (int i = 0; i < 130; ++i) burst.push_back(c.protocol().send_sessionless("bob", "heartbeat", {}, now()));
+  for (int i = 0; i < 130; ++i) burst.push_back(c.protocol().send_sessionless("bob", "heartbeat", {}, pp::system_now()));
   const auto replies = c.exchange(peer, burst);
   ASSERT_TRUE(replies.ok()) << replies.error().message;
   std::size_t ok = 0, limited = 0;
@@ -199,10 +198,10 @@ TEST(Node, SigkillAndRestartKeepAckedTasksAndRefuseReplays) {
     auto c = client_for(alice);
     if (!c.handshake(peer, *c.learn_identity(peer)).ok()) return;
     for (int i = 0;; ++i) {
-      const auto msg = c.protocol().send_sessionless("bob", "task_delegate", {{"task", {{"n", i}}}}, now());
+      const auto msg = c.protocol().send_sessionless("bob", "task_delegate", {{"task", {{"n", i}}}}, pp::system_now());
       const auto r = c.exchange(peer, {msg});
       if (!r || (*r)[0].status != 200) return;
-      const auto accepted = c.protocol().accept_reply((*r)[0].body, now());
+      const auto accepted = c.protocol().accept_reply((*r)[0].body, pp::system_now());
       if (!accepted) return;
       acked.push_back(std::string((*accepted)[0].payload.at("task_id").as_string()));
       replayable = msg;
@@ -238,11 +237,11 @@ TEST(Node, SessionsSurviveARestartWithoutReusingSequenceNumbers) {
   const auto peer = url(bob.http_url());
   const auto session = c.handshake(peer, *c.learn_identity(peer));
   ASSERT_TRUE(session.ok());
-  const auto first = c.protocol().send(*session, "ping", {{"n", 1}}, now());
+  const auto first = c.protocol().send(*session, "ping", {{"n", 1}}, pp::system_now());
   ASSERT_TRUE(first.ok());
   const auto r1 = c.exchange(peer, {*first});
   ASSERT_TRUE(r1.ok());
-  ASSERT_TRUE(c.protocol().accept_reply((*r1)[0].body, now()).ok());
+  ASSERT_TRUE(c.protocol().accept_reply((*r1)[0].body, pp::system_now()).ok());
 
   bob.restart();
   const auto peer2 = url(bob.http_url());
@@ -292,8 +291,8 @@ TEST(Node, SigtermDrainsInFlightRequests) {
   const auto peer = url(bob.http_url());
   const auto session = c.handshake(peer, *c.learn_identity(peer));
   ASSERT_TRUE(session.ok());
-  const auto skipped = c.protocol().send(*session, "ping", {}, now());  // sequence 1, never sent
-  const auto held = c.protocol().send(*session, "ping", {}, now());     // sequence 2: waits for 1
+  const auto skipped = c.protocol().send(*session, "ping", {}, pp::system_now());  // sequence 1, never sent
+  const auto held = c.protocol().send(*session, "ping", {}, pp::system_now());     // sequence 2: waits for 1
   ASSERT_TRUE(skipped.ok() && held.ok());
   std::optional<pn::wire_reply> answer;
   std::thread waiting([&] {
