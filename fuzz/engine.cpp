@@ -5,12 +5,14 @@
 // a session or sessionless message (type and payload from the input); seal a raw plaintext, not
 // necessarily JSON, under a chosen sequence number; split a payload into chunks and alter some;
 // deliver any in-flight message (reordering), deliver a copy of an old one, drop or corrupt one;
-// step the clock. Its first byte picks the limits: the defaults, or small ones that the input can
-// reach (a short window and gap timer, few messages per session, small transfers).
+// step the clock, to the node's next deadline or by any amount; refuse a request at the
+// transport; restart the node from the sessions it stored. Its first byte picks the configuration: the default limits or small ones that the
+// input can reach (a short window and gap timer, few messages per session, small transfers),
+// sealed 1.1 sessions or signed 1.0 ones, and whether the node requires encryption.
 //
 // Oracles: no INTERNAL_ERROR; every reply is an envelope from bob; every session message reaches
-// a handler at most once and in increasing sequence order (ORD-1, ORD-2); sessions stay within
-// their limit. Replay mode prints what the inputs reached, and ctest requires every count above
+// a handler at most once and in increasing sequence order (ORD-1, ORD-2), across restarts too;
+// sessions stay within their limit. Replay mode prints what the inputs reached, and ctest requires every count above
 // zero from the committed seeds.
 #include <peerproto/engine.hpp>
 
@@ -20,21 +22,29 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 
 namespace {
 using namespace peerproto;
 using namespace std::chrono_literals;
 
 struct counts {
-  std::size_t delivered = 0, transfers = 0, closed = 0, expired = 0, gap_timeouts = 0, replies = 0;
+  std::size_t delivered = 0, transfers = 0, closed = 0, expired = 0, gap_timeouts = 0, replies = 0, restarts = 0;
 } reached;
 
 constexpr std::array<std::string_view, 8> types{"ping", "heartbeat", "task_delegate", "session_close",
                                                 "no_such_type", "pong", "chunk", "error"};
 
+// The first byte: bit 0 small limits, bit 1 a 1.0-only initiator (signed sessions), bit 2 a
+// responder that requires encryption.
 testing::pair_of_nodes::options_pair limits_for(std::uint8_t profile) {
   auto o = testing::pair_of_nodes::default_options();
-  if (profile % 2 == 1) {
+  if (profile & 2) {
+    o.first.versions = {std::string(version_1_0)};
+    o.first.suites.clear();
+  }
+  o.second.require_encryption = (profile & 4) != 0;
+  if (profile & 1) {
     auto& bob = o.second;
     bob.session.max_messages = 12;
     bob.session.idle_ttl = 20s;
@@ -79,7 +89,7 @@ class harness {
 
  private:
   void step(testing::input_stream& in) {
-    switch (in.byte() % 12) {
+    switch (in.byte() % 15) {
       case 0: open_session(); break;
       case 1:
         if (const auto s = pick(in)) {
@@ -113,6 +123,17 @@ class harness {
         break;
       }
       case 10: deliver(in.bytes(1024)); break;
+      case 11:
+        if (const auto when = bob_->next_deadline()) tick(std::max(std::chrono::milliseconds(0), *when - n_.now));
+        break;
+      case 12: {  // a request the transport refused (ERR-3, ERR-4): the reply names what it can read
+        const auto o = bob_->refuse({errc::payload_too_large, "too large"}, in_flight_.empty() ? "" : in_flight_.front(),
+                                     "127.0.0.1:9", n_.now);
+        if (o.error != errc::payload_too_large) std::abort();
+        check(o);
+        break;
+      }
+      case 13: restart(); break;
       default:
         if (!in_flight_.empty()) {
           auto m = take(in_flight_, in.byte());
@@ -128,7 +149,31 @@ class harness {
 
   void open_session() {
     if (sessions_.size() < 4)
-      if (const auto id = n_.handshake()) sessions_.push_back(*id);
+      if (const auto id = n_.handshake(*bob_)) sessions_.push_back(*id);
+    persist();
+  }
+
+  // What a node stores after each step (SES-13): the ready sessions, by snapshot.
+  void persist() {
+    for (const auto& id : bob_->take_changed_sessions()) {
+      const session* s = bob_->find_session(id);
+      if (auto snap = s ? s->snapshot() : std::nullopt) stored_[id] = *snap;
+      else stored_.erase(id);
+    }
+  }
+
+  // The node restarts from what it stored: held messages are lost (their senders retransmit), and
+  // nothing delivered before is delivered again (the oracle in observe() spans restarts).
+  void restart() {
+    persist();
+    bob_ = make_bob(++reached.restarts);
+    for (const auto& [id, snap] : stored_)
+      if (!bob_->restore_session(snap)) std::abort();
+  }
+
+  std::unique_ptr<engine> make_bob(std::size_t generation) {
+    return std::make_unique<engine>(n_.bob.options(), n_.bob_key, n_.bob_trust, n_.handlers,
+                                    testing::counter_random(100 + generation));
   }
 
   std::optional<uuid> pick(testing::input_stream& in) {
@@ -154,7 +199,14 @@ class harness {
     e.session_id = snap->id;
     const auto offset = in.byte();
     e.sequence_num = offset == 255 ? in.u16() : snap->next_send + offset % 3;
-    if (!seal_text(e, snap->send_key.view(), in.bytes(512))) in_flight_.push_back(serialize(e));
+    const auto plaintext = in.bytes(512);
+    if (snap->version == version_1_1) {
+      if (!seal_text(e, snap->send_key.view(), plaintext)) in_flight_.push_back(serialize(e));
+    } else if (auto v = jcs::parse_strict(plaintext); v && v->is_object()) {  // 1.0: a signed payload
+      e.payload = std::move(v->get_object());
+      sign(e, n_.alice_key);
+      in_flight_.push_back(serialize(e));
+    }
   }
 
   // A payload split by alice, in a session or sessionless; the input may alter one chunk.
@@ -188,21 +240,23 @@ class harness {
 
   void tick(std::chrono::milliseconds d) {
     n_.now += d;
-    for (const auto& o : n_.bob.poll(n_.now)) {
+    for (const auto& o : bob_->poll(n_.now)) {
       if (o.error == errc::sequence_error) ++reached.gap_timeouts;  // ORD-6
       check(o);
     }
+    persist();
     (void)n_.alice.poll(n_.now);
   }
 
   void deliver(const std::string& msg) {
     if (msg.empty()) return;
-    const auto o = n_.bob.handle(msg, "127.0.0.1:9", n_.now);
+    const auto o = bob_->handle(msg, "127.0.0.1:9", n_.now);
     check(o);
     for (const auto& r : o.released) check(r);
+    persist();
     if (old_.size() < 32) old_.push_back(msg);
     else old_[msg.size() % old_.size()] = msg;
-    if (n_.bob.session_count() > n_.bob.options().max_sessions_total) std::abort();
+    if (bob_->session_count() > bob_->options().max_sessions_total) std::abort();
   }
 
   // Checks one of bob's outcomes and hands its reply to alice, as the transport would.
@@ -228,7 +282,9 @@ class harness {
     last = *r.request.sequence_num;
   }
 
-  testing::pair_of_nodes n_;
+  testing::pair_of_nodes n_;  // alice, keys, trust stores and handlers; bob below replaces n_.bob
+  std::unique_ptr<engine> bob_ = make_bob(0);
+  std::map<uuid, session_snapshot> stored_;
   random_source rng_ = testing::counter_random(99);
   std::vector<uuid> sessions_;
   std::vector<std::string> in_flight_;  // alice → bob, not yet delivered
@@ -246,6 +302,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
 extern "C" void peerproto_fuzz_summary() {
   std::printf("delivered: %zu, transfers completed: %zu, sessions closed: %zu, sessions expired: %zu, "
-              "gaps timed out: %zu, replies accepted: %zu\n",
-              reached.delivered, reached.transfers, reached.closed, reached.expired, reached.gap_timeouts, reached.replies);
+              "gaps timed out: %zu, replies accepted: %zu, restarts: %zu\n",
+              reached.delivered, reached.transfers, reached.closed, reached.expired, reached.gap_timeouts,
+              reached.replies, reached.restarts);
 }

@@ -234,6 +234,49 @@ TEST(Engine, SessionAndHandshakeLimits) {
   }
 }
 
+// Hostile peers: one address cannot take every pending slot (HS-26); one peer's sessions are
+// bounded, the least recently active giving way (HS-27); a full key table binds no new entity
+// id and evicts none (ID-10).
+TEST(Engine, HostilePeerLimits) {
+  {  // HS-26: per address, whatever the entity ids
+    auto bob_opt = pair_of_nodes::options("bob");
+    bob_opt.max_pending_per_address = 1;
+    pair_of_nodes n(pair_of_nodes::options("alice"), bob_opt);
+    EXPECT_EQ(code_of(n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now)), pp::errc{});
+    const auto o = n.bob.handle(n.alice.begin_handshake("bob", n.now), "a", n.now);
+    EXPECT_EQ(code_of(o), pp::errc::rate_limited);
+    EXPECT_EQ(o.retry_after, 30s);
+    EXPECT_EQ(code_of(n.bob.handle(n.alice.begin_handshake("bob", n.now), "b", n.now)), pp::errc{});  // another address
+  }
+  {  // HS-27: the least recently active session of the peer is closed
+    auto bob_opt = pair_of_nodes::options("bob");
+    bob_opt.max_sessions_per_peer = 2;
+    pair_of_nodes n(pair_of_nodes::options("alice"), bob_opt);
+    const auto first = n.handshake();
+    n.now += 1s;
+    const auto second = n.handshake();
+    n.now += 1s;
+    ASSERT_TRUE(first && second);
+    const auto ping = n.alice.send(*first, "ping", {}, n.now);
+    ASSERT_EQ(code_of(n.bob.handle(*ping, "a", n.now)), pp::errc{});
+    n.now += 1s;
+    const auto third = n.handshake();
+    ASSERT_TRUE(third);
+    EXPECT_EQ(n.bob.find_session(*second)->state(), pp::session_state::closed);
+    EXPECT_EQ(n.bob.find_session(*first)->state(), pp::session_state::ready);
+    EXPECT_EQ(n.bob.find_session(*third)->state(), pp::session_state::ready);
+  }
+  {  // ID-10
+    pp::trust_store t(pp::trust_policy::tofu, 1);
+    const auto a = pp::crypto::ed25519_keypair::generate().public_key_bytes();
+    const auto b = pp::crypto::ed25519_keypair::generate().public_key_bytes();
+    EXPECT_EQ(*t.accept_handshake_key("a", a), pp::trust_store::binding::pinned_now);
+    EXPECT_EQ(t.accept_handshake_key("b", b).code(), pp::errc::unknown_sender);
+    EXPECT_EQ(*t.accept_handshake_key("a", a), pp::trust_store::binding::known);
+    EXPECT_FALSE(t.key_for("b"));
+  }
+}
+
 TEST(Engine, SessionLifetimeAndMessageCount) {
   auto bob_opt = pair_of_nodes::options("bob");
   bob_opt.session.lifetime = 10min;

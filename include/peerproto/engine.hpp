@@ -56,6 +56,8 @@ struct engine_options {
   std::size_t max_pending_per_peer = limits::max_pending_handshakes_per_peer; ///< HS-17
   std::size_t max_pending_total = limits::max_pending_handshakes_total;       ///< HS-18
   std::size_t max_sessions_total = limits::max_sessions_total;                ///< HS-25
+  std::size_t max_pending_per_address = limits::max_pending_handshakes_per_address;  ///< HS-26
+  std::size_t max_sessions_per_peer = limits::max_sessions_per_peer;          ///< HS-27
   std::chrono::milliseconds terminal_retention = limits::terminal_session_retention;  ///< SES-10
 };
 
@@ -230,6 +232,7 @@ class engine {
   outcome handle_handshake(request_context& ctx, const envelope& e);
   outcome handle_confirm(request_context& ctx, const envelope& e);
   bool expire_pending(session& s, sys_milliseconds now);
+  void make_room_for_session(request_context& ctx, const envelope& e);
   static result<std::optional<crypto::digest>> install_keys(session& s, const std::string& version, pending_handshake& p,
                                                            const std::optional<crypto::public_key>& peer_ephemeral,
                                                            std::string_view msg1, std::string_view msg2);

@@ -222,7 +222,8 @@ inline result<session_keys> derive_session_keys(const crypto::secret<32>& own_pr
     return failure{errc::challenge_invalid, "the key exchange gave an all-zero secret"};
   const auto salt = crypto::sha256(as_bytes(msg1_jcs), as_bytes(msg2_jcs));
   crypto::secret<96> okm;
-  (void)crypto::hkdf_sha256(byte_view(ikm.data(), 32), salt, as_bytes(hkdf_info_session_key), okm.span());
+  if (crypto::hkdf_sha256(byte_view(ikm.data(), 32), salt, as_bytes(hkdf_info_session_key), okm.span()))
+    return failure{errc::internal_error, "key derivation failed"};  // only for outputs over 8160 bytes
   session_keys k;
   std::copy_n(okm.data(), 32, k.k_i2r.data());
   std::copy_n(okm.data() + 32, 32, k.k_r2i.data());

@@ -76,6 +76,7 @@ struct pending_handshake {
   std::optional<crypto::x25519_keypair> ephemeral;  ///< initiator, when it offered a suite
   std::string msg1;                                 ///< initiator: message 1 as sent
   crypto::digest expected_response{};               ///< responder: H(JCS(message 2))
+  std::string remote;                               ///< responder: where message 1 came from (HS-26)
   std::optional<crypto::digest> confirmation;       ///< responder: the key_confirmation expected (1.1)
 };
 
@@ -123,6 +124,7 @@ class session {
   const std::string& version() const noexcept { return version_; }
   bool encrypted() const noexcept { return version_ == version_1_1; }
   std::uint64_t sent() const noexcept { return next_send_ - 1; }
+  sys_milliseconds last_activity() const noexcept { return last_activity_; }
   sequencer<held_message>& received() noexcept { return received_; }
 
   /// The persistent part of a ready session; nothing for a session in any other state.

@@ -3,6 +3,7 @@
 
 #include <peerproto/crypto.hpp>
 #include <peerproto/error.hpp>
+#include <peerproto/version.hpp>
 
 #include <map>
 #include <optional>
@@ -18,7 +19,10 @@ class trust_store {
   /// What accepting a handshake key did, so that the node can persist new pins and audit them.
   enum class binding { known, pinned_now, replaced };
 
-  explicit trust_store(trust_policy policy) : policy_(policy) {}
+  /// A handshake may bind a new entity id only while the table holds fewer than `max_bound` keys
+  /// (ID-10); pin() (configuration, pins restored after a restart) is not bounded.
+  explicit trust_store(trust_policy policy, std::size_t max_bound = limits::max_pinned_keys)
+      : policy_(policy), max_bound_(max_bound) {}
 
   trust_policy policy() const noexcept { return policy_; }
 
@@ -35,6 +39,9 @@ class trust_store {
                                                ? "the sender's key is not pinned on this node"
                                                : "the sender presented a different key than the one pinned"};
     const bool had_key = it != keys_.end();
+    // ID-10: a full table refuses new entity ids; it never evicts a binding to make room.
+    if (!had_key && keys_.size() >= max_bound_)
+      return failure{errc::unknown_sender, "this node binds no more new keys (its table of bound keys is full)"};
     keys_.insert_or_assign(std::string(entity_id), key);  // tofu: first key; open: replaces
     return had_key ? binding::replaced : binding::pinned_now;
   }
@@ -57,6 +64,7 @@ class trust_store {
 
  private:
   trust_policy policy_;
+  std::size_t max_bound_;
   std::map<std::string, crypto::public_key, std::less<>> keys_;
 };
 

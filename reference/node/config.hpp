@@ -27,6 +27,7 @@ struct node_config {
   bool require_encryption = false;                 ///< VER-7
   double rate_multiplier = 1;                      ///< scales every rate-limit bucket (load tests)
   std::size_t max_task_queue = limits::max_task_queue;  ///< MSG-6
+  std::size_t max_pinned_keys = limits::max_pinned_keys;  ///< ID-10: keys handshakes may bind (tofu, open)
   // transport limits (SPEC §16, §18)
   std::size_t max_header_bytes = limits::max_header_bytes;     ///< HTTP-10
   std::size_t max_body_bytes = limits::max_envelope_bytes;     ///< HTTP-3, WS-4

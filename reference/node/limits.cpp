@@ -32,6 +32,9 @@ void visit_limits(Config& c, F&& f) {
   f("max_pending_handshakes_per_peer", p.max_pending_per_peer);
   f("max_pending_handshakes_total", p.max_pending_total);
   f("max_sessions_total", p.max_sessions_total);
+  f("max_pending_handshakes_per_address", p.max_pending_per_address);
+  f("max_sessions_per_peer", p.max_sessions_per_peer);
+  f("max_pinned_keys", c.max_pinned_keys);
   f("session_idle_ttl_ms", p.session.idle_ttl);
   f("session_lifetime_ms", p.session.lifetime);
   f("max_messages_per_direction", p.session.max_messages);

@@ -351,7 +351,7 @@ server::server(asio::io_context& ioc, node_config cfg)
     : ioc_(ioc),
       cfg_(std::move(cfg)),
       id_(load_key_file(cfg_.key_file)),
-      trust_(parse_trust_policy(cfg_.trust)),
+      trust_(parse_trust_policy(cfg_.trust), PEERPROTO_FAULT(no_pin_limit) ? SIZE_MAX : cfg_.max_pinned_keys),
       metrics_({}),
       acceptor_(ioc),
       poll_timer_(ioc),
@@ -386,6 +386,8 @@ server::server(asio::io_context& ioc, node_config cfg)
   if (PEERPROTO_FAULT(long_session_lifetime)) engine_opt_.session.lifetime *= 2;
   if (PEERPROTO_FAULT(long_transfer_idle)) engine_opt_.chunks.idle_timeout *= 2;
   if (PEERPROTO_FAULT(backoff_one_late)) engine_opt_.rate.backoff.threshold += 1;
+  if (PEERPROTO_FAULT(no_address_pending_limit)) engine_opt_.max_pending_per_address = SIZE_MAX;
+  if (PEERPROTO_FAULT(no_sessions_per_peer_limit)) engine_opt_.max_sessions_per_peer = SIZE_MAX;
   register_builtin_handlers(handlers_, {engine_opt_, limits_, trust_, *store_, cfg_.max_task_queue});
   engine_ = std::make_unique<engine>(engine_opt_, id_.key, trust_, handlers_);
   const auto t = system_now();

@@ -196,20 +196,94 @@ void add_handshake_cases(std::vector<test_case>& out) {
   out.push_back({"HS-18/pending-total", {"HS-18"}, g, "one handshake beyond the total pending limit is RATE_LIMITED", [](context& c) {
                    const auto total = c.node.limit("max_pending_handshakes_total");
                    const auto per_peer = c.node.limit("max_pending_handshakes_per_peer");
+                   const auto per_address = c.node.limit("max_pending_handshakes_per_address");
                    if (total > 4096) c.skip("the node's pending-handshake limit is above 4096; filling it would take too long");
+                   // Spread over source addresses so that HS-26 does not refuse first.
+                   const auto& all = c.cfg.source_addresses;
+                   if (static_cast<std::int64_t>(all.size()) * per_address <= total)
+                     c.skip("needs more than max_pending_handshakes_total / max_pending_handshakes_per_address source addresses (--source-addresses)");
+                   const auto source = [&](std::int64_t i) {
+                     return all[(c.source_index() + static_cast<std::size_t>(i / per_address)) % all.size()];
+                   };
                    std::int64_t sent = 0;
                    while (sent < total) {
                      const auto& who = c.fresh();
                      for (std::int64_t i = 0; i < per_peer && sent < total; ++i, ++sent) {
                        const auto p = c.begin_handshake(who);
-                       const auto r = c.exchange(p.text1);
+                       const auto r = c.exchange_from(source(sent), p.text1);
                        // Other runs or peers may hold pending handshakes too: the limit may come early.
                        if (r.body.find("\"RATE_LIMITED\"") != std::string::npos) return c.expect_error(r, p.text1, errc::rate_limited, "HS-18");
                        c.check_ack(p, r);
                      }
                    }
                    const auto p = c.begin_handshake(c.fresh());
-                   expect_refusal(c, p.text1, errc::rate_limited, "HS-18");
+                   c.expect_error(c.exchange_from(source(sent + per_address), p.text1), p.text1, errc::rate_limited, "HS-18");
+                 },
+                 std::chrono::seconds(120), true});
+  out.push_back({"HS-26/pending-per-address", {"HS-26"}, g,
+                 "one handshake beyond the per-address pending limit is RATE_LIMITED, whatever the entity ids", [](context& c) {
+                   const auto limit = c.node.limit("max_pending_handshakes_per_address");
+                   if (limit > 256) c.skip("the node's per-address pending limit is above 256");
+                   std::vector<std::pair<pending_handshake, acked_handshake>> open;
+                   for (std::int64_t i = 0; i < limit; ++i) {
+                     const auto p = c.begin_handshake(c.fresh());  // a new entity id each time: HS-17 never applies
+                     auto a = c.check_ack(p, c.exchange(p.text1));
+                     open.emplace_back(p, std::move(a));
+                   }
+                   const auto p = c.begin_handshake(c.fresh());
+                   expect_refusal(c, p.text1, errc::rate_limited, "HS-26");
+                   c.note("confirming the pending handshakes, so that none is left behind");
+                   for (auto& [q, a] : open) {
+                     auto m3 = c.confirm_message(q, a);
+                     const auto text3 = c.sign(m3, *q.who);
+                     c.finish_handshake(q, a, text3, c.exchange(text3));
+                   }
+                 }});
+  out.push_back({"HS-27/sessions-per-peer", {"HS-27", "SES-9"}, g,
+                 "one session beyond the per-peer limit closes that peer's least recently active session", [](context& c) {
+                   const auto limit = c.node.limit("max_sessions_per_peer");
+                   // Messages 1 and 3 both count in the handshake bucket of RL-2.
+                   if (2 * (limit + 1) > c.node.limit("handshake_burst"))
+                     c.skip("limit + 1 handshakes of one sender exceed the node's handshake burst (RL-2)");
+                   const auto& who = c.fresh();
+                   std::vector<session_state> sessions;
+                   for (std::int64_t i = 0; i < limit; ++i) sessions.push_back(c.handshake(who));
+                   c.note("a ping in the first session makes the second one the least recently active");
+                   const auto first = c.session_message(sessions[0], "ping");
+                   c.expect_reply(c.exchange(first), first, "pong", "HS-27", &sessions[0]);
+                   auto newest = c.handshake(who);
+                   expect_refusal(c, c.session_message(sessions[1], "ping"), errc::session_not_found, "HS-27");
+                   for (auto* s : {&sessions[0], &newest}) {
+                     const auto text = c.session_message(*s, "ping");
+                     c.expect_reply(c.exchange(text), text, "pong", "HS-27", s);
+                   }
+                 }});
+  out.push_back({"ID-10/bound-keys-full", {"ID-10"}, g,
+                 "when the table of bound keys is full, a new entity id is UNKNOWN_SENDER and bound ones still work",
+                 [](context& c) {
+                   const auto limit = c.node.limit("max_pinned_keys");
+                   if (limit > 1000) c.skip("the node binds more than 1000 keys; filling the table would take too long");
+                   const auto& known = c.bound();
+                   // Each new entity id completes its handshake, so no pending limit is reached.
+                   for (std::int64_t i = 0; i <= limit; ++i) {
+                     const auto& who = c.fresh();
+                     const auto p = c.begin_handshake(who);
+                     const auto r = c.exchange(p.text1);
+                     if (r.body.find("\"UNKNOWN_SENDER\"") != std::string::npos) {
+                       c.expect_error(r, p.text1, errc::unknown_sender, "ID-10");
+                       c.note("refused after " + std::to_string(i) + " new entity ids; a bound one must still be served");
+                       auto s = c.handshake(known);
+                       const auto text = c.session_message(s, "ping");
+                       c.expect_reply(c.exchange(text), text, "pong", "ID-10", &s);
+                       return;
+                     }
+                     auto a = c.check_ack(p, r);
+                     auto m3 = c.confirm_message(p, a);
+                     const auto text3 = c.sign(m3, who);
+                     c.finish_handshake(p, a, text3, c.exchange(text3));
+                   }
+                   c.check(false, "ID-10", "UNKNOWN_SENDER within max_pinned_keys + 1 new entity ids",
+                           std::to_string(limit + 1) + " new entity ids were bound");
                  },
                  std::chrono::seconds(120), true});
   out.push_back({"HS-19/confirm-when-ready", {"HS-19"}, g, "a new message 3 for a ready session is REPLAY_DETECTED and changes nothing",

@@ -32,6 +32,26 @@ inline bool engine::expire_pending(session& s, sys_milliseconds now) {
   return s.apply(session_event::pending_timeout, now).ok();
 }
 
+// HS-27: before one more session of this peer becomes ready, its least recently active ready
+// session is closed when the peer already has as many as the limit allows.
+inline void engine::make_room_for_session(request_context& ctx, const envelope& e) {
+  session* oldest = nullptr;
+  std::size_t ready = 0;
+  for (auto& [id, s] : sessions_)
+    if (s.peer_id() == e.sender_id && s.state() == session_state::ready) {
+      ++ready;
+      if (!oldest || s.last_activity() < oldest->last_activity()) oldest = &s;
+    }
+  if (ready < opt_.max_sessions_per_peer || !oldest) return;
+  if (!oldest->apply(session_event::close, ctx.now)) return;
+  changed_.insert(oldest->id());
+  auto closed_ctx = context_for(ctx.remote, ctx.now);
+  closed_ctx.sender_id = e.sender_id;
+  closed_ctx.session_id = format_uuid(oldest->id());
+  audit(closed_ctx, audit_event::session_closed, std::nullopt, std::nullopt, "closed to make room for a newer session (HS-27)");
+  std::move(closed_ctx.audit.begin(), closed_ctx.audit.end(), std::back_inserter(ctx.audit));
+}
+
 // ------------------------------------------------------------ initiator
 
 inline std::string engine::begin_handshake(std::string_view peer_id, sys_milliseconds now) {
@@ -121,18 +141,22 @@ inline outcome engine::handle_handshake(request_context& ctx, const envelope& e)
     return auth_failed(ctx, e, {errc::unknown_sender, "the sender's key is not acceptable under the trust policy"});
   if (auto o = authenticate_signed(ctx, e, h->identity_key)) return std::move(*o);
   if (auto o = after_authentication(ctx, e)) return std::move(*o);
-  std::size_t pending_total = 0, pending_peer = 0;
+  std::size_t pending_total = 0, pending_peer = 0, pending_address = 0;
   for (const auto& [id, s] : sessions_)
-    if (s.pending()) {
+    if (const auto* p = s.pending()) {
       ++pending_total;
       if (s.peer_id() == e.sender_id) ++pending_peer;
+      if (p->remote == ctx.remote) ++pending_address;
     }
   if (pending_peer >= opt_.max_pending_per_peer)
     return error_reply(ctx, {errc::handshake_in_progress, "too many handshakes pending for this sender"});
+  if (pending_address >= opt_.max_pending_per_address)
+    return limited(ctx, e, opt_.handshake_timeout, "too many handshakes pending from this address");  // HS-26
   if (pending_total >= opt_.max_pending_total || sessions_.size() >= opt_.max_sessions_total)
     return limited(ctx, e, opt_.handshake_timeout, "too many handshakes or sessions on this node");
-  if (const auto b = trust_.accept_handshake_key(e.sender_id, h->identity_key); b && *b != trust_store::binding::known)
-    audit(ctx, audit_event::key_pinned, e, std::nullopt, "key bound to entity id");
+  const auto bound = trust_.accept_handshake_key(e.sender_id, h->identity_key);
+  if (!bound) return auth_failed(ctx, e, bound.error());  // ID-10: the table of bound keys is full
+  if (*bound != trust_store::binding::known) audit(ctx, audit_event::key_pinned, e, std::nullopt, "key bound to entity id");
 
   hello_ack ack;
   ack.in_reply_to = e.nonce;
@@ -146,6 +170,7 @@ inline outcome engine::handle_handshake(request_context& ctx, const envelope& e)
   ack.challenge_response = crypto::sha256(as_bytes(msg1));
   pending_handshake p;
   p.started = ctx.now;
+  p.remote = ctx.remote;
   if (neg->suite) {
     p.ephemeral.emplace(draw<32>(rng_));
     ack.ephemeral_key = p.ephemeral->public_key_bytes();
@@ -197,6 +222,7 @@ inline outcome engine::handle_confirm(request_context& ctx, const envelope& e) {
     audit(ctx, audit_event::handshake_failed, e, errc::challenge_invalid, "wrong challenge response or key confirmation");
     return auth_failed(ctx, e, {errc::challenge_invalid, "the challenge response or key confirmation is wrong"});
   }
+  make_room_for_session(ctx, e);
   if (auto ready = s.apply(session_event::valid_confirm, ctx.now); !ready) return error_reply(ctx, ready.error());
   audit(ctx, audit_event::handshake_succeeded, e, std::nullopt, "version " + s.version());
   audit(ctx, audit_event::session_opened, e, std::nullopt, s.encrypted() ? "encrypted" : "signed plaintext");

@@ -47,13 +47,15 @@ struct pair_of_nodes {
   explicit pair_of_nodes(options_pair o) : pair_of_nodes(std::move(o.first), std::move(o.second)) {}
 
   // Runs the three messages and the responder's first session message; returns the session id.
-  std::optional<uuid> handshake() {
+  // `responder` is bob, or an engine that stands in for him (a restarted one).
+  std::optional<uuid> handshake() { return handshake(bob); }
+  std::optional<uuid> handshake(engine& responder) {
     const auto m1 = alice.begin_handshake("bob", now);
-    const auto m2 = bob.handle(m1, "127.0.0.1:1", now);
+    const auto m2 = responder.handle(m1, "127.0.0.1:1", now);
     if (m2.error) return std::nullopt;
     const auto m3 = alice.finish_handshake(m2.reply, now);
     if (!m3) return std::nullopt;
-    const auto m4 = bob.handle(*m3, "127.0.0.1:1", now);
+    const auto m4 = responder.handle(*m3, "127.0.0.1:1", now);
     if (m4.error) return std::nullopt;
     const auto proven = alice.accept_reply(m4.reply, now);
     if (!proven || proven->size() != 1) return std::nullopt;
