@@ -233,6 +233,7 @@ class engine {
   outcome handle_confirm(request_context& ctx, const envelope& e);
   bool expire_pending(session& s, sys_milliseconds now);
   void make_room_for_session(request_context& ctx, const envelope& e);
+  outcome audit_refusal(request_context& ctx, const envelope& e, outcome o);
   static result<std::optional<crypto::digest>> install_keys(session& s, const std::string& version, pending_handshake& p,
                                                            const std::optional<crypto::public_key>& peer_ephemeral,
                                                            std::string_view msg1, std::string_view msg2);

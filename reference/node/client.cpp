@@ -206,6 +206,11 @@ result<std::vector<accepted_reply>> client::send(const peer_url& peer, const uui
   if (!msg) return msg.error();
   auto r = exchange(peer, {*msg});
   if (!r) return r.error();
+  // SES-8: our side closed when the session_close was sealed, so the peer's ack in the session
+  // cannot be opened (its keys are gone); an `error` reply is still verified and returned.
+  if (msg_type == msg::session_close)
+    if (const auto e = parse_envelope((*r)[0].body); e && e->session_id == session && e->msg_type == msg::ack)
+      return std::vector<accepted_reply>{};
   return accept((*r)[0]);
 }
 

@@ -44,7 +44,8 @@ class client {
   /// Runs a handshake with `peer` (whose identity must be known) and returns the ready session.
   result<uuid> handshake(const peer_url& peer, const std::string& peer_id);
 
-  /// Sends a message in `session` and returns the replies delivered (usually one).
+  /// Sends a message in `session` and returns the replies delivered (usually one). For
+  /// session_close, none: the session is closed on our side once the close is sealed (SES-8).
   result<std::vector<accepted_reply>> send(const peer_url& peer, const uuid& session, std::string_view msg_type,
                                           const boost::json::object& payload);
   /// Sends a sessionless signed message.

@@ -27,6 +27,7 @@ class metrics {
   void handshake(bool ok) { ++(ok ? handshakes_ok_ : handshakes_failed_); }
   void connection_refused() { ++connections_refused_; }
   void held() { ++held_; }
+  void audit_write_failed() { ++audit_write_failures_; }
 
   /// Gauges are read when rendering.
   struct gauges {
@@ -45,6 +46,7 @@ class metrics {
   double latency_sum_ = 0;
   std::uint64_t latency_count_ = 0;
   std::uint64_t rate_limit_hits_ = 0, handshakes_ok_ = 0, handshakes_failed_ = 0, connections_refused_ = 0, held_ = 0;
+  std::uint64_t audit_write_failures_ = 0;
 };
 
 }  // namespace peerproto::node

@@ -10,7 +10,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -359,6 +359,8 @@ server::server(asio::io_context& ioc, node_config cfg)
       drain_timer_(ioc) {
   log_ = spdlog::get("peerproto-node");
   if (!log_) log_ = spdlog::stderr_color_mt("peerproto-node");
+  // Everything the node writes (state, audit log and its rotations) is for its owner only.
+  ::umask(S_IRWXG | S_IRWXO);
   std::error_code fs_ec;
   std::filesystem::create_directories(cfg_.state_dir, fs_ec);
   if (fs_ec) throw config_error("cannot create state directory " + cfg_.state_dir.string() + ": " + fs_ec.message());
@@ -405,9 +407,17 @@ server::server(asio::io_context& ioc, node_config cfg)
   metrics_ = metrics(std::move(known));
 
   const auto audit_file = cfg_.audit_log.empty() ? cfg_.state_dir / "audit.jsonl" : cfg_.audit_log;
-  audit_ = std::make_shared<spdlog::logger>("audit", std::make_shared<spdlog::sinks::basic_file_sink_mt>(audit_file.string()));
+  // AUD-4: bounded on disk by rotation, and a record that cannot be written is counted in
+  // /metrics and logged (the first time, then every 1000th), never retried from memory.
+  audit_ = std::make_shared<spdlog::logger>(
+      "audit", std::make_shared<spdlog::sinks::rotating_file_sink_mt>(audit_file.string(), cfg_.audit_max_bytes, cfg_.audit_files));
   audit_->set_pattern("%v");
   audit_->flush_on(spdlog::level::info);
+  audit_->set_error_handler([this](const std::string& why) {
+    metrics_.audit_write_failed();
+    if (audit_failures_++ % 1000 == 0)
+      log_->error("audit record not written ({} so far; peerproto_audit_write_failures_total): {}", audit_failures_, why);
+  });
   log_->info("{} ({}) restored {} sessions, {} replay entries, {} pinned peers, {} queued tasks",
              id_.entity_id, fingerprint(id_.key.public_key_bytes()), sessions, nonces, trust_.keys().size(), store_->task_count());
 }

@@ -32,6 +32,17 @@ inline bool engine::expire_pending(session& s, sys_milliseconds now) {
   return s.apply(session_event::pending_timeout, now).ok();
 }
 
+// Every refused handshake message leaves an audit record (§20): a refusal with an event of its
+// own (rate_limited, key_refused, auth_failure, replay_detected, handshake_failed) keeps it; any
+// other is recorded as handshake_failed with its code.
+inline outcome engine::audit_refusal(request_context& ctx, const envelope& e, outcome o) {
+  if (!o.error || !o.audit.empty()) return o;
+  ctx.audit.clear();
+  audit(ctx, audit_event::handshake_failed, e, *o.error, "refused with " + std::string(wire_name(*o.error)));
+  o.audit = std::move(ctx.audit);
+  return o;
+}
+
 // HS-27: before one more session of this peer becomes ready, its least recently active ready
 // session is closed when the peer already has as many as the limit allows.
 inline void engine::make_room_for_session(request_context& ctx, const envelope& e) {

@@ -70,8 +70,8 @@ inline outcome engine::process(request_context& ctx, std::string_view text) {
     return error_reply(ctx, {errc::replay_detected, "the timestamp is outside the allowed clock skew"});
   }
   if (e.session_id) return handle_session_message(ctx, std::move(e));
-  if (e.msg_type == msg::handshake) return handle_handshake(ctx, e);
-  if (e.msg_type == msg::handshake_confirm) return handle_confirm(ctx, e);
+  if (e.msg_type == msg::handshake) return audit_refusal(ctx, e, handle_handshake(ctx, e));
+  if (e.msg_type == msg::handshake_confirm) return audit_refusal(ctx, e, handle_confirm(ctx, e));
   return handle_sessionless(ctx, e);
 }
 
