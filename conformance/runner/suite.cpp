@@ -227,13 +227,17 @@ session_state context::finish_handshake(const pending_handshake&, acked_handshak
   return s;
 }
 
+session_state context::confirm(const pending_handshake& p, acked_handshake& a) {
+  auto m3 = confirm_message(p, a);
+  const auto t3 = sign(m3, *p.who);
+  return finish_handshake(p, a, t3, exchange(t3));
+}
+
 session_state context::handshake(const identity& who, const offer& o) {
   try {
     const auto p = begin_handshake(who, o);
     auto a = check_ack(p, exchange(p.text1));
-    auto m3 = confirm_message(p, a);
-    const auto t3 = sign(m3, who);
-    return finish_handshake(p, a, t3, exchange(t3));
+    return confirm(p, a);
   } catch (const case_failure& f) {
     // Most cases start with a handshake: one broken rule there is one root cause, reported once.
     throw setup_failure("a handshake (" + std::string(o.versions.empty() ? "" : o.versions.front()) + ")", f);

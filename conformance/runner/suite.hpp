@@ -175,6 +175,8 @@ class context {
   acked_handshake check_ack(const pending_handshake& p, const reply& r);
   json::object confirm_message(const pending_handshake& p, const acked_handshake& a);
   session_state finish_handshake(const pending_handshake& p, acked_handshake& a, const std::string& text3, const reply& r);
+  /// Sends the correct message 3 of an acked handshake and returns the ready session.
+  session_state confirm(const pending_handshake& p, acked_handshake& a);
   session_state handshake(const identity& who, const offer& o = {});
   /// Binds a fresh identity's key at the node (one handshake, tofu or open trust).
   const identity& bound();

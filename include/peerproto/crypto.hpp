@@ -100,26 +100,8 @@ inline digest sha256(byte_view data) noexcept {
   return d;
 }
 
-/// SHA-256 of the concatenation a ‖ b (the transcript salt of HS-11).
-inline digest sha256(byte_view a, byte_view b) noexcept {
-  CryptoPP::SHA256 h;
-  h.Update(a.data(), a.size());
-  h.Update(b.data(), b.size());
-  digest d;
-  h.Final(d.data());
-  return d;
-}
-
-inline digest hmac_sha256(byte_view key, byte_view data) noexcept {
-  CryptoPP::HMAC<CryptoPP::SHA256> mac(key.data(), key.size());
-  mac.Update(data.data(), data.size());
-  digest d;
-  mac.Final(d.data());
-  return d;
-}
-
 namespace detail {
-/// SHA-256 over the concatenation of `parts` (the fuzzing-mode stand-ins are built from it).
+/// SHA-256 over the concatenation of `parts`.
 inline digest sha256_of(std::initializer_list<byte_view> parts) noexcept {
   CryptoPP::SHA256 h;
   for (const auto p : parts) h.Update(p.data(), p.size());
@@ -128,6 +110,17 @@ inline digest sha256_of(std::initializer_list<byte_view> parts) noexcept {
   return d;
 }
 }  // namespace detail
+
+/// SHA-256 of the concatenation a ‖ b (the transcript salt of HS-11).
+inline digest sha256(byte_view a, byte_view b) noexcept { return detail::sha256_of({a, b}); }
+
+inline digest hmac_sha256(byte_view key, byte_view data) noexcept {
+  CryptoPP::HMAC<CryptoPP::SHA256> mac(key.data(), key.size());
+  mac.Update(data.data(), data.size());
+  digest d;
+  mac.Final(d.data());
+  return d;
+}
 
 /// Constant-time comparison of equal-length byte strings; false when the lengths differ.
 inline bool equal_constant_time(byte_view a, byte_view b) noexcept {

@@ -27,7 +27,8 @@ class metrics {
   void handshake(bool ok) { ++(ok ? handshakes_ok_ : handshakes_failed_); }
   void connection_refused() { ++connections_refused_; }
   void held() { ++held_; }
-  void audit_write_failed() { ++audit_write_failures_; }
+  /// Counts one audit record that could not be written; returns the count so far.
+  std::uint64_t audit_write_failed() { return ++audit_write_failures_; }
 
   /// Gauges are read when rendering.
   struct gauges {

@@ -414,9 +414,8 @@ server::server(asio::io_context& ioc, node_config cfg)
   audit_->set_pattern("%v");
   audit_->flush_on(spdlog::level::info);
   audit_->set_error_handler([this](const std::string& why) {
-    metrics_.audit_write_failed();
-    if (audit_failures_++ % 1000 == 0)
-      log_->error("audit record not written ({} so far; peerproto_audit_write_failures_total): {}", audit_failures_, why);
+    if (const auto failures = metrics_.audit_write_failed(); failures % 1000 == 1)
+      log_->error("audit record not written ({} so far; peerproto_audit_write_failures_total): {}", failures, why);
   });
   log_->info("{} ({}) restored {} sessions, {} replay entries, {} pinned peers, {} queued tasks",
              id_.entity_id, fingerprint(id_.key.public_key_bytes()), sessions, nonces, trust_.keys().size(), store_->task_count());

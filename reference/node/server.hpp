@@ -102,7 +102,6 @@ class server {
   std::unique_ptr<engine> engine_;
   metrics metrics_;
   std::shared_ptr<spdlog::logger> audit_, log_;
-  std::uint64_t audit_failures_ = 0;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer poll_timer_, maintenance_timer_, drain_timer_;
   bool draining_ = false;
