@@ -1,5 +1,7 @@
-// peerproto-node: the reference node. `serve` runs it, `keygen` makes an identity, `send` talks to
-// a node (handshake, then one message or a chunked payload) and prints the replies.
+// peerproto-node: the reference node. `serve` runs it, `keygen` makes an identity, `ctl` talks to
+// a running node (its outbox, inbox, tasks, peers and sessions), `send` talks to a node directly
+// (handshake, then one message or a chunked payload) and prints the replies.
+#include "ctl.hpp"
 #include "node/client.hpp"
 #include "node/limits.hpp"
 #include "node/server.hpp"
@@ -111,6 +113,10 @@ int main(int argc, char** argv) {
   srv->add_option("--rate-multiplier", cfg.rate_multiplier, "multiply every rate-limit bucket (load tests)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   srv->add_option("--max-task-queue", cfg.max_task_queue, "queued tasks before task_delegate is RATE_LIMITED")->capture_default_str();
+  srv->add_option("--max-inbox", cfg.max_inbox, "unacknowledged inbox messages before deliveries are RATE_LIMITED")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  srv->add_option("--max-outbox", cfg.outbound.max_outbox, "messages waiting in the outbox before ctl send is refused")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   srv->add_option("--max-header-bytes", cfg.max_header_bytes, "HTTP header limit (431 beyond)")->capture_default_str();
   srv->add_option("--max-body-bytes", cfg.max_body_bytes, "envelope limit for HTTP bodies and WebSocket messages")->capture_default_str();
   srv->add_option("--max-connections", cfg.max_connections, "open connections in total")->capture_default_str();
@@ -124,6 +130,15 @@ int main(int argc, char** argv) {
   seconds(srv, "--idle-timeout", cfg.idle_timeout, "seconds an idle connection is kept open");
   seconds(srv, "--drain-timeout", cfg.drain_timeout, "seconds SIGTERM waits for in-flight work");
   seconds(srv, "--linger-timeout", cfg.linger_timeout, "seconds a refused client's remaining input is read and discarded before closing");
+  seconds(srv, "--outbox-expiry", cfg.outbound.default_expiry, "seconds an outbox message is retried unless ctl send says otherwise");
+  seconds(srv, "--outbound-timeout", cfg.outbound.timeout, "seconds one outbound request waits for its answer");
+  seconds(srv, "--outbound-idle-close", cfg.outbound.idle_close, "seconds an unused outbound session stays open");
+  const auto millis = [](CLI::App* a, const char* name, std::chrono::milliseconds& v, const char* help) {
+    a->add_option_function<long>(name, [&v](long s) { v = std::chrono::milliseconds(s); }, help)
+        ->default_str(std::to_string(v.count()))->check(CLI::PositiveNumber);
+  };
+  millis(srv, "--outbound-retry-initial-ms", cfg.outbound.retry_initial, "first outbound back-off; it doubles per failure");
+  millis(srv, "--outbound-retry-max-ms", cfg.outbound.retry_max, "longest outbound back-off");
   std::vector<std::string> limit_args;
   srv->add_option("--limit", limit_args,
                   "NAME=VALUE: set a limit of docs/SPEC.md §18 by its name and unit (as GET /capabilities lists them), "
@@ -145,8 +160,12 @@ int main(int argc, char** argv) {
   snd->add_flag("--sessionless", so.sessionless, "send signed outside a session (after a handshake binds the key)");
   snd->add_flag("--v10", so.v10, "offer only protocol 1.0 (signed plaintext sessions)");
 
+  std::function<int()> ctl_run;
+  pn::add_ctl_command(app, ctl_run);
+
   CLI11_PARSE(app, argc, argv);
   try {
+    if (ctl_run) return ctl_run();
     if (srv->parsed()) {
       for (const auto& a : limit_args) pn::set_limit(cfg, a);
       return serve(std::move(cfg));

@@ -148,6 +148,8 @@ class engine {
     return it == sessions_.end() ? nullptr : &it->second;
   }
   std::size_t session_count() const noexcept { return sessions_.size(); }
+  /// Every session with an id, both roles, by id.
+  const std::map<uuid, session>& sessions() const noexcept { return sessions_; }
 
   /// The ids of the sessions created, changed or forgotten since the last call, so that a node can
   /// persist them (SES-13): for each, find_session() gives the session, or nothing when it is gone.

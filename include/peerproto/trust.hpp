@@ -29,6 +29,14 @@ class trust_store {
   /// Configures a key (pinned policy) or restores a persisted tofu pin.
   void pin(std::string entity_id, const crypto::public_key& key) { keys_[std::move(entity_id)] = key; }
 
+  /// Forgets the key of `entity_id`; false when none was bound.
+  bool unpin(std::string_view entity_id) {
+    const auto it = keys_.find(entity_id);
+    if (it == keys_.end()) return false;
+    keys_.erase(it);
+    return true;
+  }
+
   /// ID-5..ID-7: whether a verified handshake may bind `entity_id` to `key`. UNKNOWN_SENDER when
   /// the policy refuses it; otherwise records it (tofu: first key; open: replaces).
   result<binding> accept_handshake_key(std::string_view entity_id, const crypto::public_key& key) {

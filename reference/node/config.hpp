@@ -1,6 +1,8 @@
 // Everything peerproto-node can be told, with safe defaults (loopback only, pinned trust).
 #pragma once
 
+#include "outbound.hpp"
+
 #include <peerproto/engine.hpp>
 #include <peerproto/version.hpp>
 
@@ -30,6 +32,8 @@ struct node_config {
   double rate_multiplier = 1;                      ///< scales every rate-limit bucket (load tests)
   std::size_t max_task_queue = limits::max_task_queue;  ///< MSG-6
   std::size_t max_pinned_keys = limits::max_pinned_keys;  ///< ID-10: keys handshakes may bind (tofu, open)
+  std::size_t max_inbox = 10'000;                  ///< unacknowledged inbox messages before RATE_LIMITED
+  outbound_options outbound{};                     ///< the outbox and the outbound client
   // transport limits (SPEC §16, §18)
   std::size_t max_header_bytes = limits::max_header_bytes;     ///< HTTP-10
   std::size_t max_body_bytes = limits::max_envelope_bytes;     ///< HTTP-3, WS-4

@@ -1,6 +1,9 @@
 // The reference node's built-in message types (SPEC §15), registered through the registry like
-// any plugin: ping, heartbeat, status_report, wake_up, capability_query, task_delegate and
-// discovery. session_close is a core type, handled by the engine.
+// any plugin: ping, heartbeat, status_report, wake_up, capability_query, task_delegate,
+// task_result and discovery. session_close is a core type, handled by the engine. What reaches the
+// application (tasks, and the other types' payloads in the inbox) is added to `pending`, which the
+// node writes in the same transaction as the session's sequence numbers, before the reply: a
+// message is in the inbox exactly once, whatever restarts and retransmissions happen.
 #pragma once
 
 #include "store.hpp"
@@ -17,7 +20,9 @@ struct handler_context {
   const boost::json::object& limits;  ///< advertised_limits() of the node's settings
   const trust_store& trust;
   store& state;
-  std::size_t max_task_queue;
+  state_changes& pending;          ///< written with the engine's changes, before the reply
+  std::size_t max_task_queue;      ///< MSG-6
+  std::size_t max_inbox;           ///< unacknowledged inbox messages before RATE_LIMITED
 };
 
 /// Registers the built-in handlers into `r`.

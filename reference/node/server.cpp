@@ -369,9 +369,11 @@ server::server(asio::io_context& ioc, node_config cfg)
 
   if (!cfg_.peers_file.empty())
     for (auto& [peer, key] : load_peers_file(cfg_.peers_file)) trust_.pin(peer, key);
-  if (trust_.policy() != trust_policy::pinned)  // tofu and open keep what earlier runs learned
-    for (auto& [peer, key] : store_->peers())
-      if (!trust_.key_for(peer) || trust_.policy() == trust_policy::open) trust_.pin(peer, key);
+  // Pins made with `ctl peers pin` hold under every policy; tofu and open also keep what
+  // handshakes of earlier runs bound.
+  for (const auto& p : store_->peer_records())
+    if (p.configured || (trust_.policy() != trust_policy::pinned && (!trust_.key_for(p.entity_id) || trust_.policy() == trust_policy::open)))
+      trust_.pin(p.entity_id, p.key);
   if (trust_.policy() == trust_policy::open)  // ID-7
     log_->warn("trust policy is OPEN: any key presented in a handshake is accepted and replaces the known one. "
                "Use open only for tests and demonstrations.");
@@ -390,7 +392,7 @@ server::server(asio::io_context& ioc, node_config cfg)
   if (PEERPROTO_FAULT(backoff_one_late)) engine_opt_.rate.backoff.threshold += 1;
   if (PEERPROTO_FAULT(no_address_pending_limit)) engine_opt_.max_pending_per_address = SIZE_MAX;
   if (PEERPROTO_FAULT(no_sessions_per_peer_limit)) engine_opt_.max_sessions_per_peer = SIZE_MAX;
-  register_builtin_handlers(handlers_, {engine_opt_, limits_, trust_, *store_, cfg_.max_task_queue});
+  register_builtin_handlers(handlers_, {engine_opt_, limits_, trust_, *store_, pending_, cfg_.max_task_queue, cfg_.max_inbox});
   engine_ = std::make_unique<engine>(engine_opt_, id_.key, trust_, handlers_);
   const auto t = system_now();
   std::size_t nonces = 0, sessions = 0;
@@ -417,8 +419,12 @@ server::server(asio::io_context& ioc, node_config cfg)
     if (const auto failures = metrics_.audit_write_failed(); failures % 1000 == 1)
       log_->error("audit record not written ({} so far; peerproto_audit_write_failures_total): {}", failures, why);
   });
-  log_->info("{} ({}) restored {} sessions, {} replay entries, {} pinned peers, {} queued tasks",
-             id_.entity_id, fingerprint(id_.key.public_key_bytes()), sessions, nonces, trust_.keys().size(), store_->task_count());
+  log_->info("{} ({}) restored {} sessions, {} replay entries, {} pinned peers, {} queued tasks, {} outbox messages waiting",
+             id_.entity_id, fingerprint(id_.key.public_key_bytes()), sessions, nonces, trust_.keys().size(), store_->task_count(),
+             store_->outbox_waiting());
+  outbound_ = std::make_unique<outbound>(
+      ioc_, outbound_context{*engine_, trust_, *store_, [this](state_changes c) { commit(std::move(c)); }, log_}, cfg_.outbound);
+  control_ = std::make_unique<control>(*this, cfg_.state_dir / "control.sock");
 }
 
 server::~server() = default;
@@ -429,9 +435,11 @@ void server::start() {
   acceptor_.set_option(asio::socket_base::reuse_address(true));
   acceptor_.bind(ep);
   acceptor_.listen(asio::socket_base::max_listen_connections);
-  log_->info("listening on http://{}:{} (WebSocket at /ws), trust {}, state in {}", cfg_.bind, port(), cfg_.trust,
-             cfg_.state_dir.string());
+  control_->start();
+  log_->info("listening on http://{}:{} (WebSocket at /ws), trust {}, state in {}, control socket {}", cfg_.bind, port(),
+             cfg_.trust, cfg_.state_dir.string(), control_->path().string());
   accept();
+  outbound_->start();
   maintenance();
   rearm();
 }
@@ -511,13 +519,7 @@ outcome server::refuse(const failure& f, std::string_view text, const std::strin
 // Everything the engine call changed is written before any reply leaves (RPL-6, SES-13). If the
 // write fails, the reply becomes INTERNAL_ERROR (ERR-7): nothing is acknowledged that is not stored.
 void server::persist(outcome& o, std::string_view text, const std::string& remote) {
-  state_changes c;
-  c.nonces = engine_->replay().take_journal();
-  for (const auto& id : engine_->take_changed_sessions()) {
-    const auto* s = engine_->find_session(id);
-    if (auto snap = s ? s->snapshot() : std::nullopt) c.sessions.push_back(std::move(*snap));
-    else c.gone.push_back(id);
-  }
+  state_changes c = std::exchange(pending_, {});
   const auto pins = [&](const outcome& x) {
     for (const auto& a : x.audit)
       if (a.event == audit_event::key_pinned && a.sender_id)
@@ -526,12 +528,26 @@ void server::persist(outcome& o, std::string_view text, const std::string& remot
   pins(o);
   for (const auto& r : o.released) pins(r);
   try {
-    store_->apply(c);
+    commit(std::move(c));
   } catch (const store_error& e) {
     log_->error("{}", e.what());
     if (o.what == outcome::kind::silent) return;
     o = engine_->refuse({errc::internal_error, "the node could not store its state"}, text, remote, system_now());
   }
+}
+
+void server::commit(state_changes c) {
+  auto j = engine_->replay().take_journal();
+  c.nonces.insert(c.nonces.end(), j.begin(), j.end());
+  for (const auto& id : engine_->take_changed_sessions()) {
+    const auto* s = engine_->find_session(id);
+    if (auto snap = s ? s->snapshot() : std::nullopt) c.sessions.push_back(std::move(*snap));
+    else c.gone.push_back(id);
+  }
+  const bool inbox = !c.inbox.empty();
+  store_->apply(c);
+  if (inbox) control_->inbox_changed();
+  rearm();
 }
 
 void server::record(const outcome& o, std::chrono::steady_clock::time_point started) {
@@ -583,6 +599,7 @@ void server::on_poll() {
 void server::maintenance() {
   try {
     store_->purge_nonces(system_now());
+    store_->purge_outbox(system_now() - cfg_.outbound.retention);
   } catch (const store_error& e) {
     log_->error("{}", e.what());
   }
@@ -622,6 +639,11 @@ void server::shutdown() {
   beast::error_code ec;
   acceptor_.close(ec);
   maintenance_timer_.cancel();
+  control_->stop();
+  outbound_->shutdown([this] {
+    outbound_stopped_ = true;
+    finish_if_drained();
+  });
   const auto snapshot = std::vector<connection*>(connections_.begin(), connections_.end());
   for (auto* c : snapshot)
     if (connections_.contains(c)) c->drain();
@@ -637,7 +659,7 @@ void server::shutdown() {
 }
 
 void server::finish_if_drained() {
-  if (!draining_ || !connections_.empty() || !waiting_.empty()) return;
+  if (!draining_ || !connections_.empty() || !waiting_.empty() || !outbound_stopped_) return;
   poll_timer_.cancel();
   drain_timer_.cancel();
   log_->info("drained; state is stored; exiting");

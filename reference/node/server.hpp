@@ -1,10 +1,14 @@
 // peerproto-node's server: HTTP/1.1 keep-alive and WebSocket on Boost.Beast, one thread, every
 // protocol decision made by the engine. The server moves bytes, owns the timers the engine asks
-// for, persists what the engine changed before it replies, and writes the audit log.
+// for, persists what the engine changed before it replies, and writes the audit log. Beside it on
+// the same io_context run the outbound client (outbound.hpp), which uses the same engine as
+// initiator, and the local control socket (control.hpp).
 #pragma once
 
 #include "config.hpp"
+#include "control.hpp"
 #include "handlers.hpp"
+#include "outbound.hpp"
 #include "peers.hpp"
 #include "metrics.hpp"
 #include "store.hpp"
@@ -82,8 +86,11 @@ class server {
   void closed(connection* c, const std::string& address);
 
  private:
+  friend class control;
   void accept();
   void persist(outcome& o, std::string_view text, const std::string& remote);
+  /// Writes what the engine changed, with `extra`, in one transaction. Throws store_error.
+  void commit(state_changes extra);
   void record(const outcome& o, std::chrono::steady_clock::time_point started);
   void route(const outcome& o);
   void rearm();
@@ -100,6 +107,10 @@ class server {
   boost::json::object limits_;  ///< advertised at /capabilities and in capability_response
   registry handlers_;
   std::unique_ptr<engine> engine_;
+  state_changes pending_;  ///< what the handlers add to the current request's transaction
+  std::unique_ptr<outbound> outbound_;
+  std::unique_ptr<control> control_;
+  bool outbound_stopped_ = false;
   metrics metrics_;
   std::shared_ptr<spdlog::logger> audit_, log_;
   boost::asio::ip::tcp::acceptor acceptor_;

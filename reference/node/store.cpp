@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 
 namespace peerproto::node {
@@ -40,6 +41,12 @@ std::span<const std::uint8_t, 32> column_key(sqlite3_stmt* s, int i) {
   return std::span<const std::uint8_t, 32>(static_cast<const std::uint8_t*>(sqlite3_column_blob(s, i)), 32);
 }
 
+store_error error(sqlite3* db) { return store_error(std::string("state database: ") + sqlite3_errmsg(db)); }
+
+task_record task_at(sqlite3_stmt* s) {
+  return {column_text(s, 0), column_text(s, 1), column_text(s, 2), column_text(s, 3), column_text(s, 4)};
+}
+
 void bind_blob(sqlite3_stmt* s, int i, const std::uint8_t* p, std::size_t n) {
   sqlite3_bind_blob(s, i, p, static_cast<int>(n), SQLITE_TRANSIENT);
 }
@@ -63,6 +70,27 @@ CREATE TABLE IF NOT EXISTS tasks(
   task TEXT NOT NULL, received_at TEXT NOT NULL);
 )sql";
 
+// Version 2 adds task claims, peer addresses, the inbox and the outbox. A database of version 1
+// (the schema above alone) is upgraded in place.
+constexpr const char* schema_v2 = R"sql(
+ALTER TABLE tasks ADD COLUMN claim TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN claimed_until_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE peers ADD COLUMN url TEXT NOT NULL DEFAULT '';
+ALTER TABLE peers ADD COLUMN configured INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE inbox(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, sender_id TEXT NOT NULL, msg_type TEXT NOT NULL,
+  payload TEXT NOT NULL, session_id TEXT NOT NULL, nonce TEXT NOT NULL, received_at TEXT NOT NULL);
+CREATE TABLE outbox(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, peer TEXT NOT NULL, msg_type TEXT NOT NULL, payload TEXT NOT NULL,
+  created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, state INTEGER NOT NULL,
+  session BLOB, sealed TEXT NOT NULL DEFAULT '', written INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0, result TEXT NOT NULL DEFAULT '', trace TEXT NOT NULL DEFAULT '');
+CREATE INDEX outbox_state ON outbox(state, id);
+PRAGMA user_version = 2;
+)sql";
+
+constexpr std::string_view outbox_states[] = {"queued", "delivered", "failed", "expired", "unconfirmed"};
+
 }  // namespace
 
 store::store(const std::filesystem::path& file) {
@@ -81,8 +109,21 @@ store::store(const std::filesystem::path& file) {
   // a power loss can lose the last transactions (SQLite's documented trade-off).
   exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=NORMAL");
-  exec(schema);
+  exec("BEGIN IMMEDIATE");
+  try {
+    exec(schema);
+    statement v(prepare("PRAGMA user_version"));
+    const int version = sqlite3_step(v.get()) == SQLITE_ROW ? sqlite3_column_int(v.get(), 0) : 0;
+    v.reset();
+    if (version < 2) exec(schema_v2);
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
 }
+
+std::string_view to_string(outbox_entry::state s) { return outbox_states[static_cast<int>(s)]; }
 
 store::~store() { sqlite3_close(db_); }
 
@@ -95,10 +136,25 @@ void store::exec(const char* sql) {
   }
 }
 
+// Runs `f` in one immediate transaction: committed when it returns a value that is not empty or
+// zero, rolled back otherwise or when it throws.
+template <class F>
+auto store::transaction(F&& f) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    auto out = f();
+    exec(out ? "COMMIT" : "ROLLBACK");
+    return out;
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
 sqlite3_stmt* store::prepare(const char* sql) {
   sqlite3_stmt* s = nullptr;
   if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK)
-    throw store_error(std::string("state database: ") + sqlite3_errmsg(db_));
+    throw error(db_);
   return s;
 }
 
@@ -107,7 +163,7 @@ void store::apply(const state_changes& c) {
   exec("BEGIN IMMEDIATE");
   try {
     const auto step = [&](sqlite3_stmt* s) {
-      if (sqlite3_step(s) != SQLITE_DONE) throw store_error(std::string("state database: ") + sqlite3_errmsg(db_));
+      if (sqlite3_step(s) != SQLITE_DONE) throw error(db_);
       sqlite3_reset(s);
       sqlite3_clear_bindings(s);
     };
@@ -145,10 +201,46 @@ void store::apply(const state_changes& c) {
       }
     }
     if (!c.peers.empty()) {
-      statement s(prepare("INSERT OR REPLACE INTO peers(entity_id, public_key) VALUES(?,?)"));
+      statement s(prepare("INSERT INTO peers(entity_id, public_key) VALUES(?,?) "
+                          "ON CONFLICT(entity_id) DO UPDATE SET public_key = excluded.public_key"));
       for (const auto& [id, key] : c.peers) {
         bind_text(s.get(), 1, id);
         bind_blob(s.get(), 2, key.data(), key.size());
+        step(s.get());
+      }
+    }
+    if (!c.tasks.empty()) {
+      statement s(prepare("INSERT INTO tasks(task_id, sender_id, task, received_at) VALUES(?,?,?,?)"));
+      for (const auto& t : c.tasks) {
+        bind_text(s.get(), 1, t.task_id);
+        bind_text(s.get(), 2, t.sender_id);
+        bind_text(s.get(), 3, t.task);
+        bind_text(s.get(), 4, t.received_at);
+        step(s.get());
+      }
+    }
+    if (!c.inbox.empty()) {
+      statement s(prepare("INSERT INTO inbox(sender_id, msg_type, payload, session_id, nonce, received_at) VALUES(?,?,?,?,?,?)"));
+      for (const auto& m : c.inbox) {
+        bind_text(s.get(), 1, m.sender_id);
+        bind_text(s.get(), 2, m.msg_type);
+        bind_text(s.get(), 3, m.payload);
+        bind_text(s.get(), 4, m.session_id);
+        bind_text(s.get(), 5, m.nonce);
+        bind_text(s.get(), 6, m.received_at);
+        step(s.get());
+      }
+    }
+    if (!c.outbox.empty()) {
+      statement s(prepare("UPDATE outbox SET state = ?, session = ?, sealed = ?, written = ?, attempts = ?, result = ? WHERE id = ?"));
+      for (const auto& e : c.outbox) {
+        sqlite3_bind_int(s.get(), 1, static_cast<int>(e.status));
+        if (e.session) bind_blob(s.get(), 2, e.session->bytes.data(), e.session->bytes.size());
+        bind_text(s.get(), 3, e.sealed);
+        sqlite3_bind_int(s.get(), 4, e.written ? 1 : 0);
+        sqlite3_bind_int64(s.get(), 5, e.attempts);
+        bind_text(s.get(), 6, e.result);
+        sqlite3_bind_int64(s.get(), 7, e.id);
         step(s.get());
       }
     }
@@ -162,14 +254,7 @@ void store::apply(const state_changes& c) {
 void store::purge_nonces(sys_milliseconds now) {
   statement s(prepare("DELETE FROM nonces WHERE expiry_ms <= ?"));
   sqlite3_bind_int64(s.get(), 1, ms(now));
-  if (sqlite3_step(s.get()) != SQLITE_DONE) throw store_error(std::string("state database: ") + sqlite3_errmsg(db_));
-}
-
-std::vector<std::pair<std::string, crypto::public_key>> store::peers() {
-  std::vector<std::pair<std::string, crypto::public_key>> out;
-  statement s(prepare("SELECT entity_id, public_key FROM peers ORDER BY entity_id"));
-  while (sqlite3_step(s.get()) == SQLITE_ROW) out.emplace_back(column_text(s.get(), 0), column_fixed<32>(s.get(), 1));
-  return out;
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
 }
 
 std::vector<replay_entry> store::nonces(sys_milliseconds now) {
@@ -202,39 +287,170 @@ std::vector<session_snapshot> store::sessions() {
   return out;
 }
 
-bool store::enqueue_task(const task_record& t, std::size_t max_tasks) {
-  exec("BEGIN IMMEDIATE");
-  try {
-    if (task_count() >= max_tasks) {
-      exec("ROLLBACK");
-      return false;
-    }
-    statement s(prepare("INSERT INTO tasks(task_id, sender_id, task, received_at) VALUES(?,?,?,?)"));
-    bind_text(s.get(), 1, t.task_id);
-    bind_text(s.get(), 2, t.sender_id);
-    bind_text(s.get(), 3, t.task);
-    bind_text(s.get(), 4, t.received_at);
-    if (sqlite3_step(s.get()) != SQLITE_DONE) throw store_error(std::string("state database: ") + sqlite3_errmsg(db_));
-    exec("COMMIT");
-    return true;
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
-}
-
-std::size_t store::task_count() {
-  statement s(prepare("SELECT COUNT(*) FROM tasks"));
-  if (sqlite3_step(s.get()) != SQLITE_ROW) throw store_error(std::string("state database: ") + sqlite3_errmsg(db_));
-  return static_cast<std::size_t>(sqlite3_column_int64(s.get(), 0));
-}
+std::size_t store::task_count() { return count("SELECT COUNT(*) FROM tasks"); }
 
 std::vector<task_record> store::tasks() {
   std::vector<task_record> out;
-  statement s(prepare("SELECT task_id, sender_id, task, received_at FROM tasks ORDER BY seq"));
-  while (sqlite3_step(s.get()) == SQLITE_ROW)
-    out.push_back({column_text(s.get(), 0), column_text(s.get(), 1), column_text(s.get(), 2), column_text(s.get(), 3)});
+  statement s(prepare("SELECT task_id, sender_id, task, received_at, claim FROM tasks ORDER BY seq"));
+  while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(task_at(s.get()));
   return out;
+}
+
+std::optional<task_record> store::claim_task(sys_milliseconds now, std::chrono::milliseconds lease) {
+  std::array<std::uint8_t, 16> token{};
+  crypto::random_bytes(token);
+  statement s(prepare("UPDATE tasks SET claim = ?, claimed_until_ms = ? WHERE seq = "
+                      "(SELECT seq FROM tasks WHERE claim = '' OR claimed_until_ms <= ? ORDER BY seq LIMIT 1) "
+                      "RETURNING task_id, sender_id, task, received_at, claim"));
+  bind_text(s.get(), 1, hex_encode(token));
+  sqlite3_bind_int64(s.get(), 2, ms(now + lease));
+  sqlite3_bind_int64(s.get(), 3, ms(now));
+  std::optional<task_record> out;
+  if (const int rc = sqlite3_step(s.get()); rc == SQLITE_ROW) out = task_at(s.get());
+  else if (rc != SQLITE_DONE) throw error(db_);
+  if (out && sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+  return out;
+}
+
+std::optional<std::int64_t> store::finish_task(const std::string& task_id, const std::string& claim, sys_milliseconds now,
+                                               const outbox_entry& result, std::size_t max_outbox) {
+  return transaction([&]() -> std::optional<std::int64_t> {
+    if (outbox_waiting() >= max_outbox) return 0;
+    statement s(prepare("DELETE FROM tasks WHERE task_id = ? AND claim = ? AND claim <> '' AND claimed_until_ms > ?"));
+    bind_text(s.get(), 1, task_id);
+    bind_text(s.get(), 2, claim);
+    sqlite3_bind_int64(s.get(), 3, ms(now));
+    if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+    if (sqlite3_changes(db_) != 1) return std::nullopt;
+    return insert_outbox(result);
+  });
+}
+
+std::size_t store::count(const char* sql) {
+  statement s(prepare(sql));
+  if (sqlite3_step(s.get()) != SQLITE_ROW) throw error(db_);
+  return static_cast<std::size_t>(sqlite3_column_int64(s.get(), 0));
+}
+
+std::size_t store::inbox_count() { return count("SELECT COUNT(*) FROM inbox"); }
+
+std::vector<inbox_entry> store::inbox(std::int64_t after, std::size_t limit) {
+  std::vector<inbox_entry> out;
+  statement s(prepare("SELECT seq, sender_id, msg_type, payload, session_id, nonce, received_at FROM inbox "
+                      "WHERE seq > ? ORDER BY seq LIMIT ?"));
+  sqlite3_bind_int64(s.get(), 1, after);
+  sqlite3_bind_int64(s.get(), 2, static_cast<std::int64_t>(limit));
+  while (sqlite3_step(s.get()) == SQLITE_ROW)
+    out.push_back({sqlite3_column_int64(s.get(), 0), column_text(s.get(), 1), column_text(s.get(), 2), column_text(s.get(), 3),
+                   column_text(s.get(), 4), column_text(s.get(), 5), column_text(s.get(), 6)});
+  return out;
+}
+
+std::size_t store::ack_inbox(std::int64_t through) {
+  statement s(prepare("DELETE FROM inbox WHERE seq <= ?"));
+  sqlite3_bind_int64(s.get(), 1, through);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+  return static_cast<std::size_t>(sqlite3_changes(db_));
+}
+
+std::int64_t store::add_outbox(const outbox_entry& e, std::size_t max) {
+  return transaction([&]() -> std::int64_t { return outbox_waiting() >= max ? 0 : insert_outbox(e); });
+}
+
+std::int64_t store::insert_outbox(const outbox_entry& e) {
+  statement s(prepare("INSERT INTO outbox(peer, msg_type, payload, created_ms, expires_ms, state, trace) VALUES(?,?,?,?,?,?,?)"));
+  bind_text(s.get(), 1, e.to);
+  bind_text(s.get(), 2, e.msg_type);
+  bind_text(s.get(), 3, e.payload);
+  sqlite3_bind_int64(s.get(), 4, ms(e.created));
+  sqlite3_bind_int64(s.get(), 5, ms(e.expires));
+  sqlite3_bind_int(s.get(), 6, static_cast<int>(outbox_entry::state::queued));
+  bind_text(s.get(), 7, e.trace);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+  return sqlite3_last_insert_rowid(db_);
+}
+
+std::size_t store::outbox_waiting() { return count("SELECT COUNT(*) FROM outbox WHERE state = 0"); }
+
+namespace {
+constexpr const char* outbox_columns =
+    "SELECT id, peer, msg_type, payload, created_ms, expires_ms, state, session, sealed, written, attempts, result, trace FROM outbox ";
+
+outbox_entry outbox_at(sqlite3_stmt* s) {
+  outbox_entry e;
+  e.id = sqlite3_column_int64(s, 0);
+  e.to = column_text(s, 1);
+  e.msg_type = column_text(s, 2);
+  e.payload = column_text(s, 3);
+  e.created = from_ms(sqlite3_column_int64(s, 4));
+  e.expires = from_ms(sqlite3_column_int64(s, 5));
+  e.status = static_cast<outbox_entry::state>(std::clamp(sqlite3_column_int(s, 6), 0, 4));
+  if (sqlite3_column_type(s, 7) != SQLITE_NULL) e.session = uuid{column_fixed<16>(s, 7)};
+  e.sealed = column_text(s, 8);
+  e.written = sqlite3_column_int(s, 9) != 0;
+  e.attempts = static_cast<std::uint32_t>(sqlite3_column_int64(s, 10));
+  e.result = column_text(s, 11);
+  e.trace = column_text(s, 12);
+  return e;
+}
+}  // namespace
+
+std::optional<outbox_entry> store::outbox_get(std::int64_t id) {
+  statement s(prepare((std::string(outbox_columns) + "WHERE id = ?").c_str()));
+  sqlite3_bind_int64(s.get(), 1, id);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+  return outbox_at(s.get());
+}
+
+std::vector<std::pair<std::int64_t, std::string>> store::outbox_queued() {
+  std::vector<std::pair<std::int64_t, std::string>> out;
+  statement s(prepare("SELECT id, peer FROM outbox WHERE state = 0 ORDER BY id"));
+  while (sqlite3_step(s.get()) == SQLITE_ROW) out.emplace_back(sqlite3_column_int64(s.get(), 0), column_text(s.get(), 1));
+  return out;
+}
+
+std::vector<outbox_entry> store::outbox_recent(std::size_t limit) {
+  std::vector<outbox_entry> out;
+  statement s(prepare((std::string(outbox_columns) + "ORDER BY id DESC LIMIT ?").c_str()));
+  sqlite3_bind_int64(s.get(), 1, static_cast<std::int64_t>(limit));
+  while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(outbox_at(s.get()));
+  return out;
+}
+
+void store::purge_outbox(sys_milliseconds before) {
+  statement s(prepare("DELETE FROM outbox WHERE state <> 0 AND created_ms < ?"));
+  sqlite3_bind_int64(s.get(), 1, ms(before));
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+}
+
+std::vector<peer_record> store::peer_records() {
+  std::vector<peer_record> out;
+  statement s(prepare("SELECT entity_id, public_key, url, configured FROM peers ORDER BY entity_id"));
+  while (sqlite3_step(s.get()) == SQLITE_ROW)
+    out.push_back({column_text(s.get(), 0), column_fixed<32>(s.get(), 1), column_text(s.get(), 2), sqlite3_column_int(s.get(), 3) != 0});
+  return out;
+}
+
+void store::pin_peer(const peer_record& p) {
+  statement s(prepare("INSERT OR REPLACE INTO peers(entity_id, public_key, url, configured) VALUES(?,?,?,1)"));
+  bind_text(s.get(), 1, p.entity_id);
+  bind_blob(s.get(), 2, p.key.data(), p.key.size());
+  bind_text(s.get(), 3, p.url);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+}
+
+bool store::unpin_peer(const std::string& entity_id) {
+  statement s(prepare("DELETE FROM peers WHERE entity_id = ?"));
+  bind_text(s.get(), 1, entity_id);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+  return sqlite3_changes(db_) > 0;
+}
+
+void store::remember_url(const std::string& entity_id, const std::string& url) {
+  statement s(prepare("UPDATE peers SET url = ? WHERE entity_id = ?"));
+  bind_text(s.get(), 1, url);
+  bind_text(s.get(), 2, entity_id);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
 }
 
 }  // namespace peerproto::node

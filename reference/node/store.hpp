@@ -1,5 +1,6 @@
-// The node's durable state in SQLite (WAL): pinned peers, ready sessions, accepted nonces and the
-// task queue. Everything one request changes is written in one transaction before the node sends
+// The node's durable state in SQLite (WAL): pinned peers and their addresses, ready sessions,
+// accepted nonces, the task queue, the inbox of delivered messages and the outbox of messages to
+// send. Everything one request changes is written in one transaction before the node sends
 // its reply, so a node killed at any moment never answers for state it has lost (RPL-6, SES-13,
 // MSG-6).
 #pragma once
@@ -10,7 +11,9 @@
 
 #include <boost/json.hpp>
 
+#include <chrono>
 #include <cstddef>
+#include <optional>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -26,21 +29,66 @@ struct store_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// What one engine call changed and must be durable before its reply is sent.
-struct state_changes {
-  std::vector<replay_entry> nonces;               ///< accepted (sender, nonce) pairs
-  std::vector<session_snapshot> sessions;         ///< ready sessions to write
-  std::vector<uuid> gone;                         ///< sessions no longer ready: removed
-  std::vector<std::pair<std::string, crypto::public_key>> peers;  ///< new or replaced pins
-  bool empty() const { return nonces.empty() && sessions.empty() && gone.empty() && peers.empty(); }
-};
-
 /// A queued task (task_delegate, MSG-6).
 struct task_record {
   std::string task_id;
   std::string sender_id;
   std::string task;         ///< the task object as JSON text
   std::string received_at;  ///< RFC 3339
+  std::string claim;        ///< the claim token while an application holds the task, else empty
+};
+
+/// A message delivered to this node for its application (`ctl inbox`).
+struct inbox_entry {
+  std::int64_t seq = 0;     ///< increasing in delivery order, never reused
+  std::string sender_id;
+  std::string msg_type;
+  std::string payload;      ///< JSON text
+  std::string session_id;   ///< empty for a sessionless message
+  std::string nonce;        ///< the envelope's nonce (hex)
+  std::string received_at;  ///< RFC 3339
+};
+
+/// A message handed to the node for a peer (`ctl send`), and how far its delivery got.
+struct outbox_entry {
+  enum class state { queued, delivered, failed, expired, unconfirmed };
+  std::int64_t id = 0;      ///< increasing in the order messages were handed over
+  std::string to;           ///< the peer's URL
+  std::string msg_type;
+  std::string payload;      ///< JSON text
+  sys_milliseconds created{}, expires{};
+  state status = state::queued;
+  std::optional<uuid> session;  ///< the session `sealed` belongs to
+  std::string sealed;       ///< the envelope as first sent, resent as is (ORD-7, ENC-4); empty before
+  bool written = false;     ///< a transmission of `sealed` may have reached the peer
+  std::uint32_t attempts = 0;
+  std::string result;       ///< JSON: the reply or the error that settled it, or the last problem
+  std::string trace;        ///< the request id that links it to logs and audit records
+};
+std::string_view to_string(outbox_entry::state s);
+
+/// A pinned peer and where it can be reached.
+struct peer_record {
+  std::string entity_id;
+  crypto::public_key key{};
+  std::string url;          ///< empty when unknown
+  bool configured = false;  ///< pinned by the operator (ctl peers pin), not learned by a handshake
+};
+
+/// What one engine call changed and must be durable before its reply is sent, with what the
+/// node's handlers and outbound client add to the same transaction.
+struct state_changes {
+  std::vector<replay_entry> nonces;               ///< accepted (sender, nonce) pairs
+  std::vector<session_snapshot> sessions;         ///< ready sessions to write
+  std::vector<uuid> gone;                         ///< sessions no longer ready: removed
+  std::vector<std::pair<std::string, crypto::public_key>> peers;  ///< new or replaced pins
+  std::vector<task_record> tasks;                 ///< accepted task_delegate (MSG-6)
+  std::vector<inbox_entry> inbox;                 ///< delivered messages for the application
+  std::vector<outbox_entry> outbox;               ///< outbox rows to update (by id)
+  bool empty() const {
+    return nonces.empty() && sessions.empty() && gone.empty() && peers.empty() && tasks.empty() && inbox.empty() &&
+           outbox.empty();
+  }
 };
 
 class store {
@@ -57,17 +105,52 @@ class store {
   /// Removes accepted nonces that expired before `now`.
   void purge_nonces(sys_milliseconds now);
 
-  std::vector<std::pair<std::string, crypto::public_key>> peers();
   std::vector<replay_entry> nonces(sys_milliseconds now);  ///< the live ones
   std::vector<session_snapshot> sessions();
 
-  /// Queues a task durably. False, writing nothing, when `max_tasks` are already queued.
-  bool enqueue_task(const task_record& t, std::size_t max_tasks);
-  std::size_t task_count();
+  std::size_t task_count();  ///< queued and claimed
   std::vector<task_record> tasks();
+  /// Claims the oldest task that is queued or whose claim expired before `now`, until
+  /// `now + lease`; nullopt when there is none.
+  std::optional<task_record> claim_task(sys_milliseconds now, std::chrono::milliseconds lease);
+  /// In one transaction, removes the task claimed with `claim` and adds `result` (its
+  /// task_result) to the outbox. Returns the outbox id; 0 when the outbox holds `max_outbox`
+  /// messages; nullopt when no such claim holds (it ran out and another claimer took the task,
+  /// or the task was settled already). Nothing changes unless an id is returned.
+  std::optional<std::int64_t> finish_task(const std::string& task_id, const std::string& claim, sys_milliseconds now,
+                                          const outbox_entry& result, std::size_t max_outbox);
+
+  std::size_t inbox_count();  ///< delivered and not acknowledged
+  /// Up to `limit` unacknowledged entries after `after`, in delivery order.
+  std::vector<inbox_entry> inbox(std::int64_t after, std::size_t limit);
+  /// Acknowledges every entry up to `through`; returns how many there were.
+  std::size_t ack_inbox(std::int64_t through);
+
+  /// Adds a message to the outbox and returns its id; 0, writing nothing, when `max` messages are
+  /// already waiting.
+  std::int64_t add_outbox(const outbox_entry& e, std::size_t max);
+  std::size_t outbox_waiting();  ///< queued
+  std::optional<outbox_entry> outbox_get(std::int64_t id);
+  /// The queued entries, in id order (ids and peers only: payloads are read when sent).
+  std::vector<std::pair<std::int64_t, std::string>> outbox_queued();
+  /// The latest `limit` entries, newest first.
+  std::vector<outbox_entry> outbox_recent(std::size_t limit);
+  /// Forgets settled entries older than `before`.
+  void purge_outbox(sys_milliseconds before);
+
+  std::vector<peer_record> peer_records();
+  /// Pins `p` as configured by the operator (replacing an earlier pin of the id).
+  void pin_peer(const peer_record& p);
+  bool unpin_peer(const std::string& entity_id);
+  /// Records where a pinned peer was reached (for task results and `ctl send --to ENTITY`).
+  void remember_url(const std::string& entity_id, const std::string& url);
 
  private:
   void exec(const char* sql);
+  std::size_t count(const char* sql);
+  std::int64_t insert_outbox(const outbox_entry& e);
+  template <class F>
+  auto transaction(F&& f);
   sqlite3_stmt* prepare(const char* sql);
   sqlite3* db_ = nullptr;
 };

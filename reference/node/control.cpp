@@ -1,0 +1,328 @@
+#include "control.hpp"
+
+#include "server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <sys/stat.h>
+
+namespace peerproto::node {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using local = asio::local::stream_protocol;
+using std::chrono::seconds;
+
+namespace {
+constexpr auto use = asio::as_tuple(asio::use_awaitable);
+
+/// A request that cannot be carried out: answered with {error} and nothing changes.
+struct bad_request : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const json::value* member(const json::object& o, const char* name) { return o.if_contains(name); }
+
+std::string string_arg(const json::object& o, const char* name) {
+  const auto* v = member(o, name);
+  if (!v || !v->is_string()) throw bad_request(std::string(name) + " must be a string");
+  return std::string(v->get_string());
+}
+
+std::int64_t int_arg(const json::object& o, const char* name, std::int64_t fallback, std::int64_t lo, std::int64_t hi) {
+  const auto* v = member(o, name);
+  if (!v) return fallback;
+  if (!v->is_int64() || v->get_int64() < lo || v->get_int64() > hi)
+    throw bad_request(std::string(name) + " must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+  return v->get_int64();
+}
+
+const json::object& object_arg(const json::object& o, const char* name) {
+  const auto* v = member(o, name);
+  if (!v || !v->is_object()) throw bad_request(std::string(name) + " must be a JSON object");
+  return v->get_object();
+}
+
+json::object to_json(const outbox_entry& e) {
+  json::object o{{"id", e.id},
+                 {"to", e.to},
+                 {"type", e.msg_type},
+                 {"state", to_string(e.status)},
+                 {"attempts", e.attempts},
+                 {"created", format_timestamp({e.created, 3})},
+                 {"trace_id", e.trace}};
+  if (!e.result.empty()) {
+    auto r = jcs::parse_strict(e.result);
+    o["result"] = r ? *r : json::value(e.result);
+  }
+  return o;
+}
+
+json::object to_json(const inbox_entry& m) {
+  auto payload = jcs::parse_strict(m.payload);
+  return {{"seq", m.seq},
+          {"sender_id", m.sender_id},
+          {"type", m.msg_type},
+          {"payload", payload ? *payload : json::value(m.payload)},
+          {"session_id", m.session_id.empty() ? json::value(nullptr) : json::value(m.session_id)},
+          {"nonce", m.nonce},
+          {"received_at", m.received_at}};
+}
+
+std::string new_trace_id() {
+  std::array<std::uint8_t, 16> id{};
+  crypto::random_bytes(id);
+  return hex_encode(id);
+}
+}  // namespace
+
+control::control(server& srv, std::filesystem::path socket_path)
+    : srv_(srv), path_(std::move(socket_path)), acceptor_(srv.ioc_) {}
+
+control::~control() = default;
+
+void control::start() {
+  if (path_.string().size() >= sizeof(sockaddr_un::sun_path))
+    throw config_error("the control socket path " + path_.string() + " is too long for a Unix socket; use a shorter --state-dir");
+  if (std::filesystem::exists(path_)) {
+    // A socket someone still answers on belongs to a running node; one nobody answers is stale.
+    local::socket probe(srv_.ioc_);
+    boost::system::error_code ec;
+    probe.connect(local::endpoint(path_.string()), ec);
+    if (!ec) throw config_error("another node is running with the state directory " + path_.parent_path().string());
+    std::filesystem::remove(path_);
+  }
+  acceptor_.open();
+  acceptor_.bind(local::endpoint(path_.string()));
+  ::chmod(path_.c_str(), 0600);
+  acceptor_.listen();
+  asio::co_spawn(srv_.ioc_, accept(), asio::detached);
+}
+
+void control::stop() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  for (auto* s : open_) s->close(ec);
+  for (auto* t : inbox_waiters_) t->cancel();
+  std::filesystem::remove(path_, ec);
+}
+
+void control::inbox_changed() {
+  for (auto* t : inbox_waiters_) t->cancel();
+}
+
+asio::awaitable<void> control::accept() {
+  for (;;) {
+    auto [ec, s] = co_await acceptor_.async_accept(use);
+    if (ec) co_return;  // closed at shutdown
+    asio::co_spawn(srv_.ioc_, serve(std::move(s)), asio::detached);
+  }
+}
+
+// One JSON request per line, one JSON answer per line, until the client closes.
+asio::awaitable<void> control::serve(socket s) {
+  open_.insert(&s);
+  std::string buffer;
+  const std::size_t max_line = srv_.cfg_.max_body_bytes + 65536;
+  for (;;) {
+    const auto [ec, n] = co_await asio::async_read_until(s, asio::dynamic_buffer(buffer, max_line), '\n', use);
+    if (ec) break;  // closed, or a line longer than any request can be
+    const std::string line = buffer.substr(0, n - 1);
+    buffer.erase(0, n);
+    json::object answer;
+    try {
+      const auto req = jcs::parse_strict(line, srv_.engine_opt_.json);
+      if (!req || !req->is_object()) throw bad_request("a request is one JSON object per line");
+      answer = co_await handle(req->get_object());
+    } catch (const bad_request& e) {
+      answer = {{"error", e.what()}};
+    } catch (const store_error& e) {
+      srv_.log_->error("control: {}", e.what());
+      answer = {{"error", std::string("the node could not use its state: ") + e.what()}};
+    }
+    const std::string out = json::serialize(answer) + "\n";
+    const auto [wec, wn] = co_await asio::async_write(s, asio::buffer(out), use);
+    if (wec) break;
+  }
+  open_.erase(&s);
+}
+
+asio::awaitable<json::object> control::handle(const json::object& req) {
+  const std::string op = string_arg(req, "op");
+  auto& st = *srv_.store_;
+  if (op == "send") co_return co_await send(req);
+  if (op == "inbox") co_return co_await inbox(req);
+  if (op == "outbox") {
+    json::array list;
+    for (const auto& e : st.outbox_recent(static_cast<std::size_t>(int_arg(req, "limit", 100, 1, 10000)))) list.push_back(to_json(e));
+    co_return json::object{{"messages", std::move(list)}};
+  }
+  if (op == "inbox_ack") co_return json::object{{"acknowledged", st.ack_inbox(int_arg(req, "through", 0, 0, INT64_MAX))}};
+  if (op == "task_claim") {
+    const auto t = st.claim_task(system_now(), seconds(int_arg(req, "lease_s", 300, 1, 86400)));
+    if (!t) co_return json::object{{"task", nullptr}};
+    auto task = jcs::parse_strict(t->task);
+    co_return json::object{{"task", json::object{{"task_id", t->task_id}, {"sender_id", t->sender_id},
+                                                  {"task", task ? *task : json::value(t->task)},
+                                                  {"received_at", t->received_at}, {"claim", t->claim}}}};
+  }
+  if (op == "task_complete") co_return settle_task(req, true);
+  if (op == "task_fail") co_return settle_task(req, false);
+  if (op == "peers") {
+    std::map<std::string, peer_record> stored;
+    for (auto& p : st.peer_records()) stored.emplace(p.entity_id, std::move(p));
+    json::array list;
+    for (const auto& [id, key] : srv_.trust_.keys()) {
+      const auto it = stored.find(id);
+      list.push_back(json::object{{"entity_id", id},
+                                  {"public_key", hex_encode(key)},
+                                  {"fingerprint", fingerprint(key)},
+                                  {"url", it == stored.end() ? "" : it->second.url},
+                                  {"source", it == stored.end() ? "peers file" : it->second.configured ? "ctl" : "handshake"}});
+    }
+    co_return json::object{{"peers", std::move(list)}};
+  }
+  if (op == "pin") {
+    peer_record p;
+    p.entity_id = string_arg(req, "entity_id");
+    const auto key = hex_decode_fixed<32>(string_arg(req, "public_key"));
+    if (!is_entity_id(p.entity_id)) throw bad_request("entity_id is not an entity id");
+    if (!key) throw bad_request("public_key must be 64 hex characters");
+    p.key = *key;
+    if (member(req, "url")) {
+      const auto url = parse_peer_url(string_arg(req, "url"));
+      if (!url) throw bad_request("url: " + url.error().message);
+      p.url = canonical_url(*url);
+    }
+    st.pin_peer(p);
+    srv_.trust_.pin(p.entity_id, p.key);
+    co_return json::object{{"pinned", p.entity_id}, {"fingerprint", fingerprint(p.key)}, {"url", p.url}};
+  }
+  if (op == "unpin") {
+    const auto id = string_arg(req, "entity_id");
+    const bool stored = st.unpin_peer(id);
+    const bool bound = srv_.trust_.unpin(id);
+    co_return json::object{{"unpinned", stored || bound}};
+  }
+  if (op == "sessions") {
+    json::array list;
+    for (const auto& [id, s] : srv_.engine_->sessions())
+      list.push_back(json::object{{"session_id", format_uuid(id)},
+                                  {"peer_id", s.peer_id()},
+                                  {"role", s.role() == session_role::initiator ? "initiator" : "responder"},
+                                  {"state", to_string(s.state())},
+                                  {"version", s.version()},
+                                  {"sent", s.sent()},
+                                  {"last_activity", format_timestamp({s.last_activity(), 3})}});
+    co_return json::object{{"sessions", std::move(list)}};
+  }
+  throw bad_request("unknown op '" + op + "'");
+}
+
+asio::awaitable<json::object> control::send(const json::object& req) {
+  std::string to = string_arg(req, "to");
+  if (!to.starts_with("http://") && !to.starts_with("ws://")) {
+    // An entity id: the address it was pinned or last reached at.
+    std::string url;
+    for (const auto& p : srv_.store_->peer_records())
+      if (p.entity_id == to) url = p.url;
+    if (url.empty()) throw bad_request("no address is known for '" + to + "': give a URL, or pin it with ctl peers pin ... --url URL");
+    to = url;
+  } else {
+    const auto url = parse_peer_url(to);
+    if (!url) throw bad_request("to: " + url.error().message);
+    to = canonical_url(*url);
+  }
+  const std::string type = string_arg(req, "type");
+  if (!is_msg_type(type) || is_core_type(type) || is_reply_type(type))
+    throw bad_request("type must be a request type of SPEC §15 or a plugin's, not '" + type + "'");
+  const auto& payload = object_arg(req, "payload");
+  const auto expires = seconds(int_arg(req, "expires_in_s", srv_.outbound_->options().default_expiry.count(), 1, 30 * 86400));
+  const auto id = enqueue(to, type, payload, expires);
+  const auto wait = int_arg(req, "wait_s", 0, 0, 86400);
+  if (wait == 0) co_return json::object{{"id", id}, {"state", "queued"}};
+  const auto e = co_await srv_.outbound_->settled(id, std::chrono::steady_clock::now() + seconds(wait));
+  co_return e ? to_json(*e) : json::object{{"id", id}, {"state", "unknown"}};
+}
+
+std::int64_t control::enqueue(const std::string& to, const std::string& type, const json::object& payload, seconds expires_in) {
+  outbox_entry e;
+  e.to = to;
+  e.msg_type = type;
+  e.payload = jcs::canonicalize(payload);
+  // The sealed envelope adds its members, base64 (4/3) and the tag to the payload.
+  if (e.payload.size() * 4 / 3 + 2048 > srv_.cfg_.max_body_bytes)
+    throw bad_request("the payload is too large for one envelope (" + std::to_string(e.payload.size()) + " bytes)");
+  e.created = system_now();
+  e.expires = e.created + expires_in;
+  e.trace = new_trace_id();
+  const auto id = srv_.store_->add_outbox(e, srv_.outbound_->options().max_outbox);
+  if (id == 0)
+    throw bad_request("the outbox is full (" + std::to_string(srv_.outbound_->options().max_outbox) +
+                      " messages waiting; --max-outbox)");
+  srv_.log_->info("outbox #{} to {}: {} queued, trace {}", id, to, type, e.trace);
+  srv_.outbound_->queued(id, to);
+  return id;
+}
+
+asio::awaitable<json::object> control::inbox(const json::object& req) {
+  const auto after = int_arg(req, "after", 0, 0, INT64_MAX);
+  const auto limit = static_cast<std::size_t>(int_arg(req, "limit", 100, 1, 10000));
+  const auto deadline = std::chrono::steady_clock::now() + seconds(int_arg(req, "wait_s", 0, 0, 3600));
+  for (;;) {
+    auto messages = srv_.store_->inbox(after, limit);
+    if (!messages.empty() || std::chrono::steady_clock::now() >= deadline || srv_.draining_) {
+      json::array list;
+      for (const auto& m : messages) list.push_back(to_json(m));
+      co_return json::object{{"messages", std::move(list)}};
+    }
+    asio::steady_timer t(srv_.ioc_, deadline);
+    inbox_waiters_.insert(&t);
+    co_await t.async_wait(use);
+    inbox_waiters_.erase(&t);
+  }
+}
+
+// MSG-10: the task's result goes to the peer that delegated it, as task_result.
+json::object control::settle_task(const json::object& req, bool completed) {
+  const auto task_id = string_arg(req, "task_id");
+  const auto claim = string_arg(req, "claim");
+  json::object payload{{"task_id", task_id}, {"status", completed ? "completed" : "failed"}};
+  if (completed) {
+    payload["result"] = object_arg(req, "result");
+  } else {
+    auto error = string_arg(req, "error");
+    if (error.size() > limits::max_error_message_chars) throw bad_request("error is longer than 512 characters");
+    payload["error"] = std::move(error);
+  }
+  auto& st = *srv_.store_;
+  std::string sender, url;
+  for (const auto& t : st.tasks())
+    if (t.task_id == task_id) sender = t.sender_id;
+  if (sender.empty()) throw bad_request("no task " + task_id + " is queued");
+  for (const auto& p : st.peer_records())
+    if (p.entity_id == sender) url = p.url;
+  if (url.empty())
+    throw bad_request("no address is known for the delegating peer '" + sender + "': pin it with ctl peers pin ... --url URL");
+  outbox_entry e;
+  e.to = url;
+  e.msg_type = "task_result";
+  e.payload = jcs::canonicalize(payload);
+  e.created = system_now();
+  e.expires = e.created + srv_.outbound_->options().default_expiry;
+  e.trace = new_trace_id();
+  const auto id = st.finish_task(task_id, claim, e.created, e, srv_.outbound_->options().max_outbox);
+  if (!id) throw bad_request("the claim on task " + task_id + " does not hold (its lease ran out, or it was settled)");
+  if (*id == 0) throw bad_request("the outbox is full; the task stays claimed until its lease runs out");
+  srv_.log_->info("task {} {}: task_result queued as outbox #{} to {}", task_id, completed ? "completed" : "failed", *id, url);
+  srv_.outbound_->queued(*id, url);
+  return {{"task_id", task_id}, {"outbox_id", *id}};
+}
+
+}  // namespace peerproto::node

@@ -1,0 +1,496 @@
+#include "outbound.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <random>
+
+namespace peerproto::node {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using std::chrono::milliseconds;
+
+namespace {
+constexpr auto use = asio::as_tuple(asio::use_awaitable);
+
+/// One request's answer: the peer's status and body, or why there is none.
+struct exchange_result {
+  int status = 0;  ///< HTTP status; 0 for a WebSocket message, -1 when nothing came back
+  std::string body;
+  std::optional<std::chrono::seconds> retry_after;
+  bool written = false;  ///< the request may have reached the peer
+  std::string problem;   ///< when nothing came back
+  bool answered() const { return status >= 0; }
+};
+
+/// What one attempt at a message leaves to do: nothing (settled), or try again after `wait`.
+using next_step = std::optional<milliseconds>;
+
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view v) {
+  unsigned s = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
+  if (ec != std::errc() || end != v.data() + v.size()) return std::nullopt;
+  return std::chrono::seconds(s);
+}
+
+std::string result_json(boost::json::object o) { return boost::json::serialize(o); }
+
+bool session_gone(errc c) {
+  return c == errc::session_expired || c == errc::session_not_found || c == errc::encryption_not_ready ||
+         c == errc::invalid_state;
+}
+}  // namespace
+
+// ---------------------------------------------------------------- one peer
+
+class outbound::link : public std::enable_shared_from_this<link> {
+ public:
+  link(outbound& out, peer_url url, std::string to)
+      : out_(out), url_(std::move(url)), to_(std::move(to)), wake_(out.ioc_), pause_(out.ioc_) {}
+
+  void push(std::int64_t id) {
+    queue_.push_back(id);
+    wake_.cancel();
+  }
+  void stop() {
+    stopping_ = true;
+    wake_.cancel();
+    pause_.cancel();
+  }
+
+  asio::awaitable<void> run() {
+    auto self = shared_from_this();
+    while (!stopping_) {
+      while (!queue_.empty() && !stopping_) {
+        std::string problem;
+        try {
+          co_await deliver(queue_.front());
+        } catch (const std::exception& e) {  // the store failed: the entry stays queued
+          problem = e.what();
+        }
+        if (!problem.empty()) {
+          out_.ctx_.log->error("outbound to {}: {}", to_, problem);
+          co_await pause(backoff());
+        } else if (!stopping_) {
+          queue_.pop_front();
+        }
+      }
+      if (stopping_) break;
+      // Idle: wait for the next message; a session left unused for idle_close is closed.
+      wake_.expires_after(session_ ? milliseconds(out_.opt_.idle_close) : milliseconds(std::chrono::hours(24)));
+      const auto [ec] = co_await wake_.async_wait(use);
+      if (!ec && queue_.empty()) co_await close_session("idle");
+    }
+    co_await close_session("shutting down");
+    http_.reset();
+    ws_.reset();
+    out_.link_stopped();
+  }
+
+ private:
+  // Works on one outbox entry until it is settled or the node stops.
+  asio::awaitable<void> deliver(std::int64_t id) {
+    auto e = out_.ctx_.state.outbox_get(id);
+    while (e && e->status == outbox_entry::state::queued && !stopping_) {
+      if (system_now() >= e->expires) {
+        // A message that may have arrived is not reported as lost.
+        settle(*e, e->written ? outbox_entry::state::unconfirmed : outbox_entry::state::expired,
+               {{"problem", "expired before it could be delivered"}, {"last", e->result}});
+        co_return;
+      }
+      const next_step step = co_await attempt(*e);
+      if (!step) co_return;
+      if (*step > milliseconds(0)) co_await pause(*step);
+    }
+  }
+
+  asio::awaitable<next_step> attempt(outbox_entry& e) {
+    if (!peer_id_) {
+      if (auto problem = co_await learn_identity()) co_return retry(e, *problem);
+    }
+    if (!e.sealed.empty() && !usable(*e.session)) {
+      if (e.written) {
+        settle(e, outbox_entry::state::unconfirmed, {{"problem", "the session ended before the peer's answer arrived"}});
+        co_return std::nullopt;
+      }
+      e.sealed.clear();  // never sent: sealed again in the session used now
+      e.session.reset();
+    }
+    if (!e.sealed.empty() && !session_) session_ = e.session;  // sealed before a restart: its session goes on
+    if (e.sealed.empty()) {
+      if (!session_ || !usable(*session_)) {
+        session_.reset();
+        if (auto wait = co_await handshake(e)) co_return wait;
+      }
+      const auto payload = jcs::parse_strict(e.payload);
+      if (!payload || !payload->is_object()) {
+        settle(e, outbox_entry::state::failed, {{"problem", "the stored payload is not a JSON object"}});
+        co_return std::nullopt;
+      }
+      auto sealed = out_.ctx_.protocol.send(*session_, e.msg_type, payload->as_object(), system_now());
+      if (!sealed) {
+        session_.reset();
+        if (session_gone(sealed.code())) co_return milliseconds(0);
+        settle(e, outbox_entry::state::failed, {{"error_code", wire_name(sealed.code())}, {"error_message", sealed.error().message}});
+        co_return std::nullopt;
+      }
+      e.sealed = std::move(*sealed);
+      e.session = session_;
+      e.written = false;
+      // The sealed bytes and the session's next sequence number are stored before they leave.
+      if (!commit(e)) co_return backoff();
+    }
+    ++e.attempts;
+    auto r = co_await exchange(e.sealed, e.trace);
+    if (!r.answered()) {
+      e.written = e.written || r.written;
+      co_return retry(e, r.problem);
+    }
+    co_return co_await judge(e, r);
+  }
+
+  // The peer answered the sealed message.
+  asio::awaitable<next_step> judge(outbox_entry& e, const exchange_result& r) {
+    if (r.body.empty()) {
+      settle(e, outbox_entry::state::failed, {{"status", r.status}, {"problem", "the peer answered without an envelope"}});
+      co_return std::nullopt;
+    }
+    auto got = out_.ctx_.protocol.accept_reply(r.body, system_now());
+    if (got) {
+      failures_ = 0;
+      boost::json::object result{{"status", r.status}};
+      if (!got->empty()) {
+        result["reply_type"] = got->front().reply.msg_type;
+        result["reply"] = got->front().payload;
+      }
+      settle(e, outbox_entry::state::delivered, std::move(result));
+      co_return std::nullopt;
+    }
+    const errc code = got.code();
+    const boost::json::object refusal{{"status", r.status}, {"error_code", wire_name(code)}, {"error_message", got.error().message}};
+    if (code == errc::rate_limited) {
+      e.result = result_json(refusal);
+      commit(e);
+      const auto at_least = milliseconds(r.retry_after.value_or(std::chrono::seconds(1)));
+      co_return std::max(at_least, backoff()) + jitter(milliseconds(100));  // RL-7: never earlier
+    }
+    if (code == errc::replay_detected && e.written) {
+      // ORD-4: the peer delivered an earlier transmission of these bytes; its reply was lost, which
+      // leaves a gap in the replies of this session, so later messages use a new session.
+      settle(e, outbox_entry::state::delivered, {{"status", r.status}, {"reply", nullptr}, {"note", "delivered earlier; the reply was lost"}});
+      co_await close_session("a reply was lost");
+      co_return std::nullopt;
+    }
+    if (session_gone(code) || code == errc::sequence_error || code == errc::decryption_failed) {
+      // This transmission was refused, not delivered. An earlier one may have been delivered only
+      // if it was written and the session has since ended.
+      co_await close_session("the peer refused the session");
+      if (e.written && (code == errc::session_expired || code == errc::session_not_found)) {
+        settle(e, outbox_entry::state::unconfirmed, refusal);
+        co_return std::nullopt;
+      }
+      e.sealed.clear();
+      e.session.reset();
+      e.result = result_json(refusal);
+      commit(e);
+      co_return milliseconds(0);
+    }
+    if (code == errc::invalid_signature || code == errc::unknown_sender || code == errc::invalid_format) {
+      // A reply we cannot authenticate proves nothing: treat it as no answer.
+      e.written = true;
+      co_return retry(e, std::string(wire_name(code)) + ": " + got.error().message);
+    }
+    settle(e, outbox_entry::state::failed, refusal);
+    co_return std::nullopt;
+  }
+
+  // GET /public-key: the peer's entity id and key, accepted under the node's trust policy.
+  asio::awaitable<std::optional<std::string>> learn_identity() {
+    const std::string none;
+    auto r = co_await http_exchange(http::verb::get, "/public-key", none, none);
+    if (!r.answered()) co_return r.problem;
+    auto v = jcs::parse_strict(r.body);
+    const auto* o = v && v->is_object() ? &v->as_object() : nullptr;
+    const auto* id = o ? detail::string_member(*o, "entity_id") : nullptr;
+    const auto* key = o ? detail::string_member(*o, "public_key") : nullptr;
+    const auto bytes = key ? hex_decode_fixed<32>(*key) : std::nullopt;
+    if (r.status != 200 || !id || !is_entity_id(*id) || !bytes) co_return "GET /public-key did not answer {entity_id, public_key}";
+    const auto bound = out_.ctx_.trust.accept_handshake_key(*id, *bytes);
+    if (!bound) co_return std::string(wire_name(bound.code())) + ": " + bound.error().message;
+    state_changes c;
+    if (*bound != trust_store::binding::known) c.peers.emplace_back(*id, *bytes);
+    if (!out_.commit(std::move(c))) co_return "the node could not store the peer's key";
+    peer_id_ = std::string(*id);
+    out_.ctx_.state.remember_url(*peer_id_, to_);
+    co_return std::nullopt;
+  }
+
+  // A new session (SPEC §8 as initiator). Nothing to wait for when it is ready; otherwise the wait.
+  asio::awaitable<next_step> handshake(outbox_entry& e) {
+    auto& eng = out_.ctx_.protocol;
+    const std::string m1 = eng.begin_handshake(*peer_id_, system_now());
+    auto m2 = co_await exchange(m1, e.trace);
+    out_.commit({});
+    if (!m2.answered()) co_return retry(e, m2.problem);
+    if (m2.retry_after) co_return retry(e, "handshake: RATE_LIMITED", milliseconds(*m2.retry_after));
+    auto m3 = eng.finish_handshake(m2.body, system_now());
+    out_.commit({});
+    if (!m3) co_return retry(e, "handshake: " + std::string(wire_name(m3.code())) + ": " + m3.error().message);
+    auto m4 = co_await exchange(*m3, e.trace);
+    if (!m4.answered()) co_return retry(e, m4.problem);
+    auto ready = eng.accept_reply(m4.body, system_now());
+    out_.commit({});
+    if (!ready || ready->size() != 1 || ready->front().reply.msg_type != msg::ack || !ready->front().reply.session_id)
+      co_return retry(e, "handshake: the peer did not confirm the session" + (ready ? std::string() : ": " + ready.error().message));
+    session_ = *ready->front().reply.session_id;
+    out_.ctx_.log->info("outbound: session {} with {} at {}", format_uuid(*session_), *peer_id_, to_);
+    co_return std::nullopt;
+  }
+
+  // SES-8: session_close, best effort; the session is closed on our side when it is sealed.
+  asio::awaitable<void> close_session(const char* why) {
+    if (!session_) co_return;
+    const auto id = *std::exchange(session_, std::nullopt);
+    if (!usable(id)) co_return;
+    auto m = out_.ctx_.protocol.send(id, msg::session_close, {{"reason", why}}, system_now());
+    out_.commit({});
+    const std::string no_trace;
+    if (m) co_await exchange(*m, no_trace);
+  }
+
+  bool usable(const uuid& id) const {
+    const session* s = out_.ctx_.protocol.find_session(id);
+    return s && s->state() == session_state::ready;
+  }
+
+  // ------------------------------------------------------------ transport
+
+  // Coroutine parameters are taken by value: the frame owns them (no references to temporaries).
+  asio::awaitable<exchange_result> exchange(std::string envelope, std::string trace) {
+    if (!url_.websocket) co_return co_await http_exchange(http::verb::post, "/message", envelope, trace);
+    exchange_result r;
+    if (!ws_) {
+      ws_.emplace(out_.ioc_);
+      if (auto problem = co_await connect(beast::get_lowest_layer(*ws_))) {
+        ws_.reset();
+        r.status = -1;
+        r.problem = *problem;
+        co_return r;
+      }
+      const std::string host = url_.host + ":" + url_.port, path = url_.path.empty() ? "/ws" : url_.path;
+      const auto [ec] = co_await ws_->async_handshake(host, path, use);
+      if (ec) co_return transport_failure(r, "WebSocket handshake", ec);
+      ws_->read_message_max(out_.ctx_.protocol.options().json.max_bytes);
+    }
+    beast::get_lowest_layer(*ws_).expires_after(out_.opt_.timeout);
+    ws_->text(true);
+    r.written = true;
+    const auto [wec, wn] = co_await ws_->async_write(asio::buffer(envelope), use);
+    if (wec) co_return transport_failure(r, "WebSocket write", wec);
+    ws_buffer_.clear();
+    const auto [rec, rn] = co_await ws_->async_read(ws_buffer_, use);
+    if (rec) co_return transport_failure(r, "WebSocket read", rec);
+    r.body = beast::buffers_to_string(ws_buffer_.data());
+    if (const auto e = parse_envelope(r.body); e && e->msg_type == msg::error && e->payload)
+      if (const auto* ra = e->payload->if_contains("retry_after"); ra && ra->is_int64() && ra->get_int64() > 0)
+        r.retry_after = std::chrono::seconds(ra->get_int64());
+    co_return r;
+  }
+
+  asio::awaitable<exchange_result> http_exchange(http::verb verb, const char* target, std::string body, std::string trace) {
+    exchange_result r;
+    const bool reused = http_.has_value();
+    if (!http_) {
+      http_.emplace(out_.ioc_);
+      http_buffer_.clear();
+      if (auto problem = co_await connect(*http_)) {
+        http_.reset();
+        r.status = -1;
+        r.problem = *problem;
+        co_return r;
+      }
+    }
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, url_.host + ":" + url_.port);
+    req.set(http::field::user_agent, "peerproto-node");
+    if (!trace.empty()) req.set("traceparent", "00-" + trace + "-" + hex_encode(random_span_id()) + "-01");
+    req.keep_alive(true);
+    if (verb == http::verb::post) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = body;
+    }
+    req.prepare_payload();
+    http_->expires_after(out_.opt_.timeout);
+    r.written = true;
+    const auto [wec, wn] = co_await http::async_write(*http_, req, use);
+    if (wec) co_return transport_failure(r, "HTTP write", wec);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(out_.ctx_.protocol.options().json.max_bytes);
+    const auto [ec, n] = co_await http::async_read(*http_, http_buffer_, parser, use);
+    if (ec) {
+      // A pooled connection the peer had closed: the request never arrived; send it again at once.
+      if (reused && (ec == http::error::end_of_stream || ec == asio::error::connection_reset || ec == asio::error::eof)) {
+        http_.reset();
+        co_return co_await http_exchange(verb, target, body, trace);
+      }
+      co_return transport_failure(r, "HTTP read", ec);
+    }
+    auto res = parser.release();
+    r.status = static_cast<int>(res.result_int());
+    r.body = std::move(res.body());
+    if (const auto it = res.find(http::field::retry_after); it != res.end()) r.retry_after = parse_retry_after(it->value());
+    if (!res.keep_alive()) http_.reset();
+    co_return r;
+  }
+
+  asio::awaitable<std::optional<std::string>> connect(beast::tcp_stream& stream) {
+    tcp::resolver resolver(out_.ioc_);
+    const auto [rec, endpoints] = co_await resolver.async_resolve(url_.host, url_.port, use);
+    if (rec) co_return "cannot resolve " + url_.host + ": " + rec.message();
+    stream.expires_after(out_.opt_.timeout);
+    const auto [ec, ep] = co_await stream.async_connect(endpoints, use);
+    if (ec) co_return "cannot connect to " + to_ + ": " + ec.message();
+    co_return std::nullopt;
+  }
+
+  exchange_result transport_failure(exchange_result r, const char* what, beast::error_code ec) {
+    http_.reset();
+    ws_.reset();
+    r.status = -1;
+    r.problem = std::string(what) + " with " + to_ + " failed: " + ec.message();
+    return r;
+  }
+
+  // ------------------------------------------------------------ waiting and settling
+
+  next_step retry(outbox_entry& e, const std::string& problem, milliseconds at_least = milliseconds(0)) {
+    e.result = result_json({{"problem", problem}, {"attempts", e.attempts}});
+    commit(e);
+    if (failures_ == 0) out_.ctx_.log->warn("outbound to {}: {} (retrying)", to_, problem);
+    return std::max(at_least, backoff());
+  }
+
+  // Capped exponential back-off, each wait drawn from [d/2, d] so that senders do not align.
+  milliseconds backoff() {
+    const auto d = std::min(out_.opt_.retry_max, milliseconds(out_.opt_.retry_initial.count() << std::min(failures_++, 20u)));
+    return d / 2 + jitter(d / 2);
+  }
+  milliseconds jitter(milliseconds up_to) {
+    return milliseconds(std::uniform_int_distribution<long long>(0, up_to.count())(rng_));
+  }
+  static std::array<std::uint8_t, 8> random_span_id() {
+    std::array<std::uint8_t, 8> id{};
+    crypto::random_bytes(id);
+    return id;
+  }
+
+  asio::awaitable<void> pause(milliseconds d) {
+    pause_.expires_after(d);
+    co_await pause_.async_wait(use);  // cut short by stop() only: new messages do not end a back-off
+  }
+
+  bool commit(const outbox_entry& e) {
+    state_changes c;
+    c.outbox.push_back(e);
+    return out_.commit(std::move(c));
+  }
+
+  void settle(outbox_entry& e, outbox_entry::state s, boost::json::object result) {
+    e.status = s;
+    e.result = result_json(std::move(result));
+    e.sealed.clear();
+    if (s != outbox_entry::state::delivered && s != outbox_entry::state::failed)
+      out_.ctx_.log->warn("outbound #{} to {}: {}: {}", e.id, to_, to_string(s), e.result);
+    if (commit(e)) out_.settle(e);
+  }
+
+  outbound& out_;
+  peer_url url_;
+  std::string to_;
+  std::deque<std::int64_t> queue_;
+  asio::steady_timer wake_;   ///< idle: a new message or stop() ends the wait
+  asio::steady_timer pause_;  ///< back-off: stop() ends the wait
+  std::optional<std::string> peer_id_;
+  std::optional<uuid> session_;
+  std::optional<beast::tcp_stream> http_;
+  beast::flat_buffer http_buffer_;
+  std::optional<websocket::stream<beast::tcp_stream>> ws_;
+  beast::flat_buffer ws_buffer_;
+  unsigned failures_ = 0;
+  bool stopping_ = false;
+  std::minstd_rand rng_{std::random_device{}()};
+};
+
+// ---------------------------------------------------------------- the links
+
+outbound::outbound(asio::io_context& ioc, outbound_context ctx, outbound_options opt)
+    : ioc_(ioc), ctx_(std::move(ctx)), opt_(opt) {}
+
+outbound::~outbound() = default;
+
+void outbound::start() {
+  for (const auto& [id, to] : ctx_.state.outbox_queued()) queued(id, to);
+}
+
+void outbound::queued(std::int64_t id, const std::string& to) {
+  if (stopping_) return;  // stays queued for the next run
+  auto url = parse_peer_url(to);
+  if (!url) return;  // checked when it was queued
+  auto& l = links_[to];
+  if (!l) {
+    l = std::make_shared<link>(*this, *url, to);
+    asio::co_spawn(ioc_, l->run(), asio::detached);
+  }
+  l->push(id);
+}
+
+bool outbound::commit(state_changes c) {
+  try {
+    ctx_.commit(std::move(c));
+    return true;
+  } catch (const store_error& e) {
+    ctx_.log->error("outbound: {}", e.what());
+    return false;
+  }
+}
+
+void outbound::settle(const outbox_entry& e) {
+  const auto [first, last] = waiters_.equal_range(e.id);
+  for (auto it = first; it != last; ++it) it->second->cancel();
+}
+
+asio::awaitable<std::optional<outbox_entry>> outbound::settled(std::int64_t id, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    auto e = ctx_.state.outbox_get(id);
+    if (!e || e->status != outbox_entry::state::queued || std::chrono::steady_clock::now() >= deadline) co_return e;
+    asio::steady_timer t(ioc_, deadline);
+    const auto it = waiters_.emplace(id, &t);
+    co_await t.async_wait(use);
+    waiters_.erase(it);
+  }
+}
+
+void outbound::shutdown(std::function<void()> done) {
+  stopping_ = true;
+  on_stopped_ = std::move(done);
+  if (links_.empty()) return on_stopped_();
+  for (auto& [to, l] : links_) l->stop();
+}
+
+void outbound::link_stopped() {
+  if (++stopped_ == links_.size() && on_stopped_) on_stopped_();
+}
+
+}  // namespace peerproto::node

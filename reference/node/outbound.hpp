@@ -1,0 +1,105 @@
+// The node's outbound half: it delivers the messages of the outbox (`ctl send`, task results) to
+// their peers, with the node's own engine as initiator, on the node's io_context.
+//
+// One link per peer URL sends one message at a time, in outbox order, over one keep-alive HTTP
+// connection or one WebSocket. A link learns the peer's key (GET /public-key, under the trust
+// policy), runs a handshake when it has no ready session, reuses the session for later messages,
+// and closes it when idle or at shutdown. Each message is sealed once and the sealed bytes are
+// committed, with the session's sequence numbers, before they are first sent; every retry resends
+// those bytes (ORD-7, ENC-4), so the peer delivers the message at most once (ORD-4), and a reply
+// of REPLAY_DETECTED to a resend means the message was delivered and its reply lost.
+//
+// What settles a message:
+//   the peer's reply                       delivered (the reply is kept as the result)
+//   REPLAY_DETECTED to a resend            delivered (the reply was lost)
+//   a refusal of the message itself        failed (INVALID_FORMAT, UNSUPPORTED_MESSAGE_TYPE, ...)
+//   the session ended at the peer          resealed in a new session when no earlier attempt can
+//                                          have arrived; unconfirmed otherwise
+//   its expiry, while the peer is down     expired (unconfirmed when an attempt may have arrived)
+// Everything else (no connection, timeouts, 429, handshake refusals) is retried with capped
+// exponential back-off and jitter; a 429 waits at least its Retry-After (RL-7).
+#pragma once
+
+#include "store.hpp"
+
+#include <peerproto/engine.hpp>
+#include <peerproto/peer_url.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace spdlog {
+class logger;
+}
+
+namespace peerproto::node {
+
+/// The form of `url` the outbox stores and links are keyed by: http://host:port or
+/// ws://host:port/path.
+inline std::string canonical_url(const peer_url& url) {
+  return url.websocket ? url.key() + (url.path.empty() ? "/ws" : url.path) : url.key();
+}
+
+/// The outbound client's settings (all named, with defaults; `serve --outbox-...`).
+struct outbound_options {
+  std::size_t max_outbox = 10'000;                       ///< messages waiting; ctl send is refused beyond
+  std::chrono::seconds default_expiry{24 * 3600};        ///< how long a message is retried
+  std::chrono::milliseconds retry_initial{500};          ///< first back-off
+  std::chrono::milliseconds retry_max{30'000};           ///< back-off cap
+  std::chrono::seconds timeout{30};                      ///< one exchange with a peer
+  std::chrono::seconds idle_close{60};                   ///< a session unused this long is closed
+  std::chrono::hours retention{24 * 7};                  ///< settled messages are listed this long
+};
+
+/// What the outbound client needs from the node: its engine and trust, its store, and a commit
+/// that writes the engine's changes together with `extra` in one transaction (throws store_error).
+struct outbound_context {
+  engine& protocol;
+  trust_store& trust;
+  store& state;
+  std::function<void(state_changes extra)> commit;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+class outbound {
+ public:
+  outbound(boost::asio::io_context& ioc, outbound_context ctx, outbound_options opt);
+  ~outbound();
+
+  /// Picks up the messages left queued by an earlier run.
+  void start();
+  /// A message was added to the outbox: its peer's link starts or wakes up.
+  void queued(std::int64_t id, const std::string& to);
+  /// Closes every session with session_close and stops; `done` runs when every link has stopped.
+  void shutdown(std::function<void()> done);
+
+  /// Waits until outbox entry `id` is settled (or `deadline` passes) and returns it as stored.
+  boost::asio::awaitable<std::optional<outbox_entry>> settled(std::int64_t id, std::chrono::steady_clock::time_point deadline);
+
+  const outbound_options& options() const noexcept { return opt_; }
+
+ private:
+  class link;
+  bool commit(state_changes c);  ///< false, logged, when the store failed
+  void settle(const outbox_entry& e);
+  void link_stopped();
+
+  boost::asio::io_context& ioc_;
+  outbound_context ctx_;
+  outbound_options opt_;
+  std::map<std::string, std::shared_ptr<link>> links_;  ///< by peer URL
+  std::multimap<std::int64_t, boost::asio::steady_timer*> waiters_;
+  std::function<void()> on_stopped_;
+  std::size_t stopped_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace peerproto::node
