@@ -20,7 +20,7 @@ namespace asio = boost::asio;
 namespace {
 
 struct ctl_options {
-  std::filesystem::path state_dir = "peerproto-state";
+  std::filesystem::path state_dir = "peerproto-state", socket;
   std::string to, type = "ping", payload = "{}", task_id, claim, result = "{}", error, entity_id, public_key, url;
   long expires_in = 0, wait = 0, lease = 300, limit = 100;
   std::int64_t after = 0, through = 0;
@@ -30,8 +30,8 @@ struct ctl_options {
 /// The connection to the node's control socket.
 class control_client {
  public:
-  explicit control_client(const std::filesystem::path& state_dir) : socket_(ioc_) {
-    const auto path = state_dir / "control.sock";
+  explicit control_client(const ctl_options& o) : socket_(ioc_) {
+    const auto path = o.socket.empty() ? o.state_dir / "control.sock" : o.socket;
     boost::system::error_code ec;
     socket_.connect(asio::local::stream_protocol::endpoint(path.string()), ec);
     if (ec) throw config_error("cannot reach the node at " + path.string() + " (" + ec.message() + "): is it running with this --state-dir?");
@@ -67,7 +67,7 @@ int print_list(const json::object& answer, const char* name) {
 
 // Prints the inbox; with --follow, keeps printing what arrives (long polls of 30 s).
 int inbox(const ctl_options& o) {
-  control_client c(o.state_dir);
+  control_client c(o);
   std::int64_t after = o.after;
   do {
     const auto answer = c.call({{"op", "inbox"}, {"after", after}, {"limit", o.limit}, {"wait_s", o.follow ? 30 : 0}});
@@ -86,7 +86,8 @@ CLI::App* add_ctl_command(CLI::App& app, std::function<int()>& run) {
   auto* ctl = app.add_subcommand("ctl", "talk to a running node through its control socket (<state-dir>/control.sock)");
   ctl->add_option("--state-dir", o->state_dir, "the node's state directory")->capture_default_str();
   ctl->require_subcommand(1);
-  const auto call = [o](json::object request) { return control_client(o->state_dir).call(request); };
+  ctl->add_option("--socket", o->socket, "the node's control socket, when serve was given --control-socket");
+  const auto call = [o](json::object request) { return control_client(*o).call(request); };
 
   auto* send = ctl->add_subcommand("send", "queue a message for a peer (committed before this returns); prints {id, state}");
   send->add_option("--to", o->to, "the peer: http://HOST:PORT, ws://HOST:PORT/ws, or an entity id pinned with a URL")->required();

@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
   srv->add_option("--port", cfg.port, "port to listen on (0: any free port)")->capture_default_str();
   srv->add_option("--state-dir", cfg.state_dir, "directory of the SQLite state and the audit log")->capture_default_str();
   srv->add_option("--audit-log", cfg.audit_log, "audit log file (JSON lines); default <state-dir>/audit.jsonl");
+  srv->add_option("--control-socket", cfg.control_socket, "the Unix socket of `ctl` (mode 0600); default <state-dir>/control.sock");
   srv->add_option("--audit-max-bytes", cfg.audit_max_bytes, "the audit log rotates at this size")->capture_default_str()->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 40));
   srv->add_option("--audit-files", cfg.audit_files, "rotated audit files kept beside the current one")->capture_default_str()->check(CLI::Range(std::size_t{1}, std::size_t{1000}));
   srv->add_flag("--require-encryption", cfg.require_encryption, "accept only encrypted (1.1) sessions");

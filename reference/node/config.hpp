@@ -24,6 +24,7 @@ struct node_config {
   // state
   std::filesystem::path state_dir = "peerproto-state";  ///< SQLite database and audit log
   std::filesystem::path audit_log;                 ///< default: <state_dir>/audit.jsonl
+  std::filesystem::path control_socket;            ///< default: <state_dir>/control.sock (mode 0600)
   std::size_t audit_max_bytes = 64u << 20;         ///< AUD-4: the file rotates at this size
   std::size_t audit_files = 4;                     ///< AUD-4: rotated files kept (audit.1.jsonl ...)
   // protocol

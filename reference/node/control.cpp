@@ -289,7 +289,7 @@ asio::awaitable<json::object> control::inbox(const json::object& req) {
   }
 }
 
-// MSG-10: the task's result goes to the peer that delegated it, as task_result.
+// MSG-9: the task's result goes to the peer that delegated it, as task_result.
 json::object control::settle_task(const json::object& req, bool completed) {
   const auto task_id = string_arg(req, "task_id");
   const auto claim = string_arg(req, "claim");

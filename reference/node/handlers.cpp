@@ -21,7 +21,7 @@ result<handler_reply> to_inbox(const handler_context& ctx, const handler_request
   return handler_reply{"ack", {{"status", "delivered"}}};  // MSG-8: other members are ignored
 }
 
-// MSG-10: {task_id, status: "completed", result: object} or {task_id, status: "failed", error: string}.
+// MSG-9: {task_id, status: "completed", result: object} or {task_id, status: "failed", error: string}.
 bool valid_task_result(const boost::json::object& p) {
   const auto* id = p.if_contains("task_id");
   const auto* status = p.if_contains("status");

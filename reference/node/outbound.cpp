@@ -88,14 +88,17 @@ class outbound::link : public std::enable_shared_from_this<link> {
         }
       }
       if (stopping_) break;
-      // Idle: wait for the next message; a session left unused for idle_close is closed.
+      // Idle: a WebSocket is closed now (an idle one reads nothing, so it could not answer the
+      // peer's close), the session stays for the next message unless unused for idle_close.
+      co_await close_websocket();
+      if (!queue_.empty() || stopping_) continue;  // queued while the WebSocket was closing
       wake_.expires_after(session_ ? milliseconds(out_.opt_.idle_close) : milliseconds(std::chrono::hours(24)));
       const auto [ec] = co_await wake_.async_wait(use);
       if (!ec && queue_.empty()) co_await close_session("idle");
     }
     co_await close_session("shutting down");
+    co_await close_websocket();
     http_.reset();
-    ws_.reset();
     out_.link_stopped();
   }
 
@@ -170,6 +173,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     auto got = out_.ctx_.protocol.accept_reply(r.body, system_now());
     if (got) {
       failures_ = 0;
+      last_problem_.clear();
       boost::json::object result{{"status", r.status}};
       if (!got->empty()) {
         result["reply_type"] = got->front().reply.msg_type;
@@ -185,6 +189,17 @@ class outbound::link : public std::enable_shared_from_this<link> {
       commit(e);
       const auto at_least = milliseconds(r.retry_after.value_or(std::chrono::seconds(1)));
       co_return std::max(at_least, backoff()) + jitter(milliseconds(100));  // RL-7: never earlier
+    }
+    if (code == errc::replay_detected && refused_by_rate_limit(e)) {
+      // RL-7: the refusal came from the handler after delivery, which used the sequence number,
+      // so the content is sealed again under the next one. (A transmission without an answer
+      // after that refusal would have left another result.)
+      e.sealed.clear();
+      e.session.reset();
+      e.written = false;
+      e.result = result_json(refusal);
+      commit(e);
+      co_return milliseconds(0);
     }
     if (code == errc::replay_detected && e.written) {
       // ORD-4: the peer delivered an earlier transmission of these bytes; its reply was lost, which
@@ -270,12 +285,27 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (m) co_await exchange(*m, no_trace);
   }
 
+  // Whether the last answer to this message's stored bytes was RATE_LIMITED.
+  static bool refused_by_rate_limit(const outbox_entry& e) {
+    const auto last = jcs::parse_strict(e.result);
+    const auto* o = last && last->is_object() ? &last->as_object() : nullptr;
+    const auto* code = o ? o->if_contains("error_code") : nullptr;
+    return code && code->is_string() && code->get_string() == wire_name(errc::rate_limited);
+  }
+
   bool usable(const uuid& id) const {
     const session* s = out_.ctx_.protocol.find_session(id);
     return s && s->state() == session_state::ready;
   }
 
   // ------------------------------------------------------------ transport
+
+  asio::awaitable<void> close_websocket() {
+    if (!ws_) co_return;
+    beast::get_lowest_layer(*ws_).expires_after(std::chrono::seconds(2));
+    co_await ws_->async_close(websocket::close_code::normal, use);
+    ws_.reset();
+  }
 
   // Coroutine parameters are taken by value: the frame owns them (no references to temporaries).
   asio::awaitable<exchange_result> exchange(std::string envelope, std::string trace) {
@@ -340,10 +370,13 @@ class outbound::link : public std::enable_shared_from_this<link> {
     parser.body_limit(out_.ctx_.protocol.options().json.max_bytes);
     const auto [ec, n] = co_await http::async_read(*http_, http_buffer_, parser, use);
     if (ec) {
-      // A pooled connection the peer had closed: the request never arrived; send it again at once.
+      // Most likely a pooled connection the peer had closed while idle: send again at once on a
+      // new one. The request may still have arrived (the peer may have died after reading it).
       if (reused && (ec == http::error::end_of_stream || ec == asio::error::connection_reset || ec == asio::error::eof)) {
         http_.reset();
-        co_return co_await http_exchange(verb, target, body, trace);
+        auto again = co_await http_exchange(verb, target, body, trace);
+        again.written = true;
+        co_return again;
       }
       co_return transport_failure(r, "HTTP read", ec);
     }
@@ -378,7 +411,8 @@ class outbound::link : public std::enable_shared_from_this<link> {
   next_step retry(outbox_entry& e, const std::string& problem, milliseconds at_least = milliseconds(0)) {
     e.result = result_json({{"problem", problem}, {"attempts", e.attempts}});
     commit(e);
-    if (failures_ == 0) out_.ctx_.log->warn("outbound to {}: {} (retrying)", to_, problem);
+    if (problem != last_problem_) out_.ctx_.log->warn("outbound #{} to {}: {} (retrying)", e.id, to_, problem);
+    last_problem_ = problem;
     return std::max(at_least, backoff());
   }
 
@@ -429,6 +463,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
   std::optional<websocket::stream<beast::tcp_stream>> ws_;
   beast::flat_buffer ws_buffer_;
   unsigned failures_ = 0;
+  std::string last_problem_;  ///< logged once per streak of the same problem
   bool stopping_ = false;
   std::minstd_rand rng_{std::random_device{}()};
 };

@@ -17,7 +17,9 @@
 //                                          have arrived; unconfirmed otherwise
 //   its expiry, while the peer is down     expired (unconfirmed when an attempt may have arrived)
 // Everything else (no connection, timeouts, 429, handshake refusals) is retried with capped
-// exponential back-off and jitter; a 429 waits at least its Retry-After (RL-7).
+// exponential back-off and jitter; a 429 waits at least its Retry-After (RL-7). When the stored
+// bytes then get REPLAY_DETECTED, the 429 came from the peer's handler after delivery (a full
+// queue), which used the sequence number: the message is sealed again under the next one.
 #pragma once
 
 #include "store.hpp"

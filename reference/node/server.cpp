@@ -424,7 +424,7 @@ server::server(asio::io_context& ioc, node_config cfg)
              store_->outbox_waiting());
   outbound_ = std::make_unique<outbound>(
       ioc_, outbound_context{*engine_, trust_, *store_, [this](state_changes c) { commit(std::move(c)); }, log_}, cfg_.outbound);
-  control_ = std::make_unique<control>(*this, cfg_.state_dir / "control.sock");
+  control_ = std::make_unique<control>(*this, cfg_.control_socket.empty() ? cfg_.state_dir / "control.sock" : cfg_.control_socket);
 }
 
 server::~server() = default;
@@ -489,6 +489,11 @@ void output_faults(outcome& o) {
     }
   for (auto& r : o.released) output_faults(r);
 }
+// A node that dies after it stored a delivery and before its reply leaves, every 50th time.
+void after_commit_faults(const outcome& o) {
+  static int delivered = 0;
+  if (PEERPROTO_FAULT(exit_before_reply) && o.what == outcome::kind::answer && !o.error && ++delivered % 50 == 0) std::_Exit(71);
+}
 }  // namespace
 
 void server::submit(std::string_view text, const std::string& remote, reply_fn done) {
@@ -497,6 +502,7 @@ void server::submit(std::string_view text, const std::string& remote, reply_fn d
   outcome o = engine_->handle(text, remote, system_now());
   output_faults(o);
   persist(o, text, remote);
+  after_commit_faults(o);
   record(o, started);
   if (o.what == outcome::kind::held) {
     metrics_.held();

@@ -6,11 +6,15 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -22,6 +26,19 @@
 #include <vector>
 
 namespace peerproto::testing {
+
+/// A loopback port that was free a moment ago.
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
 
 /// A fresh directory under the system temp dir, removed at the end of the test.
 struct temp_dir {
@@ -38,10 +55,15 @@ class node_process {
  public:
   /// Starts `peerproto-node serve` with a key for `entity_id` (created in `dir` if missing) and
   /// `extra` arguments, and waits for its "listening" line.
-  node_process(const std::filesystem::path& dir, const std::string& entity_id, std::vector<std::string> extra = {})
+  node_process(const std::filesystem::path& dir, const std::string& entity_id, std::vector<std::string> extra = {},
+               const char* binary = PEERPROTO_NODE_BINARY)
       : dir_(dir), key_(dir / (entity_id + ".key")) {
     if (!std::filesystem::exists(key_)) peerproto::generate_key_file(key_, entity_id);
-    args_ = {PEERPROTO_NODE_BINARY, "serve", "--key", key_.string(), "--port", "0", "--state-dir", (dir / (entity_id + "-state")).string()};
+    args_ = {binary, "serve", "--key", key_.string(), "--port", "0", "--state-dir", (dir / (entity_id + "-state")).string()};
+    if (const auto at = std::find(extra.begin(), extra.end(), "--port"); at != extra.end() && at + 1 != extra.end()) {
+      args_[5] = *(at + 1);  // a fixed port, for peers that must find the node again after a restart
+      extra.erase(at, at + 2);
+    }
     args_.insert(args_.end(), extra.begin(), extra.end());
     start();
   }
@@ -87,6 +109,15 @@ class node_process {
     pid_ = -1;
     status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
     return status_;
+  }
+  /// Whether the process has exited (reaped, without waiting).
+  bool exited() {
+    if (pid_ <= 0) return true;
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) != pid_) return false;
+    pid_ = -1;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    return true;
   }
   void restart() {
     kill(SIGKILL);

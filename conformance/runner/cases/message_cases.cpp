@@ -108,6 +108,33 @@ void add_message_cases(std::vector<test_case>& out) {
                    requester q(c);
                    expect_refusal(c, q.text("task_delegate", {{"task", 5}}), errc::invalid_format, "MSG-8");
                  }});
+  out.push_back({"MSG-9/task-result", {"MSG-9"}, g, "task_result, completed and failed, is answered by ack status delivered",
+                 [](context& c) {
+                   c.require_type("task_result");
+                   requester q(c);
+                   const std::string task_id = "2f1c8e4a-7b3d-4c5e-9a6f-0b1d2e3f4a5b";  // a UUID v4
+                   for (const auto& p : {json::object{{"task_id", task_id}, {"status", "completed"}, {"result", json::object{{"sum", 3}}}},
+                                         json::object{{"task_id", task_id}, {"status", "failed"}, {"error", "no capacity"}}}) {
+                     const auto ack = q.reply(q.text("task_result", p), "ack", "MSG-9");
+                     c.check(ack.contains("status") && ack.at("status") == "delivered", "MSG-9", "status \"delivered\"", canonical(ack));
+                   }
+                 }});
+  out.push_back({"MSG-8/task-result-payload", {"MSG-8", "MSG-9"}, g,
+                 "task_result without its result, with a wrong status, an extra member or a bad task_id is INVALID_FORMAT",
+                 [](context& c) {
+                   c.require_type("task_result");
+                   requester q(c);
+                   const std::string id = "2f1c8e4a-7b3d-4c5e-9a6f-0b1d2e3f4a5b";
+                   const json::object wrong[] = {
+                       {{"task_id", id}, {"status", "completed"}},
+                       {{"task_id", id}, {"status", "completed"}, {"result", 5}},
+                       {{"task_id", id}, {"status", "done"}, {"result", json::object{}}},
+                       {{"task_id", id}, {"status", "failed"}, {"error", std::string(513, 'x')}},
+                       {{"task_id", id}, {"status", "completed"}, {"result", json::object{}}, {"error", "both"}},
+                       {{"task_id", "not-a-uuid"}, {"status", "completed"}, {"result", json::object{}}},
+                   };
+                   for (const auto& p : wrong) expect_refusal(c, q.text("task_result", p), errc::invalid_format, "MSG-8");
+                 }});
   out.push_back({"MSG-2/discovery", {"MSG-2", "ID-3"}, g, "discovery lists peers with their fingerprints, the runner among them", [](context& c) {
                    c.require_type("discovery");
                    requester q(c);
