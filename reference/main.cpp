@@ -51,6 +51,7 @@ struct send_options {
 int send(const send_options& o) {
   auto peer = peerproto::parse_peer_url(o.to);
   if (!peer) throw peerproto::config_error("--to: " + peer.error().message);
+  if (peer->tls) throw peerproto::config_error("send speaks plain HTTP and WebSocket; for https:// and wss:// use `ctl send` on a running node");
   auto value = peerproto::jcs::parse_strict(o.payload);
   if (!value || !value->is_object()) throw peerproto::config_error("--payload must be a JSON object");
   peerproto::engine_options opt;
@@ -105,6 +106,9 @@ int main(int argc, char** argv) {
   srv->add_option("--peers", cfg.peers_file, "peers file: one 'entity_id public_key_hex' per line");
   srv->add_option("--bind", cfg.bind, "address to listen on")->capture_default_str();
   srv->add_option("--port", cfg.port, "port to listen on (0: any free port)")->capture_default_str();
+  srv->add_option("--tls-cert", cfg.tls_cert, "PEM certificate chain: with --tls-key, the node speaks only TLS (https://, wss://)");
+  srv->add_option("--tls-key", cfg.tls_key, "PEM private key of --tls-cert");
+  srv->add_option("--tls-ca-file", cfg.outbound.tls_ca_file, "PEM CA certificates for https:// and wss:// peers (default: the system's)");
   srv->add_option("--state-dir", cfg.state_dir, "directory of the SQLite state and the audit log")->capture_default_str();
   srv->add_option("--audit-log", cfg.audit_log, "audit log file (JSON lines); default <state-dir>/audit.jsonl");
   srv->add_option("--control-socket", cfg.control_socket, "the Unix socket of `ctl` (mode 0600); default <state-dir>/control.sock");

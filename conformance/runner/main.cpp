@@ -9,6 +9,8 @@
 #include <peerproto/peer_url.hpp>
 #include <peerproto/version.hpp>
 
+#include <boost/asio/ssl/context.hpp>
+
 #include <CLI/CLI.hpp>
 
 #include <atomic>
@@ -25,7 +27,7 @@ using namespace peerproto::conformance;
 namespace {
 
 struct options {
-  std::string target, transport, node_key, key_file, json_file, junit_file, transcripts_dir, xfail_file;
+  std::string target, transport, node_key, key_file, json_file, junit_file, transcripts_dir, xfail_file, ca_file;
   std::string source_addresses = "auto";
   std::vector<std::string> cases, exclude;
   bool list = false, coverage = false, strict = false, verbose = false;
@@ -78,12 +80,27 @@ std::map<std::string, std::string> load_expected_failures(const std::string& fil
   return out;
 }
 
-endpoint parse_target(const std::string& url, bool& websocket, std::string& ws_path) {
+// https:// and wss:// targets are reached over TLS 1.2 or later, their certificate verified for
+// the target's host name against --ca-file or, without it, the system's CAs.
+std::shared_ptr<boost::asio::ssl::context> tls_context(const std::string& ca_file) {
+  namespace ssl = boost::asio::ssl;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                   ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  if (ca_file.empty()) ctx->set_default_verify_paths(ec);
+  else ctx->load_verify_file(ca_file, ec);
+  if (ec) throw setup_error("--ca-file " + ca_file + ": " + ec.message());
+  return ctx;
+}
+
+endpoint parse_target(const std::string& url, const std::string& ca_file, bool& websocket, std::string& ws_path) {
   const auto u = parse_peer_url(url);
   if (!u) throw setup_error("--target: " + u.error().message + " (got " + url + ")");
+  if (!u->tls && !ca_file.empty()) throw setup_error("--ca-file is for https:// and wss:// targets");
   websocket = u->websocket;
   if (websocket && !u->path.empty()) ws_path = u->path;
-  return {u->host, u->port, ""};
+  return {u->host, u->port, "", u->tls ? tls_context(ca_file) : nullptr};
 }
 
 std::vector<std::string> choose_sources(const std::string& spec, const std::string& host) {
@@ -232,7 +249,9 @@ int main(int argc, char** argv) {
   options o;
   CLI::App app{"peerproto-conformance: checks a peer-protocol node against docs/SPEC.md over the network.\n"
                "Every case names the requirements it checks; a MUST failure makes the exit status 1."};
-  app.add_option("--target", o.target, "the node: http://HOST:PORT (messages over POST /message) or ws://HOST:PORT/ws");
+  app.add_option("--target", o.target,
+                 "the node: http://HOST:PORT (messages over POST /message) or ws://HOST:PORT/ws; https:// and wss:// over TLS");
+  app.add_option("--ca-file", o.ca_file, "PEM CA certificates that the node's TLS certificate is verified against (default: the system's)");
   app.add_option("--transport", o.transport, "carry the message cases over http or ws (default: from --target)")
       ->check(CLI::IsMember({"http", "ws"}));
   app.add_option("--node-key", o.node_key, "the node's Ed25519 public key (64 hex); refuses to run if /public-key differs");
@@ -283,7 +302,7 @@ int main(int argc, char** argv) {
     const auto expected_failures = o.xfail_file.empty() ? std::map<std::string, std::string>{} : load_expected_failures(o.xfail_file, all);
 
     settings cfg;
-    cfg.target = parse_target(o.target, cfg.websocket, cfg.ws_path);
+    cfg.target = parse_target(o.target, o.ca_file, cfg.websocket, cfg.ws_path);
     if (!o.transport.empty()) cfg.websocket = o.transport == "ws";
     cfg.case_timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_s * 1000));
     cfg.source_addresses = choose_sources(o.source_addresses, cfg.target.host);

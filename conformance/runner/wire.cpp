@@ -1,9 +1,11 @@
 #include "wire.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 namespace peerproto::conformance {
 namespace asio = boost::asio;
@@ -21,7 +23,7 @@ std::chrono::steady_clock::duration left(deadline until) {
 wire_failure failure_of(const beast::error_code& ec, const std::string& during) {
   using k = wire_failure::kind;
   if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
-      ec == websocket::error::closed || ec == asio::error::broken_pipe)
+      ec == websocket::error::closed || ec == asio::error::broken_pipe || ec == asio::ssl::error::stream_truncated)
     return {k::closed, "the node closed the connection during " + during};
   if (ec == asio::error::connection_refused) return {k::refused, "connection refused"};
   return {k::io, during + ": " + ec.message()};
@@ -63,18 +65,42 @@ void open_and_connect(asio::io_context& ioc, tcp::socket& socket, const endpoint
   socket.set_option(tcp::no_delay(true));
   run(ioc, socket, until, "connect", [&](auto&& done) { socket.async_connect(target, done); });
 }
+
+// The TLS handshake of a client that verifies the node's certificate for the target's host name.
+void tls_handshake(asio::io_context& ioc, asio::ssl::stream<tcp::socket>& tls, const endpoint& ep, deadline until) {
+  if (!SSL_set_tlsext_host_name(tls.native_handle(), ep.host.c_str()))
+    throw wire_failure(wire_failure::kind::io, "cannot set the TLS server name");
+  tls.set_verify_mode(asio::ssl::verify_peer);
+  tls.set_verify_callback(asio::ssl::host_name_verification(ep.host));
+  run(ioc, tls.next_layer(), until, "TLS handshake", [&](auto&& done) { tls.async_handshake(asio::ssl::stream_base::client, done); });
+}
+
+// A connected stream, plain or TLS: `with(f)` calls f with whichever it is.
+struct stream_pair {
+  explicit stream_pair(asio::io_context& ioc, const endpoint& ep) : plain(ioc) {
+    if (ep.tls) tls.emplace(ioc, *ep.tls);
+  }
+  tcp::socket& socket() { return tls ? tls->next_layer() : plain; }
+  template <class F>
+  decltype(auto) with(F&& f) {
+    return tls ? f(*tls) : f(plain);
+  }
+  tcp::socket plain;
+  std::optional<asio::ssl::stream<tcp::socket>> tls;
+};
 }  // namespace
 
 struct http_connection::impl {
-  asio::io_context ioc;
-  tcp::socket socket{ioc};
-  beast::flat_buffer buffer;
+  explicit impl(const endpoint& e) : ep(e), stream(ioc, e) {}
   endpoint ep;
+  asio::io_context ioc;
+  stream_pair stream;
+  beast::flat_buffer buffer;
 };
 
-http_connection::http_connection(const endpoint& ep, deadline until) : p_(std::make_unique<impl>()) {
-  p_->ep = ep;
-  open_and_connect(p_->ioc, p_->socket, ep, until);
+http_connection::http_connection(const endpoint& ep, deadline until) : p_(std::make_unique<impl>(ep)) {
+  open_and_connect(p_->ioc, p_->stream.socket(), ep, until);
+  if (p_->stream.tls) tls_handshake(p_->ioc, *p_->stream.tls, ep, until);
 }
 http_connection::~http_connection() = default;
 
@@ -109,7 +135,8 @@ http_response to_response(http::response<http::string_body>&& res) {
 void http_connection::send(const std::string& method, const std::string& target, const std::string& body, deadline until,
                            const std::optional<std::string>& content_type, const std::map<std::string, std::string>& extra) {
   auto req = make_request(p_->ep, method, target, body, content_type, extra);
-  run(p_->ioc, p_->socket, until, "HTTP request", [&](auto&& done) { http::async_write(p_->socket, req, done); });
+  run(p_->ioc, p_->stream.socket(), until, "HTTP request",
+      [&](auto&& done) { p_->stream.with([&](auto& s) { http::async_write(s, req, done); }); });
 }
 
 http_response http_connection::exchange(const std::string& method, const std::string& target, const std::string& body,
@@ -119,13 +146,15 @@ http_response http_connection::exchange(const std::string& method, const std::st
   parser.body_limit(64u << 20);
   bool read_done = false, write_done = false;
   beast::error_code read_ec, write_ec;
-  http::async_write(p_->socket, req, [&](beast::error_code ec, std::size_t) { write_done = true; write_ec = ec; });
-  http::async_read(p_->socket, p_->buffer, parser, [&](beast::error_code ec, std::size_t) { read_done = true; read_ec = ec; });
+  p_->stream.with([&](auto& s) {
+    http::async_write(s, req, [&](beast::error_code ec, std::size_t) { write_done = true; write_ec = ec; });
+    http::async_read(s, p_->buffer, parser, [&](beast::error_code ec, std::size_t) { read_done = true; read_ec = ec; });
+  });
   p_->ioc.restart();
   while (!read_done && std::chrono::steady_clock::now() < until) p_->ioc.run_one_for(left(until));
   if (!read_done || !write_done) {
     beast::error_code ignored;
-    p_->socket.close(ignored);
+    p_->stream.socket().close(ignored);
     p_->ioc.restart();
     p_->ioc.run();
   }
@@ -136,13 +165,15 @@ http_response http_connection::exchange(const std::string& method, const std::st
 }
 
 void http_connection::write_raw(const std::string& bytes, deadline until) {
-  run(p_->ioc, p_->socket, until, "raw write", [&](auto&& done) { asio::async_write(p_->socket, asio::buffer(bytes), done); });
+  run(p_->ioc, p_->stream.socket(), until, "raw write",
+      [&](auto&& done) { p_->stream.with([&](auto& s) { asio::async_write(s, asio::buffer(bytes), done); }); });
 }
 
 http_response http_connection::receive(deadline until) {
   http::response_parser<http::string_body> parser;
   parser.body_limit(64u << 20);
-  run(p_->ioc, p_->socket, until, "HTTP response", [&](auto&& done) { http::async_read(p_->socket, p_->buffer, parser, done); });
+  run(p_->ioc, p_->stream.socket(), until, "HTTP response",
+      [&](auto&& done) { p_->stream.with([&](auto& s) { http::async_read(s, p_->buffer, parser, done); }); });
   return to_response(parser.release());
 }
 
@@ -152,10 +183,12 @@ std::optional<std::string> http_connection::read_until_closed(deadline until) {
   for (;;) {
     std::size_t n = 0;
     try {
-      run(p_->ioc, p_->socket, until, "wait for close", [&](auto&& done) {
-        p_->socket.async_read_some(asio::buffer(chunk), [&n, done](beast::error_code ec, std::size_t k) mutable {
-          n = k;
-          done(ec, k);
+      run(p_->ioc, p_->stream.socket(), until, "wait for close", [&](auto&& done) {
+        p_->stream.with([&](auto& s) {
+          s.async_read_some(asio::buffer(chunk), [&n, done](beast::error_code ec, std::size_t k) mutable {
+            n = k;
+            done(ec, k);
+          });
         });
       });
     } catch (const wire_failure& f) {
@@ -173,41 +206,60 @@ http_response http_get(const endpoint& ep, const std::string& path, deadline unt
 }
 
 struct ws_connection::impl {
+  explicit impl(const endpoint& ep) {
+    if (ep.tls) tls.emplace(ioc, *ep.tls);
+    else plain.emplace(ioc);
+  }
+  tcp::socket& socket() { return tls ? tls->next_layer().next_layer() : plain->next_layer(); }
+  template <class F>
+  decltype(auto) with(F&& f) {
+    return tls ? f(*tls) : f(*plain);
+  }
   asio::io_context ioc;
-  websocket::stream<tcp::socket> ws{ioc};
+  std::optional<websocket::stream<tcp::socket>> plain;
+  std::optional<websocket::stream<asio::ssl::stream<tcp::socket>>> tls;
   beast::flat_buffer buffer;
 };
 
-ws_connection::ws_connection(const endpoint& ep, const std::string& target, deadline until) : p_(std::make_unique<impl>()) {
-  auto& socket = p_->ws.next_layer();
-  open_and_connect(p_->ioc, socket, ep, until);
-  p_->ws.read_message_max(64u << 20);
-  run(p_->ioc, socket, until, "WebSocket upgrade",
-      [&](auto&& done) { p_->ws.async_handshake(ep.host + ":" + ep.port, target, done); });
+ws_connection::ws_connection(const endpoint& ep, const std::string& target, deadline until) : p_(std::make_unique<impl>(ep)) {
+  open_and_connect(p_->ioc, p_->socket(), ep, until);
+  if (p_->tls) tls_handshake(p_->ioc, p_->tls->next_layer(), ep, until);
+  p_->with([](auto& ws) { ws.read_message_max(64u << 20); });
+  run(p_->ioc, p_->socket(), until, "WebSocket upgrade",
+      [&](auto&& done) { p_->with([&](auto& ws) { ws.async_handshake(ep.host + ":" + ep.port, target, done); }); });
 }
 ws_connection::~ws_connection() = default;
 
 void ws_connection::send_text(const std::string& text, deadline until) {
-  p_->ws.text(true);
-  run(p_->ioc, p_->ws.next_layer(), until, "WebSocket write", [&](auto&& done) { p_->ws.async_write(asio::buffer(text), done); });
+  run(p_->ioc, p_->socket(), until, "WebSocket write", [&](auto&& done) {
+    p_->with([&](auto& ws) {
+      ws.text(true);
+      ws.async_write(asio::buffer(text), done);
+    });
+  });
 }
 
 void ws_connection::send_binary(const std::string& data, deadline until) {
-  p_->ws.binary(true);
-  run(p_->ioc, p_->ws.next_layer(), until, "WebSocket write", [&](auto&& done) { p_->ws.async_write(asio::buffer(data), done); });
+  run(p_->ioc, p_->socket(), until, "WebSocket write", [&](auto&& done) {
+    p_->with([&](auto& ws) {
+      ws.binary(true);
+      ws.async_write(asio::buffer(data), done);
+    });
+  });
 }
 
 ws_message ws_connection::receive(deadline until) {
   p_->buffer.clear();
+  const auto code = [&] { return p_->with([](auto& ws) { return static_cast<int>(ws.reason().code); }); };
   try {
-    run(p_->ioc, p_->ws.next_layer(), until, "WebSocket read", [&](auto&& done) { p_->ws.async_read(p_->buffer, done); });
+    run(p_->ioc, p_->socket(), until, "WebSocket read",
+        [&](auto&& done) { p_->with([&](auto& ws) { ws.async_read(p_->buffer, done); }); });
   } catch (const wire_failure& f) {
     if (f.what_kind == wire_failure::kind::closed)
-      throw wire_failure(f.what_kind, "the node closed the WebSocket (status " + std::to_string(p_->ws.reason().code) + ")",
-                         p_->ws.reason().code);
+      throw wire_failure(f.what_kind, "the node closed the WebSocket (status " + std::to_string(code()) + ")", code());
     throw;
   }
-  return {beast::buffers_to_string(p_->buffer.data()), !p_->ws.got_text()};
+  return {beast::buffers_to_string(p_->buffer.data()), !p_->with([](auto& ws) { return ws.got_text(); })};
 }
 
 }  // namespace peerproto::conformance

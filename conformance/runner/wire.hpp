@@ -1,8 +1,10 @@
-// The runner's side of the wire: blocking HTTP/1.1 and WebSocket connections with a deadline on
-// every operation, optionally bound to a chosen source address. Every failure is a wire_failure
+// The runner's side of the wire: blocking HTTP/1.1 and WebSocket connections, plain or over TLS,
+// with a deadline on every operation, optionally bound to a chosen source address. Every failure is a wire_failure
 // that says what happened (timeout, closed, refused), so a case can tell a node that refuses a
 // connection from one that stops answering.
 #pragma once
+
+#include <boost/asio/ssl/context.hpp>
 
 #include <chrono>
 #include <map>
@@ -16,6 +18,7 @@ namespace peerproto::conformance {
 struct endpoint {
   std::string host, port;
   std::string source;  ///< local address to bind before connecting; empty: the system's choice
+  std::shared_ptr<boost::asio::ssl::context> tls;  ///< for https:// and wss://: TLS, the peer verified for `host`
 };
 
 struct wire_failure : std::runtime_error {

@@ -21,6 +21,7 @@ struct node_config {
   // network
   std::string bind = "127.0.0.1";                  ///< loopback unless told otherwise
   std::uint16_t port = 8700;                       ///< 0: any free port (printed at start-up)
+  std::filesystem::path tls_cert, tls_key;         ///< PEM; both given: the node speaks only TLS (https, wss)
   // state
   std::filesystem::path state_dir = "peerproto-state";  ///< SQLite database and audit log
   std::filesystem::path audit_log;                 ///< default: <state_dir>/audit.jsonl

@@ -227,7 +227,7 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
 
 asio::awaitable<json::object> control::send(const json::object& req) {
   std::string to = string_arg(req, "to");
-  if (!to.starts_with("http://") && !to.starts_with("ws://")) {
+  if (to.find("://") == std::string::npos) {
     // An entity id: the address it was pinned or last reached at.
     std::string url;
     for (const auto& p : srv_.store_->peer_records())

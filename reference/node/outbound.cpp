@@ -1,18 +1,23 @@
 #include "outbound.hpp"
 
+#include <peerproto/key_file.hpp>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <random>
+#include <variant>
 
 namespace peerproto::node {
 namespace asio = boost::asio;
@@ -299,39 +304,36 @@ class outbound::link : public std::enable_shared_from_this<link> {
   }
 
   // ------------------------------------------------------------ transport
+  // One HTTP connection or one WebSocket per link, plain or TLS (https://, wss://). The stream
+  // types differ, so each operation is a template dispatched on the variant. Coroutine
+  // parameters are taken by value: the frame owns them (no references to temporaries).
+
+  using plain = beast::tcp_stream;
+  using secure = beast::ssl_stream<beast::tcp_stream>;
 
   asio::awaitable<void> close_websocket() {
     if (!ws_) co_return;
-    beast::get_lowest_layer(*ws_).expires_after(std::chrono::seconds(2));
-    co_await ws_->async_close(websocket::close_code::normal, use);
+    co_await std::visit([this](auto& ws) { return ws_close(ws); }, *ws_);
     ws_.reset();
   }
 
-  // Coroutine parameters are taken by value: the frame owns them (no references to temporaries).
   asio::awaitable<exchange_result> exchange(std::string envelope, std::string trace) {
     if (!url_.websocket) co_return co_await http_exchange(http::verb::post, "/message", envelope, trace);
     exchange_result r;
     if (!ws_) {
-      ws_.emplace(out_.ioc_);
-      if (auto problem = co_await connect(beast::get_lowest_layer(*ws_))) {
+      if (url_.tls) ws_.emplace(std::in_place_type<websocket::stream<secure>>, out_.ioc_, *out_.tls_);
+      else ws_.emplace(std::in_place_type<websocket::stream<plain>>, out_.ioc_);
+      auto problem = co_await std::visit([this](auto& ws) { return ws_open(ws); }, *ws_);
+      if (problem) {
         ws_.reset();
         r.status = -1;
         r.problem = *problem;
         co_return r;
       }
-      const std::string host = url_.host + ":" + url_.port, path = url_.path.empty() ? "/ws" : url_.path;
-      const auto [ec] = co_await ws_->async_handshake(host, path, use);
-      if (ec) co_return transport_failure(r, "WebSocket handshake", ec);
-      ws_->read_message_max(out_.ctx_.protocol.options().json.max_bytes);
     }
-    beast::get_lowest_layer(*ws_).expires_after(out_.opt_.timeout);
-    ws_->text(true);
     r.written = true;
-    const auto [wec, wn] = co_await ws_->async_write(asio::buffer(envelope), use);
-    if (wec) co_return transport_failure(r, "WebSocket write", wec);
-    ws_buffer_.clear();
-    const auto [rec, rn] = co_await ws_->async_read(ws_buffer_, use);
-    if (rec) co_return transport_failure(r, "WebSocket read", rec);
+    const auto ec = co_await std::visit([&](auto& ws) { return ws_round(ws, envelope); }, *ws_);
+    if (ec) co_return transport_failure(r, "WebSocket exchange", ec);
     r.body = beast::buffers_to_string(ws_buffer_.data());
     if (const auto e = parse_envelope(r.body); e && e->msg_type == msg::error && e->payload)
       if (const auto* ra = e->payload->if_contains("retry_after"); ra && ra->is_int64() && ra->get_int64() > 0)
@@ -343,9 +345,11 @@ class outbound::link : public std::enable_shared_from_this<link> {
     exchange_result r;
     const bool reused = http_.has_value();
     if (!http_) {
-      http_.emplace(out_.ioc_);
+      if (url_.tls) http_.emplace(std::in_place_type<secure>, out_.ioc_, *out_.tls_);
+      else http_.emplace(std::in_place_type<plain>, out_.ioc_);
       http_buffer_.clear();
-      if (auto problem = co_await connect(*http_)) {
+      auto problem = co_await std::visit([this](auto& s) { return open(s); }, *http_);
+      if (problem) {
         http_.reset();
         r.status = -1;
         r.problem = *problem;
@@ -362,13 +366,10 @@ class outbound::link : public std::enable_shared_from_this<link> {
       req.body() = body;
     }
     req.prepare_payload();
-    http_->expires_after(out_.opt_.timeout);
-    r.written = true;
-    const auto [wec, wn] = co_await http::async_write(*http_, req, use);
-    if (wec) co_return transport_failure(r, "HTTP write", wec);
     http::response_parser<http::string_body> parser;
     parser.body_limit(out_.ctx_.protocol.options().json.max_bytes);
-    const auto [ec, n] = co_await http::async_read(*http_, http_buffer_, parser, use);
+    r.written = true;
+    const auto ec = co_await std::visit([&](auto& s) { return http_round(s, req, parser); }, *http_);
     if (ec) {
       // Most likely a pooled connection the peer had closed while idle: send again at once on a
       // new one. The request may still have arrived (the peer may have died after reading it).
@@ -378,7 +379,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
         again.written = true;
         co_return again;
       }
-      co_return transport_failure(r, "HTTP read", ec);
+      co_return transport_failure(r, "HTTP exchange", ec);
     }
     auto res = parser.release();
     r.status = static_cast<int>(res.result_int());
@@ -388,14 +389,61 @@ class outbound::link : public std::enable_shared_from_this<link> {
     co_return r;
   }
 
-  asio::awaitable<std::optional<std::string>> connect(beast::tcp_stream& stream) {
+  // Connects, and for TLS verifies the peer's certificate for the URL's host name (SNI sent).
+  template <class Stream>
+  asio::awaitable<std::optional<std::string>> open(Stream& stream) {
+    auto& tcp_stream = beast::get_lowest_layer(stream);
     tcp::resolver resolver(out_.ioc_);
     const auto [rec, endpoints] = co_await resolver.async_resolve(url_.host, url_.port, use);
     if (rec) co_return "cannot resolve " + url_.host + ": " + rec.message();
-    stream.expires_after(out_.opt_.timeout);
-    const auto [ec, ep] = co_await stream.async_connect(endpoints, use);
+    tcp_stream.expires_after(out_.opt_.timeout);
+    const auto [ec, ep] = co_await tcp_stream.async_connect(endpoints, use);
     if (ec) co_return "cannot connect to " + to_ + ": " + ec.message();
+    if constexpr (std::is_same_v<Stream, secure>) {
+      if (!SSL_set_tlsext_host_name(stream.native_handle(), url_.host.c_str())) co_return "cannot set the TLS server name";
+      stream.set_verify_mode(asio::ssl::verify_peer);
+      stream.set_verify_callback(asio::ssl::host_name_verification(url_.host));
+      const auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, use);
+      if (hec) co_return "TLS handshake with " + to_ + " failed: " + hec.message();
+    }
     co_return std::nullopt;
+  }
+
+  template <class Stream>
+  asio::awaitable<beast::error_code> http_round(Stream& stream, http::request<http::string_body>& req,
+                                                http::response_parser<http::string_body>& parser) {
+    beast::get_lowest_layer(stream).expires_after(out_.opt_.timeout);
+    const auto [wec, wn] = co_await http::async_write(stream, req, use);
+    if (wec) co_return wec;
+    const auto [rec, rn] = co_await http::async_read(stream, http_buffer_, parser, use);
+    co_return rec;
+  }
+
+  template <class WS>
+  asio::awaitable<std::optional<std::string>> ws_open(WS& ws) {
+    if (auto problem = co_await open(ws.next_layer())) co_return problem;
+    const std::string host = url_.host + ":" + url_.port, path = url_.path.empty() ? "/ws" : url_.path;
+    const auto [ec] = co_await ws.async_handshake(host, path, use);
+    if (ec) co_return "WebSocket handshake with " + to_ + " failed: " + ec.message();
+    ws.read_message_max(out_.ctx_.protocol.options().json.max_bytes);
+    co_return std::nullopt;
+  }
+
+  template <class WS>
+  asio::awaitable<beast::error_code> ws_round(WS& ws, const std::string& envelope) {
+    beast::get_lowest_layer(ws).expires_after(out_.opt_.timeout);
+    ws.text(true);
+    const auto [wec, wn] = co_await ws.async_write(asio::buffer(envelope), use);
+    if (wec) co_return wec;
+    ws_buffer_.clear();
+    const auto [rec, rn] = co_await ws.async_read(ws_buffer_, use);
+    co_return rec;
+  }
+
+  template <class WS>
+  asio::awaitable<void> ws_close(WS& ws) {
+    beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(2));
+    co_await ws.async_close(websocket::close_code::normal, use);
   }
 
   exchange_result transport_failure(exchange_result r, const char* what, beast::error_code ec) {
@@ -458,9 +506,9 @@ class outbound::link : public std::enable_shared_from_this<link> {
   asio::steady_timer pause_;  ///< back-off: stop() ends the wait
   std::optional<std::string> peer_id_;
   std::optional<uuid> session_;
-  std::optional<beast::tcp_stream> http_;
+  std::optional<std::variant<plain, secure>> http_;
   beast::flat_buffer http_buffer_;
-  std::optional<websocket::stream<beast::tcp_stream>> ws_;
+  std::optional<std::variant<websocket::stream<plain>, websocket::stream<secure>>> ws_;
   beast::flat_buffer ws_buffer_;
   unsigned failures_ = 0;
   std::string last_problem_;  ///< logged once per streak of the same problem
@@ -471,7 +519,14 @@ class outbound::link : public std::enable_shared_from_this<link> {
 // ---------------------------------------------------------------- the links
 
 outbound::outbound(asio::io_context& ioc, outbound_context ctx, outbound_options opt)
-    : ioc_(ioc), ctx_(std::move(ctx)), opt_(opt) {}
+    : ioc_(ioc), ctx_(std::move(ctx)), opt_(std::move(opt)), tls_(std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client)) {
+  tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                    asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  if (opt_.tls_ca_file.empty()) tls_->set_default_verify_paths(ec);
+  else tls_->load_verify_file(opt_.tls_ca_file.string(), ec);
+  if (ec) throw config_error("--tls-ca-file " + opt_.tls_ca_file.string() + ": " + ec.message());
+}
 
 outbound::~outbound() = default;
 

@@ -29,10 +29,12 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -44,8 +46,8 @@ class logger;
 
 namespace peerproto::node {
 
-/// The form of `url` the outbox stores and links are keyed by: http://host:port or
-/// ws://host:port/path.
+/// The form of `url` the outbox stores and links are keyed by: http[s]://host:port or
+/// ws[s]://host:port/path.
 inline std::string canonical_url(const peer_url& url) {
   return url.websocket ? url.key() + (url.path.empty() ? "/ws" : url.path) : url.key();
 }
@@ -59,6 +61,7 @@ struct outbound_options {
   std::chrono::seconds timeout{30};                      ///< one exchange with a peer
   std::chrono::seconds idle_close{60};                   ///< a session unused this long is closed
   std::chrono::hours retention{24 * 7};                  ///< settled messages are listed this long
+  std::filesystem::path tls_ca_file;                     ///< CAs for https:// and wss:// peers; default: the system's
 };
 
 /// What the outbound client needs from the node: its engine and trust, its store, and a commit
@@ -97,6 +100,7 @@ class outbound {
   boost::asio::io_context& ioc_;
   outbound_context ctx_;
   outbound_options opt_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;      ///< the client side of https:// and wss://
   std::map<std::string, std::shared_ptr<link>> links_;  ///< by peer URL
   std::multimap<std::int64_t, boost::asio::steady_timer*> waiters_;
   std::function<void()> on_stopped_;

@@ -5,8 +5,10 @@
 
 #include <peerproto/fault.hpp>
 
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
@@ -80,9 +82,11 @@ std::string address_of(const tcp::socket& s) {
 
 // ---------------------------------------------------------------- WebSocket
 
-class ws_connection : public connection, public std::enable_shared_from_this<ws_connection> {
+// Stream: beast::tcp_stream, or beast::ssl_stream<beast::tcp_stream> with --tls-cert.
+template <class Stream>
+class ws_connection : public connection, public std::enable_shared_from_this<ws_connection<Stream>> {
  public:
-  ws_connection(server& srv, beast::tcp_stream&& stream, std::string address)
+  ws_connection(server& srv, Stream&& stream, std::string address)
       : srv_(srv), ws_(std::move(stream)), address_(std::move(address)) {
     srv_.opened(this);
   }
@@ -97,7 +101,7 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
     t.keep_alive_pings = true;
     ws_.set_option(t);
     ws_.read_message_max(cfg.max_body_bytes);  // WS-4: beyond it Beast closes with 1009
-    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+    ws_.async_accept(req, [self = this->shared_from_this()](beast::error_code ec) {
       if (!ec) self->read();
     });
   }
@@ -117,7 +121,7 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
     // Back-pressure: a peer that does not read its replies stops being read (bounded memory).
     if (queue_.size() >= srv_.config().ws_max_in_flight) return;
     reading_ = true;
-    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    ws_.async_read(buffer_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -126,14 +130,14 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
     std::string text = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
     if (!ws_.got_text()) {
-      if (PEERPROTO_FAULT(ws_binary_closes)) return ws_.async_close(websocket::close_code::policy_error, [self = shared_from_this()](beast::error_code) {});
+      if (PEERPROTO_FAULT(ws_binary_closes)) return ws_.async_close(websocket::close_code::policy_error, [self = this->shared_from_this()](beast::error_code) {});
       write(srv_.refuse({errc::invalid_format, "binary messages are not envelopes; send text"}, "", address_).reply);  // WS-3
     } else if (in_flight_ >= srv_.config().ws_max_in_flight) {
       write(srv_.refuse({errc::rate_limited, "too many requests in flight on this connection"}, text, address_,
                         std::chrono::seconds(1)).reply);  // WS-2
     } else {
       ++in_flight_;
-      srv_.submit(text, address_, [self = shared_from_this()](const outcome& o) {
+      srv_.submit(text, address_, [self = this->shared_from_this()](const outcome& o) {
         --self->in_flight_;
         // MSG-3: a reply type received as a request is matched to our own requests (we have
         // none as a server) and not answered; ERR-8: an error is never answered.
@@ -152,7 +156,7 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
   }
   void do_write() {
     ws_.text(true);
-    ws_.async_write(asio::buffer(queue_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    ws_.async_write(asio::buffer(queue_.front()), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->queue_.pop_front();
       if (ec) return;
       if (!self->queue_.empty()) return self->do_write();
@@ -163,11 +167,11 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
   void close() {
     if (closing_) return;
     closing_ = true;
-    ws_.async_close(websocket::close_code::going_away, [self = shared_from_this()](beast::error_code) {});
+    ws_.async_close(websocket::close_code::going_away, [self = this->shared_from_this()](beast::error_code) {});
   }
 
   server& srv_;
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<Stream> ws_;
   std::string address_;
   beast::flat_buffer buffer_;
   std::deque<std::string> queue_;
@@ -177,17 +181,29 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
 
 // ---------------------------------------------------------------- HTTP
 
-class http_connection : public connection, public std::enable_shared_from_this<http_connection> {
+template <class Stream>
+class http_connection : public connection, public std::enable_shared_from_this<http_connection<Stream>> {
  public:
-  http_connection(server& srv, tcp::socket&& socket, std::string address)
-      : srv_(srv), stream_(std::move(socket)), address_(std::move(address)) {
+  http_connection(server& srv, Stream&& stream, std::string address)
+      : srv_(srv), stream_(std::move(stream)), address_(std::move(address)) {
     srv_.opened(this);
   }
   ~http_connection() override {
     if (!handed_over_) srv_.closed(this, address_);
   }
 
-  void start() { read_request(); }  // a new connection has read_timeout to send its request
+  // A new connection has read_timeout for its TLS handshake, if any, and its first request.
+  void start() {
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      read_request();
+    } else {
+      lowest().expires_after(srv_.config().read_timeout);
+      stream_.async_handshake(asio::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+        if (ec) return self->abort();  // not TLS, a bad handshake, or too slow
+        self->read_request();
+      });
+    }
+  }
 
   void drain() override {
     draining_ = true;
@@ -195,16 +211,16 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   }
   void abort() override {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().socket().close(ec);
   }
 
  private:
   // HTTP-11: between requests the idle timeout applies; once a request starts, the read timeout.
   void wait_for_request() {
     if (buffer_.size() > 0) return read_request();
-    stream_.expires_after(srv_.config().idle_timeout);
-    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    lowest().expires_after(srv_.config().idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
       if (ec) return;  // idle timeout or closed
       self->buffer_.commit(n);
       self->read_request();
@@ -215,9 +231,9 @@ class http_connection : public connection, public std::enable_shared_from_this<h
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(srv_.config().max_header_bytes));
     parser_->body_limit(PEERPROTO_FAULT(no_body_limit) ? 64u << 20 : srv_.config().max_body_bytes);
-    stream_.expires_after(srv_.config().read_timeout);
+    lowest().expires_after(srv_.config().read_timeout);
     if (PEERPROTO_FAULT(read_timeout_answers_408)) answer_408_at_read_timeout();
-    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_read(ec);
     });
   }
@@ -226,10 +242,10 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   // runner accepts it: answer 408 just before the read timeout closes the stream.
   void answer_408_at_read_timeout() {
     timer_408_.expires_after(srv_.config().read_timeout - std::chrono::milliseconds(200));
-    timer_408_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    timer_408_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
       if (ec || self->busy_) return;
       static const std::string response = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-      asio::async_write(self->stream_.socket(), asio::buffer(response), [self](beast::error_code, std::size_t) { self->abort(); });
+      asio::async_write(self->stream_, asio::buffer(response), [self](beast::error_code, std::size_t) { self->abort(); });
     });
   }
 
@@ -257,7 +273,7 @@ class http_connection : public connection, public std::enable_shared_from_this<h
       if (srv_.draining()) return respond(plain(http::status::service_unavailable, "shutting down\n"), true);
       handed_over_ = true;  // the WebSocket connection takes over the socket and the counts
       srv_.handed_over(this);
-      std::make_shared<ws_connection>(srv_, std::move(stream_), address_)->run(std::move(request_));
+      std::make_shared<ws_connection<Stream>>(srv_, std::move(stream_), address_)->run(std::move(request_));
       return;
     }
     if (path == "/message") {
@@ -265,7 +281,7 @@ class http_connection : public connection, public std::enable_shared_from_this<h
       const auto& body = request_.body();
       if (!is_json_media_type(request_[http::field::content_type]))
         return respond(envelope_response(srv_.refuse({errc::invalid_format, "Content-Type must be application/json"}, body, address_)), false);
-      return srv_.submit(body, address_, [self = shared_from_this()](const outcome& o) {
+      return srv_.submit(body, address_, [self = this->shared_from_this()](const outcome& o) {
         self->respond(self->envelope_response(o), false);
       });
     }
@@ -305,8 +321,8 @@ class http_connection : public connection, public std::enable_shared_from_this<h
     r.keep_alive(!close);
     r.prepare_payload();
     response_ = std::move(r);
-    stream_.expires_after(srv_.config().idle_timeout);  // a client that does not read is cut off
-    http::async_write(stream_, response_, [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
+    lowest().expires_after(srv_.config().idle_timeout);  // a client that does not read is cut off
+    http::async_write(stream_, response_, [self = this->shared_from_this(), close](beast::error_code ec, std::size_t) {
       self->busy_ = false;
       self->request_ = {};
       if (ec || self->draining_) return self->abort();
@@ -320,19 +336,21 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   // shut down our side and discard what arrives for a short while, in a fixed-size buffer.
   void linger() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(srv_.config().linger_timeout);
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().expires_after(srv_.config().linger_timeout);
     discard_input();
   }
   void discard_input() {
-    stream_.async_read_some(asio::buffer(discard_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    stream_.async_read_some(asio::buffer(discard_), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec) return self->abort();  // the client closed, or the linger timeout is up
       self->discard_input();
     });
   }
 
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
   server& srv_;
-  beast::tcp_stream stream_;
+  Stream stream_;
   asio::steady_timer timer_408_{stream_.get_executor()};  ///< read_timeout_answers_408 only
   std::string address_;
   beast::flat_buffer buffer_;
@@ -346,6 +364,22 @@ class http_connection : public connection, public std::enable_shared_from_this<h
 }  // namespace
 
 // ---------------------------------------------------------------- server
+
+namespace {
+// TLS 1.2 or later (RFC 8996 retires 1.0 and 1.1), the certificate chain and key in PEM.
+std::unique_ptr<asio::ssl::context> tls_context(const node_config& cfg) {
+  if (cfg.tls_cert.empty() || cfg.tls_key.empty()) throw config_error("--tls-cert and --tls-key are given together");
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                   asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  ctx->use_certificate_chain_file(cfg.tls_cert.string(), ec);
+  if (ec) throw config_error("--tls-cert " + cfg.tls_cert.string() + ": " + ec.message());
+  ctx->use_private_key_file(cfg.tls_key.string(), asio::ssl::context::pem, ec);
+  if (ec) throw config_error("--tls-key " + cfg.tls_key.string() + ": " + ec.message());
+  return ctx;
+}
+}  // namespace
 
 server::server(asio::io_context& ioc, node_config cfg)
     : ioc_(ioc),
@@ -366,6 +400,7 @@ server::server(asio::io_context& ioc, node_config cfg)
   if (fs_ec) throw config_error("cannot create state directory " + cfg_.state_dir.string() + ": " + fs_ec.message());
   ::chmod(cfg_.state_dir.c_str(), 0700);
   store_ = std::make_unique<store>(cfg_.state_dir / "state.sqlite3");
+  if (!cfg_.tls_cert.empty() || !cfg_.tls_key.empty()) tls_ = tls_context(cfg_);
 
   if (!cfg_.peers_file.empty())
     for (auto& [peer, key] : load_peers_file(cfg_.peers_file)) trust_.pin(peer, key);
@@ -436,8 +471,8 @@ void server::start() {
   acceptor_.bind(ep);
   acceptor_.listen(asio::socket_base::max_listen_connections);
   control_->start();
-  log_->info("listening on http://{}:{} (WebSocket at /ws), trust {}, state in {}, control socket {}", cfg_.bind, port(),
-             cfg_.trust, cfg_.state_dir.string(), control_->path().string());
+  log_->info("listening on {}://{}:{} (WebSocket at /ws), trust {}, state in {}, control socket {}", tls_ ? "https" : "http",
+             cfg_.bind, port(), cfg_.trust, cfg_.state_dir.string(), control_->path().string());
   accept();
   outbound_->start();
   maintenance();
@@ -451,8 +486,14 @@ void server::accept() {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (!ec) {
       std::string address = address_of(socket);
-      if (admit(address)) std::make_shared<http_connection>(*this, std::move(socket), std::move(address))->start();
-      else metrics_.connection_refused();  // the socket closes as it goes out of scope
+      if (!admit(address)) {
+        metrics_.connection_refused();  // the socket closes as it goes out of scope
+      } else if (tls_) {
+        using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+        std::make_shared<http_connection<tls_stream>>(*this, tls_stream(beast::tcp_stream(std::move(socket)), *tls_), std::move(address))->start();
+      } else {
+        std::make_shared<http_connection<beast::tcp_stream>>(*this, beast::tcp_stream(std::move(socket)), std::move(address))->start();
+      }
     }
     accept();
   });

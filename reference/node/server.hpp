@@ -17,6 +17,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <functional>
@@ -103,6 +104,7 @@ class server {
   identity id_;
   trust_store trust_;
   std::unique_ptr<store> store_;
+  std::unique_ptr<boost::asio::ssl::context> tls_;  ///< with --tls-cert: every connection is TLS
   engine_options engine_opt_;
   boost::json::object limits_;  ///< advertised at /capabilities and in capability_response
   registry handlers_;
