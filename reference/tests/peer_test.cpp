@@ -283,3 +283,38 @@ TEST(Peer, TheOutboxIsBoundedMessagesExpireAndBadRequestsChangeNothing) {
   ASSERT_EQ(::stat((alice.state_dir() / "control.sock").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600);
 }
+
+TEST(Peer, TwoNodesOverTlsWithACertificateTheTestMakes) {
+  temp_dir dir;
+  const auto cert = dir.path / "tls.crt", key = dir.path / "tls.key";
+  const std::string make = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 "
+                           "-addext subjectAltName=IP:127.0.0.1 -keyout " + key.string() + " -out " + cert.string() + " 2>/dev/null";
+  ASSERT_EQ(std::system(make.c_str()), 0) << "openssl is needed (scripts/bootstrap installs it)";
+  node_process bob(dir.path, "bob", {"--trust", "tofu", "--tls-cert", cert.string(), "--tls-key", key.string()});
+  node_process alice(dir.path, "alice", {"--trust", "tofu", "--tls-cert", cert.string(), "--tls-key", key.string(), "--tls-ca-file", cert.string()});
+  node_process carol(dir.path, "carol", {"--trust", "tofu"});  // trusts only the system's CAs
+  control a(alice), b(bob), c(carol);
+  const auto https = [](const node_process& n) { return "https://127.0.0.1:" + std::to_string(n.port()); };
+  const auto wss = [](const node_process& n) { return "wss://127.0.0.1:" + std::to_string(n.port()) + "/ws"; };
+  for (const auto& to : {https(bob), wss(bob)}) {
+    const auto r = a.send(to, "status_report", {{"over", to}}, 30);
+    EXPECT_EQ(state(r), "delivered") << json::serialize(r);
+  }
+  EXPECT_EQ(b.inbox().size(), 2u);
+  // Carol cannot verify bob's certificate: nothing is sent, the message waits and says why.
+  c.send(https(bob), "ping", {});
+  ASSERT_TRUE(eventually([&] {
+    const auto o = c.outbox();
+    return !o.empty() && o[0].as_object().contains("result") &&
+           json::serialize(o[0].at("result")).find("certificate verify failed") != std::string::npos;
+  }, 20s)) << json::serialize(c.outbox());
+  EXPECT_EQ(state(c.outbox()[0].as_object()), "queued");
+  EXPECT_EQ(b.inbox().size(), 2u);
+  // A TLS node does not speak plain HTTP.
+  c.send("http://127.0.0.1:" + std::to_string(bob.port()), "ping", {});
+  ASSERT_TRUE(eventually([&] {
+    const auto o = c.outbox();
+    return o.size() == 2 && o[0].as_object().contains("result");
+  }, 20s));
+  EXPECT_EQ(state(c.outbox()[0].as_object()), "queued");
+}
