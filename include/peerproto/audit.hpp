@@ -55,6 +55,7 @@ struct audit_record {
   std::optional<std::string> nonce;       ///< hex
   std::optional<errc> error_code;         ///< the protocol code reported, if any
   std::optional<std::string> detail;      ///< one sentence; never secret material
+  std::optional<std::string> trace_id;    ///< the request's W3C trace id (32 hex), set by the transport
 };
 
 /// The record as the JSON object of AUD-2.
@@ -70,6 +71,7 @@ inline boost::json::object to_json(const audit_record& r) {
   if (r.nonce) o["nonce"] = *r.nonce;
   if (r.error_code) o["error_code"] = wire_name(*r.error_code);
   if (r.detail) o["detail"] = *r.detail;
+  if (r.trace_id) o["trace_id"] = *r.trace_id;
   return o;
 }
 

@@ -1,6 +1,7 @@
 #include "control.hpp"
 
 #include "server.hpp"
+#include "trace.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -72,13 +73,8 @@ json::object to_json(const inbox_entry& m) {
           {"payload", payload ? *payload : json::value(m.payload)},
           {"session_id", m.session_id.empty() ? json::value(nullptr) : json::value(m.session_id)},
           {"nonce", m.nonce},
-          {"received_at", m.received_at}};
-}
-
-std::string new_trace_id() {
-  std::array<std::uint8_t, 16> id{};
-  crypto::random_bytes(id);
-  return hex_encode(id);
+          {"received_at", m.received_at},
+          {"trace_id", m.trace_id}};
 }
 }  // namespace
 

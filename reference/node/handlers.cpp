@@ -17,7 +17,7 @@ result<handler_reply> to_inbox(const handler_context& ctx, const handler_request
     return failure{errc::rate_limited, "the inbox is full: the application has not acknowledged its messages"};
   ctx.pending.inbox.push_back({0, q.request.sender_id, std::string(q.msg_type), boost::json::serialize(q.payload),
                                q.request.session_id ? format_uuid(*q.request.session_id) : std::string(),
-                               hex_encode(q.request.nonce), format_timestamp({q.now, 3})});
+                               hex_encode(q.request.nonce), format_timestamp({q.now, 3}), {}});
   return handler_reply{"ack", {{"status", "delivered"}}};  // MSG-8: other members are ignored
 }
 

@@ -1,5 +1,7 @@
 #include "outbound.hpp"
 
+#include "trace.hpp"
+
 #include <peerproto/key_file.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -359,7 +361,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, url_.host + ":" + url_.port);
     req.set(http::field::user_agent, "peerproto-node");
-    if (!trace.empty()) req.set("traceparent", "00-" + trace + "-" + hex_encode(random_span_id()) + "-01");
+    if (!trace.empty()) req.set("traceparent", traceparent(trace));
     req.keep_alive(true);
     if (verb == http::verb::post) {
       req.set(http::field::content_type, "application/json");
@@ -459,7 +461,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
   next_step retry(outbox_entry& e, const std::string& problem, milliseconds at_least = milliseconds(0)) {
     e.result = result_json({{"problem", problem}, {"attempts", e.attempts}});
     commit(e);
-    if (problem != last_problem_) out_.ctx_.log->warn("outbound #{} to {}: {} (retrying)", e.id, to_, problem);
+    if (problem != last_problem_) out_.ctx_.log->warn("outbound #{} to {}: {} (retrying; trace {})", e.id, to_, problem, e.trace);
     last_problem_ = problem;
     return std::max(at_least, backoff());
   }
@@ -471,11 +473,6 @@ class outbound::link : public std::enable_shared_from_this<link> {
   }
   milliseconds jitter(milliseconds up_to) {
     return milliseconds(std::uniform_int_distribution<long long>(0, up_to.count())(rng_));
-  }
-  static std::array<std::uint8_t, 8> random_span_id() {
-    std::array<std::uint8_t, 8> id{};
-    crypto::random_bytes(id);
-    return id;
   }
 
   asio::awaitable<void> pause(milliseconds d) {
@@ -494,7 +491,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     e.result = result_json(std::move(result));
     e.sealed.clear();
     if (s != outbox_entry::state::delivered && s != outbox_entry::state::failed)
-      out_.ctx_.log->warn("outbound #{} to {}: {}: {}", e.id, to_, to_string(s), e.result);
+      out_.ctx_.log->warn("outbound #{} to {}: {}: {} (trace {})", e.id, to_, to_string(s), e.result, e.trace);
     if (commit(e)) out_.settle(e);
   }
 

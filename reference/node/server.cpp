@@ -2,6 +2,7 @@
 
 #include "limits.hpp"
 #include "openapi.hpp"
+#include "trace.hpp"
 
 #include <peerproto/fault.hpp>
 
@@ -281,9 +282,9 @@ class http_connection : public connection, public std::enable_shared_from_this<h
       const auto& body = request_.body();
       if (!is_json_media_type(request_[http::field::content_type]))
         return respond(envelope_response(srv_.refuse({errc::invalid_format, "Content-Type must be application/json"}, body, address_)), false);
-      return srv_.submit(body, address_, [self = this->shared_from_this()](const outcome& o) {
-        self->respond(self->envelope_response(o), false);
-      });
+      return srv_.submit(
+          body, address_, [self = this->shared_from_this()](const outcome& o) { self->respond(self->envelope_response(o), false); },
+          trace_id_of(request_["traceparent"]));
     }
     auto res = srv_.get(path);
     if (!res) return respond(plain(http::status::not_found, "no such resource\n"), false);
@@ -537,12 +538,14 @@ void after_commit_faults(const outcome& o) {
 }
 }  // namespace
 
-void server::submit(std::string_view text, const std::string& remote, reply_fn done) {
+void server::submit(std::string_view text, const std::string& remote, reply_fn done, std::string trace_id) {
   const auto started = std::chrono::steady_clock::now();
   input_faults(text);
   outcome o = engine_->handle(text, remote, system_now());
   output_faults(o);
-  persist(o, text, remote);
+  if (trace_id.empty()) trace_id = new_trace_id();
+  for (auto& a : o.audit) a.trace_id = trace_id;
+  persist(o, text, remote, trace_id);
   after_commit_faults(o);
   record(o, started);
   if (o.what == outcome::kind::held) {
@@ -565,8 +568,9 @@ outcome server::refuse(const failure& f, std::string_view text, const std::strin
 
 // Everything the engine call changed is written before any reply leaves (RPL-6, SES-13). If the
 // write fails, the reply becomes INTERNAL_ERROR (ERR-7): nothing is acknowledged that is not stored.
-void server::persist(outcome& o, std::string_view text, const std::string& remote) {
+void server::persist(outcome& o, std::string_view text, const std::string& remote, const std::string& trace_id) {
   state_changes c = std::exchange(pending_, {});
+  for (auto& m : c.inbox) m.trace_id = trace_id;
   const auto pins = [&](const outcome& x) {
     for (const auto& a : x.audit)
       if (a.event == audit_event::key_pinned && a.sender_id)

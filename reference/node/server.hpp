@@ -66,8 +66,9 @@ class server {
   // ---- used by the connections
   using reply_fn = std::function<void(const outcome&)>;
   /// Runs one inbound envelope through the engine. `done` is called once with the outcome: at
-  /// once, or later for a message held in the ordering window (ORD-8, ORD-6).
-  void submit(std::string_view text, const std::string& remote, reply_fn done);
+  /// once, or later for a message held in the ordering window (ORD-8, ORD-6). `trace_id` (the
+  /// request's traceparent trace id, or a new one) goes into its audit records and inbox entries.
+  void submit(std::string_view text, const std::string& remote, reply_fn done, std::string trace_id = {});
   /// An error envelope for a request refused by the transport (see engine::refuse).
   outcome refuse(const failure& f, std::string_view text, const std::string& remote,
                  std::optional<std::chrono::seconds> retry_after = std::nullopt);
@@ -89,7 +90,7 @@ class server {
  private:
   friend class control;
   void accept();
-  void persist(outcome& o, std::string_view text, const std::string& remote);
+  void persist(outcome& o, std::string_view text, const std::string& remote, const std::string& trace_id = {});
   /// Writes what the engine changed, with `extra`, in one transaction. Throws store_error.
   void commit(state_changes extra);
   void record(const outcome& o, std::chrono::steady_clock::time_point started);

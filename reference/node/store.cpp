@@ -79,7 +79,8 @@ ALTER TABLE peers ADD COLUMN url TEXT NOT NULL DEFAULT '';
 ALTER TABLE peers ADD COLUMN configured INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE inbox(
   seq INTEGER PRIMARY KEY AUTOINCREMENT, sender_id TEXT NOT NULL, msg_type TEXT NOT NULL,
-  payload TEXT NOT NULL, session_id TEXT NOT NULL, nonce TEXT NOT NULL, received_at TEXT NOT NULL);
+  payload TEXT NOT NULL, session_id TEXT NOT NULL, nonce TEXT NOT NULL, received_at TEXT NOT NULL,
+  trace_id TEXT NOT NULL DEFAULT '');
 CREATE TABLE outbox(
   id INTEGER PRIMARY KEY AUTOINCREMENT, peer TEXT NOT NULL, msg_type TEXT NOT NULL, payload TEXT NOT NULL,
   created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, state INTEGER NOT NULL,
@@ -220,7 +221,7 @@ void store::apply(const state_changes& c) {
       }
     }
     if (!c.inbox.empty()) {
-      statement s(prepare("INSERT INTO inbox(sender_id, msg_type, payload, session_id, nonce, received_at) VALUES(?,?,?,?,?,?)"));
+      statement s(prepare("INSERT INTO inbox(sender_id, msg_type, payload, session_id, nonce, received_at, trace_id) VALUES(?,?,?,?,?,?,?)"));
       for (const auto& m : c.inbox) {
         bind_text(s.get(), 1, m.sender_id);
         bind_text(s.get(), 2, m.msg_type);
@@ -228,6 +229,7 @@ void store::apply(const state_changes& c) {
         bind_text(s.get(), 4, m.session_id);
         bind_text(s.get(), 5, m.nonce);
         bind_text(s.get(), 6, m.received_at);
+        bind_text(s.get(), 7, m.trace_id);
         step(s.get());
       }
     }
@@ -336,13 +338,13 @@ std::size_t store::inbox_count() { return count("SELECT COUNT(*) FROM inbox"); }
 
 std::vector<inbox_entry> store::inbox(std::int64_t after, std::size_t limit) {
   std::vector<inbox_entry> out;
-  statement s(prepare("SELECT seq, sender_id, msg_type, payload, session_id, nonce, received_at FROM inbox "
+  statement s(prepare("SELECT seq, sender_id, msg_type, payload, session_id, nonce, received_at, trace_id FROM inbox "
                       "WHERE seq > ? ORDER BY seq LIMIT ?"));
   sqlite3_bind_int64(s.get(), 1, after);
   sqlite3_bind_int64(s.get(), 2, static_cast<std::int64_t>(limit));
   while (sqlite3_step(s.get()) == SQLITE_ROW)
     out.push_back({sqlite3_column_int64(s.get(), 0), column_text(s.get(), 1), column_text(s.get(), 2), column_text(s.get(), 3),
-                   column_text(s.get(), 4), column_text(s.get(), 5), column_text(s.get(), 6)});
+                   column_text(s.get(), 4), column_text(s.get(), 5), column_text(s.get(), 6), column_text(s.get(), 7)});
   return out;
 }
 

@@ -47,6 +47,7 @@ struct inbox_entry {
   std::string session_id;   ///< empty for a sessionless message
   std::string nonce;        ///< the envelope's nonce (hex)
   std::string received_at;  ///< RFC 3339
+  std::string trace_id;     ///< the W3C trace id of the request that delivered it
 };
 
 /// A message handed to the node for a peer (`ctl send`), and how far its delivery got.

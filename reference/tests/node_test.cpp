@@ -548,7 +548,7 @@ TEST(Node, AuditLogHasEverySecurityEventWithItsFields) {
   EXPECT_TRUE(std::any_of(records.begin(), records.end(), [](const auto& r) {
     return r.at("event") == "handshake_failed" && r.contains("error_code") && r.at("error_code") == "INVALID_VERSION";
   }));
-  const std::set<std::string> members{"schema", "time", "event", "remote", "sender_id", "session_id", "msg_type", "nonce", "error_code", "detail"};
+  const std::set<std::string> members{"schema", "time", "event", "remote", "sender_id", "session_id", "msg_type", "nonce", "error_code", "detail", "trace_id"};
   for (const auto& r : audit_records(file)) {
     for (const auto& kv : r) EXPECT_TRUE(members.contains(kv.key())) << "unexpected member " << kv.key();
     EXPECT_EQ(r.at("schema"), "peerproto.audit.v1");

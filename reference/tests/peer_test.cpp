@@ -16,6 +16,9 @@
 
 #include <sys/stat.h>
 
+#include <fstream>
+#include <set>
+
 namespace json = boost::json;
 using peerproto::testing::free_port;
 using peerproto::testing::node_process;
@@ -317,4 +320,25 @@ TEST(Peer, TwoNodesOverTlsWithACertificateTheTestMakes) {
     return o.size() == 2 && o[0].as_object().contains("result");
   }, 20s));
   EXPECT_EQ(state(c.outbox()[0].as_object()), "queued");
+}
+
+// Tracing: the outbox entry's trace id travels as `traceparent` and links the receiver's audit
+// records of the handshake it caused and the inbox entry it delivered.
+TEST(Peer, ATraceIdLinksTheOutboxEntryTheReceiversAuditRecordsAndItsInbox) {
+  temp_dir dir;
+  node_process alice(dir.path, "alice", {"--trust", "tofu"});
+  node_process bob(dir.path, "bob", {"--trust", "tofu"});
+  control a(alice), b(bob);
+  const auto sent = a.send(bob.http_url(), "status_report", {{"n", 1}}, 30);
+  ASSERT_EQ(state(sent), "delivered");
+  const auto trace = sent.at("trace_id");
+  ASSERT_EQ(trace.as_string().size(), 32u);
+  EXPECT_EQ(b.inbox().at(0).at("trace_id"), trace);
+  std::ifstream audit(bob.state_dir() / "audit.jsonl");
+  std::set<std::string> events;
+  for (std::string line; std::getline(audit, line);) {
+    const auto r = json::parse(line).as_object();
+    if (r.contains("trace_id") && r.at("trace_id") == trace) events.insert(std::string(r.at("event").as_string()));
+  }
+  EXPECT_TRUE(events.contains("handshake_succeeded") && events.contains("session_opened")) << events.size();
 }

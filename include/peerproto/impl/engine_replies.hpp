@@ -9,7 +9,7 @@ inline void engine::audit(request_context& ctx, audit_event ev, const std::optio
   const auto known = [](const std::string& s) { return s.empty() ? std::nullopt : std::optional(s); };
   ctx.audit.push_back(audit_record{ctx.now, ev, known(ctx.remote), known(ctx.sender_id), known(ctx.session_id),
                                    e ? std::optional(e->msg_type) : std::nullopt, known(ctx.nonce_hex), code,
-                                   std::move(detail)});
+                                   std::move(detail), std::nullopt});
 }
 
 // A sessionless envelope from this node to `to`, signed (SIG-6).
