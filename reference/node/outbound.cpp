@@ -127,6 +127,10 @@ class outbound::link : public std::enable_shared_from_this<link> {
   }
 
   asio::awaitable<next_step> attempt(outbox_entry& e) {
+    if (retire_session_) {
+      retire_session_ = false;
+      co_await close_session("an unanswered sequence number");
+    }
     if (!peer_id_) {
       if (auto problem = co_await learn_identity()) co_return retry(e, *problem);
     }
@@ -487,6 +491,9 @@ class outbound::link : public std::enable_shared_from_this<link> {
   }
 
   void settle(outbox_entry& e, outbox_entry::state s, boost::json::object result) {
+    // A message given up with its sequence number perhaps never delivered would leave a gap that
+    // holds every later message of the session at the peer (ORD-3): later ones use a new session.
+    if (s != outbox_entry::state::delivered && !e.sealed.empty() && e.session == session_) retire_session_ = true;
     e.status = s;
     e.result = result_json(std::move(result));
     e.sealed.clear();
@@ -508,6 +515,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
   std::optional<std::variant<websocket::stream<plain>, websocket::stream<secure>>> ws_;
   beast::flat_buffer ws_buffer_;
   unsigned failures_ = 0;
+  bool retire_session_ = false;  ///< close the session before the next message (see settle)
   std::string last_problem_;  ///< logged once per streak of the same problem
   bool stopping_ = false;
   std::minstd_rand rng_{std::random_device{}()};

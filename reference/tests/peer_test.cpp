@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <optional>
 #include <set>
 
 namespace json = boost::json;
@@ -78,6 +79,19 @@ std::size_t count_state(control& c, const std::string& s) {
   std::size_t n = 0;
   for (const auto& e : c.outbox()) n += state(e.as_object()) == s ? 1 : 0;
   return n;
+}
+
+// Queues status_report {i} for i = 0 .. total-1.
+void queue_numbered(control& from, const std::string& to, int total) {
+  for (int i = 0; i < total; ++i) ASSERT_EQ(state(from.send(to, "status_report", {{"i", i}})), "queued");
+}
+
+// Exactly once, in order: the inbox of `n` holds 0 .. total-1, each once.
+void expect_each_once_in_order(const node_process& n, int total) {
+  control c(n);
+  const auto inbox = c.inbox();
+  ASSERT_EQ(inbox.size(), static_cast<std::size_t>(total));
+  for (int i = 0; i < total; ++i) EXPECT_EQ(inbox[static_cast<std::size_t>(i)].at("payload").at("i"), i) << "at " << i;
 }
 
 // Runs `peerproto-node ctl --state-dir DIR ARGS` and returns its exit status and standard output.
@@ -144,7 +158,7 @@ TEST(Peer, ReceiverKilledAndRestartedWhileTheOutboxHolds200Messages) {
   node_process alice(dir.path, "alice", {"--trust", "tofu", "--outbound-retry-initial-ms", "100", "--outbound-retry-max-ms", "1000"});
   control a(alice);
   constexpr int total = 200;
-  for (int i = 0; i < total; ++i) ASSERT_EQ(state(a.send(bob.http_url(), "status_report", {{"i", i}})), "queued");
+  queue_numbered(a, bob.http_url(), total);
   // Killed in the middle of the stream, restarted on the same port a second later.
   ASSERT_TRUE(eventually([&] { return count_state(a, "delivered") >= 40; }));
   bob.kill(SIGKILL);
@@ -156,12 +170,7 @@ TEST(Peer, ReceiverKilledAndRestartedWhileTheOutboxHolds200Messages) {
   std::cout << "[ report ] " << total << " messages, " << delivered_before << " delivered before the kill; the rest "
             << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - restarted).count()
             << " ms after the restart\n";
-
-  // Exactly once, in order: the inbox holds 0..199, each once.
-  control b(bob);
-  const auto inbox = b.inbox();
-  ASSERT_EQ(inbox.size(), static_cast<std::size_t>(total));
-  for (int i = 0; i < total; ++i) EXPECT_EQ(inbox[static_cast<std::size_t>(i)].at("payload").at("i"), i) << "at " << i;
+  expect_each_once_in_order(bob, total);
 }
 
 // The window the kill above may miss, every time: the receiver stores a delivery and dies before
@@ -170,29 +179,30 @@ TEST(Peer, ReceiverKilledAndRestartedWhileTheOutboxHolds200Messages) {
 TEST(Peer, AReceiverThatDiesBetweenCommitAndReplyNeitherLosesNorDuplicates) {
   temp_dir dir;
   const int port = free_port();
-  ::setenv("PEERPROTO_FAULT", "exit_before_reply", 1);
-  node_process bob(dir.path, "bob", {"--trust", "tofu", "--port", std::to_string(port), "--rate-multiplier", "100"},
-                   PEERPROTO_NODE_FAULTS_BINARY);
-  ::unsetenv("PEERPROTO_FAULT");
+  const auto with_fault = [](auto start) {
+    ::setenv("PEERPROTO_FAULT", "exit_before_reply", 1);
+    start();
+    ::unsetenv("PEERPROTO_FAULT");
+  };
+  std::optional<node_process> bob;
+  with_fault([&] {
+    bob.emplace(dir.path, "bob", std::vector<std::string>{"--trust", "tofu", "--port", std::to_string(port), "--rate-multiplier", "100"},
+                PEERPROTO_NODE_FAULTS_BINARY);
+  });
   node_process alice(dir.path, "alice", {"--trust", "tofu", "--outbound-retry-initial-ms", "50", "--outbound-retry-max-ms", "500"});
   control a(alice);
   constexpr int total = 120;
-  for (int i = 0; i < total; ++i) ASSERT_EQ(state(a.send(bob.http_url(), "status_report", {{"i", i}})), "queued");
+  queue_numbered(a, bob->http_url(), total);
   int deaths = 0;
   ASSERT_TRUE(eventually([&] {
-    if (bob.exited()) {
+    if (bob->exited()) {
       ++deaths;
-      ::setenv("PEERPROTO_FAULT", "exit_before_reply", 1);
-      bob.start();
-      ::unsetenv("PEERPROTO_FAULT");
+      with_fault([&] { bob->start(); });
     }
     return count_state(a, "delivered") == total;
   }, 120s)) << alice.stderr_text();
   EXPECT_GE(deaths, 2);
-  control b(bob);
-  const auto inbox = b.inbox();
-  ASSERT_EQ(inbox.size(), static_cast<std::size_t>(total));
-  for (int i = 0; i < total; ++i) EXPECT_EQ(inbox[static_cast<std::size_t>(i)].at("payload").at("i"), i) << "at " << i;
+  expect_each_once_in_order(*bob, total);
 }
 
 TEST(Peer, AClaimedTaskReturnsToTheQueueWhenItsClaimerDisappearsAndItsResultTravelsBack) {
