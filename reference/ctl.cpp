@@ -37,7 +37,7 @@ class control_client {
     if (ec) throw config_error("cannot reach the node at " + path.string() + " (" + ec.message() + "): is it running with this --state-dir?");
   }
   json::object call(const json::object& request) {
-    asio::write(socket_, asio::buffer(json::serialize(request) + "\n"));
+    asio::write(socket_, asio::buffer(jcs::canonicalize(request) + "\n"));
     const auto n = asio::read_until(socket_, asio::dynamic_buffer(buffer_), '\n');
     auto v = jcs::parse_strict(std::string_view(buffer_).substr(0, n - 1));
     buffer_.erase(0, n);
@@ -58,7 +58,8 @@ json::object json_object_arg(const std::string& text, const char* name) {
   return std::move(v->as_object());
 }
 
-void print(const json::value& v) { std::cout << json::serialize(v) << std::endl; }
+// One JSON line, in the canonical form (numbers as ECMAScript writes them: 0.3, not 3E-1).
+void print(const json::value& v) { std::cout << jcs::canonicalize(v) << std::endl; }
 
 int print_list(const json::object& answer, const char* name) {
   for (const auto& e : answer.at(name).as_array()) print(e);

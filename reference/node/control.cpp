@@ -142,7 +142,7 @@ asio::awaitable<void> control::serve(socket s) {
       srv_.log_->error("control: {}", e.what());
       answer = {{"error", std::string("the node could not use its state: ") + e.what()}};
     }
-    const std::string out = json::serialize(answer) + "\n";
+    const std::string out = jcs::canonicalize(answer) + "\n";
     const auto [wec, wn] = co_await asio::async_write(s, asio::buffer(out), use);
     if (wec) break;
   }

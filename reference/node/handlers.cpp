@@ -15,7 +15,7 @@ bool empty_object(const handler_request& r) { return r.payload.empty(); }
 result<handler_reply> to_inbox(const handler_context& ctx, const handler_request& q) {
   if (ctx.state.inbox_count() + ctx.pending.inbox.size() >= ctx.max_inbox)
     return failure{errc::rate_limited, "the inbox is full: the application has not acknowledged its messages"};
-  ctx.pending.inbox.push_back({0, q.request.sender_id, std::string(q.msg_type), boost::json::serialize(q.payload),
+  ctx.pending.inbox.push_back({0, q.request.sender_id, std::string(q.msg_type), jcs::canonicalize(q.payload),
                                q.request.session_id ? format_uuid(*q.request.session_id) : std::string(),
                                hex_encode(q.request.nonce), format_timestamp({q.now, 3}), {}});
   return handler_reply{"ack", {{"status", "delivered"}}};  // MSG-8: other members are ignored
@@ -79,7 +79,7 @@ void register_builtin_handlers(registry& r, const handler_context& ctx) {
     const std::string id = format_uuid(make_uuid_v4(random));
     // MSG-6: accepted only once durably queued: the node writes the task before the reply, and a
     // storage failure turns the reply into INTERNAL_ERROR, so the task is not acknowledged (MSG-5).
-    ctx.pending.tasks.push_back({id, q.request.sender_id, boost::json::serialize(*task), format_timestamp({q.now, 3}), {}});
+    ctx.pending.tasks.push_back({id, q.request.sender_id, jcs::canonicalize(*task), format_timestamp({q.now, 3}), {}});
     return handler_reply{"task_accepted", {{"task_id", id}}};
   });
 }

@@ -52,7 +52,7 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view v) {
   return std::chrono::seconds(s);
 }
 
-std::string result_json(boost::json::object o) { return boost::json::serialize(o); }
+std::string result_json(boost::json::object o) { return jcs::canonicalize(o); }
 
 bool session_gone(errc c) {
   return c == errc::session_expired || c == errc::session_not_found || c == errc::encryption_not_ready ||
