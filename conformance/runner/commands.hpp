@@ -1,0 +1,41 @@
+// The runner's commands, each in its own file: main.cpp parses the command line into `options`
+// and calls one of them. run_command.cpp runs the suite against a node; list_command.cpp lists
+// the cases (--list) or the requirements with their cases (--coverage) without any traffic.
+#pragma once
+
+#include "suite.hpp"
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace peerproto::conformance {
+
+/// Everything the command line says.
+struct options {
+  std::string target, transport, node_key, key_file, json_file, junit_file, transcripts_dir, xfail_file, ca_file;
+  std::string source_addresses = "auto";
+  std::vector<std::string> cases, exclude;  ///< globs, comma-separated lists already split
+  bool list = false, coverage = false, strict = false, verbose = false;
+  double timeout_s = 20;
+  unsigned jobs = 4;
+};
+
+/// A run that cannot start (a bad option, a node that cannot be reached): exit status 2.
+struct setup_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// "a,b" "c" -> a b c.
+std::vector<std::string> split_commas(const std::vector<std::string>& in);
+/// The cases --cases and --exclude select, in catalogue order. Throws setup_error when none.
+std::vector<const test_case*> select_cases(const options& o);
+/// The level of the requirement a case checks first (MUST, SHOULD or MAY).
+std::string level_of(const test_case& c);
+
+/// --list and --coverage: no traffic.
+int list_command(const options& o);
+/// Runs the selected cases against --target; the exit status is the verdict (0 pass, 1 fail).
+int run_command(const options& o);
+
+}  // namespace peerproto::conformance

@@ -1,0 +1,425 @@
+// The run command: discovers the node, checks that it accepts the runner's identities, runs the
+// selected cases (in parallel, then the exclusive ones alone), prints progress and a summary, and
+// writes the reports.
+#include "commands.hpp"
+#include "report.hpp"
+
+#include <peerproto/encoding.hpp>
+#include <peerproto/key_file.hpp>
+#include <peerproto/peer_url.hpp>
+#include <peerproto/version.hpp>
+
+#include <boost/asio/ssl/context.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace peerproto::conformance {
+namespace {
+
+// "CASE-ID reason..." per line; '#' starts a comment. A line without a reason is refused.
+std::map<std::string, std::string> load_expected_failures(const std::string& file, const std::vector<test_case>& all) {
+  std::ifstream in(file);
+  if (!in) throw setup_error("cannot read the expected-failures file " + file);
+  std::map<std::string, std::string> out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos) continue;
+    const auto space = line.find_first_of(" \t", first);
+    const std::string id = line.substr(first, space - first);
+    const auto reason_at = space == std::string::npos ? std::string::npos : line.find_first_not_of(" \t", space);
+    if (reason_at == std::string::npos)
+      throw setup_error(file + ":" + std::to_string(n) + ": " + id + " has no reason; write \"CASE-ID why it fails\"");
+    if (std::none_of(all.begin(), all.end(), [&](const test_case& c) { return c.id == id; }))
+      throw setup_error(file + ":" + std::to_string(n) + ": no case is called " + id + " (see --list)");
+    out[id] = line.substr(reason_at, line.find_last_not_of(" \t\r") - reason_at + 1);
+  }
+  return out;
+}
+
+// https:// and wss:// targets are reached over TLS 1.2 or later, their certificate verified for
+// the target's host name against --ca-file or, without it, the system's CAs.
+std::shared_ptr<boost::asio::ssl::context> tls_context(const std::string& ca_file) {
+  namespace ssl = boost::asio::ssl;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                   ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  if (ca_file.empty()) ctx->set_default_verify_paths(ec);
+  else ctx->load_verify_file(ca_file, ec);
+  if (ec) throw setup_error("--ca-file " + ca_file + ": " + ec.message());
+  return ctx;
+}
+
+endpoint parse_target(const std::string& url, const std::string& ca_file, bool& websocket, std::string& ws_path) {
+  const auto u = parse_peer_url(url);
+  if (!u) throw setup_error("--target: " + u.error().message + " (got " + url + ")");
+  if (!u->tls && !ca_file.empty()) throw setup_error("--ca-file is for https:// and wss:// targets");
+  websocket = u->websocket;
+  if (websocket && !u->path.empty()) ws_path = u->path;
+  return {u->host, u->port, "", u->tls ? tls_context(ca_file) : nullptr};
+}
+
+std::vector<std::string> choose_sources(const std::string& spec, const std::string& host) {
+  if (spec == "none") return {};
+  if (spec != "auto") return split_commas({spec});
+  // Back-off (RL-4) and the pre-authentication bucket (RL-1) are kept per remote address, and the
+  // suite spends both on purpose. Against a loopback IPv4 target, spread the cases over 500
+  // addresses of 127.0.0.0/8, in a /16 drawn anew for each run, so that neither another case nor
+  // an earlier run has left anything in their buckets and counters.
+  if (!host.starts_with("127.")) return {};
+  std::array<std::uint8_t, 1> r{};
+  crypto::random_bytes(r);
+  const auto net = "127." + std::to_string(1 + r[0] % 254) + ".";
+  std::vector<std::string> out;
+  for (int k = 0; k < 2; ++k)
+    for (int j = 2; j < 252; ++j) out.push_back(net + std::to_string(k) + "." + std::to_string(j));
+  return out;
+}
+
+node_info discover(const settings& cfg, const std::string& pinned_key) {
+  node_info n;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  endpoint ep = cfg.target;
+  auto get = [&](const std::string& path) {
+    try {
+      const auto r = http_get(ep, path, until);
+      if (r.status != 200) throw setup_error("GET " + path + " answered HTTP " + std::to_string(r.status));
+      return json::parse(r.body).as_object();
+    } catch (const wire_failure& f) {
+      throw setup_error("cannot reach the node at " + ep.host + ":" + ep.port + " (GET " + path + "): " + f.what());
+    } catch (const std::invalid_argument&) {
+      throw setup_error("GET " + path + " did not answer a JSON object");
+    } catch (const boost::system::system_error& e) {
+      throw setup_error("GET " + path + " did not answer JSON: " + e.what());
+    }
+  };
+  const auto pk = get("/public-key");
+  const auto* id = pk.if_contains("entity_id");
+  const auto* key = pk.if_contains("public_key");
+  if (!id || !id->is_string() || !key || !key->is_string())
+    throw setup_error("GET /public-key must answer {entity_id, public_key, fingerprint} (HTTP-6)");
+  n.entity_id = std::string(id->get_string());
+  auto decoded = hex_decode_fixed<32>(key->get_string());
+  if (!decoded) throw setup_error("GET /public-key: public_key is not 64 hex characters");
+  n.key = *decoded;
+  if (!pinned_key.empty() && pinned_key != key->get_string())
+    throw setup_error("the node's /public-key (" + std::string(key->get_string()) + ") is not the key given with --node-key");
+  n.fingerprint = fingerprint(n.key);
+  n.capabilities = get("/capabilities");
+  const auto strings = [&](const char* name) {
+    std::vector<std::string> out;
+    if (const auto* a = n.capabilities.if_contains(name); a && a->is_array())
+      for (const auto& v : a->get_array())
+        if (v.is_string()) out.emplace_back(v.get_string());
+    return out;
+  };
+  n.versions = strings("versions");
+  n.suites = strings("suites");
+  n.message_types = strings("message_types");
+  if (n.versions.empty()) throw setup_error("GET /capabilities lists no versions (HTTP-7)");
+  n.read_limits();
+  return n;
+}
+
+// The node must accept identities it has never seen: one handshake tells whether it does.
+void check_trust(const settings& cfg, const node_info& node) {
+  context c(cfg, node, 0, std::chrono::seconds(300));
+  const auto& who = c.fresh();
+  auto p = c.begin_handshake(who);
+  auto r = c.exchange(p.text1);
+  // A run that just ended may have filled the node's handshake table (HS-18 leaves it full for the
+  // handshake timeout): wait what the node says, twice at most, rather than fail every case.
+  for (int wait = 0; wait < 2 && r.body.find("\"RATE_LIMITED\"") != std::string::npos; ++wait) {
+    boost::system::error_code ec;
+    const auto v = json::parse(r.body, ec);
+    const auto* payload = !ec && v.is_object() ? v.as_object().if_contains("payload") : nullptr;
+    const auto* after = payload && payload->is_object() ? payload->as_object().if_contains("retry_after") : nullptr;
+    const auto seconds = after && after->is_int64() ? after->as_int64() : 0;
+    if (seconds <= 0 || seconds > 120) break;
+    std::cout << "the node is rate limiting handshakes (left full by an earlier run?): waiting its retry_after, " << seconds
+              << " s" << std::endl;
+    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    p = c.begin_handshake(who);
+    r = c.exchange(p.text1);
+  }
+  if (r.body.find("\"UNKNOWN_SENDER\"") != std::string::npos)
+    throw setup_error(
+        "the node refused a new identity (UNKNOWN_SENDER). The suite runs every case as its own identity (" + who.id +
+        " and so on), so the node must accept new senders: run it with trust policy tofu or open, for the reference node "
+        "`peerproto-node serve --trust tofu`.");
+  if (r.body.find("\"RATE_LIMITED\"") != std::string::npos)
+    throw setup_error("the node is rate limiting the runner's first handshake (" + c.describe(r) +
+                      "). A run that just ended may have filled its handshake limits (case HS-18 leaves them full for the "
+                      "handshake timeout): wait that long and run again.");
+  try {
+    c.check_ack(p, r);
+  } catch (const case_failure& f) {
+    throw setup_error(std::string("the node does not complete a basic handshake: ") + f.what());
+  }
+}
+
+std::string now_text() { return timestamp_at({}, 3); }
+// Setup failures with one root cause: the same step failing the same rule (the expectation may
+// name per-case values such as a session id).
+std::string setup_key(const case_result& r) { return r.setup_step + "|" + r.rule; }
+double seconds(std::chrono::milliseconds d) { return std::chrono::duration<double>(d).count(); }
+
+
+settings settings_from(const options& o) {
+  settings cfg;
+  cfg.target = parse_target(o.target, o.ca_file, cfg.websocket, cfg.ws_path);
+  if (!o.transport.empty()) cfg.websocket = o.transport == "ws";
+  cfg.case_timeout = std::chrono::milliseconds(static_cast<long>(o.timeout_s * 1000));
+  cfg.source_addresses = choose_sources(o.source_addresses, cfg.target.host);
+  if (o.key_file.empty()) {
+    cfg.base_id = "conformance";
+    crypto::random_bytes(cfg.base_seed.span());
+  } else {
+    auto id = load_key_file(o.key_file);
+    cfg.base_id = id.entity_id;
+    cfg.base_seed = id.key.seed();
+  }
+  cfg.run_tag = random_hex(4);
+  return cfg;
+}
+
+void print_preamble(const options& o, const settings& cfg, const node_info& node, std::size_t cases) {
+  std::cout << "peerproto-conformance " << library_version << ": " << cases << " cases against " << node.entity_id
+            << " (fingerprint " << node.fingerprint << ") at " << o.target << ", messages over "
+            << (cfg.websocket ? "WebSocket" : "HTTP") << "\n";
+  std::cout << "runner identities: " << cfg.base_id << "." << cfg.run_tag << ".N, one per case; the node must accept new "
+            << "senders (trust tofu or open)\n";
+  std::cout << "limits: " << node.limits.size() - node.assumed.size() << " of " << node.limits.size()
+            << " read from /capabilities";
+  std::map<std::string, std::string> assumed_by_reason;  // why -> "name=value, ..."
+  for (const auto& [name, why] : node.assumed)
+    assumed_by_reason[why] += (assumed_by_reason[why].empty() ? "" : ", ") + name + "=" + std::to_string(node.limit(name));
+  std::cout << "\n";
+  for (const auto& [why, names] : assumed_by_reason) std::cout << "  SPEC §18 defaults assumed for: " << names << " (" << why << ")\n";
+  if (node.requires_encryption())
+    std::cout << "the node requires encryption (it does not list version 1.0): cases that need a sessionless or 1.0 "
+                 "message to pass the encryption requirement are skipped with that reason\n";
+  if (!cfg.source_addresses.empty())
+    std::cout << "source addresses: " << cfg.source_addresses.size() << " (" << cfg.source_addresses.front() << " to "
+              << cfg.source_addresses.back() << ")\n";
+}
+
+// Runs one case and turns how it ended into its result. `wire_trouble` says that it lost the
+// connection (the node may be down).
+case_result run_case(const test_case& t, const settings& cfg, const node_info& node, std::size_t index, bool& wire_trouble) {
+  case_result r;
+  r.test = &t;
+  r.level = level_of(t);
+  const auto t0 = std::chrono::steady_clock::now();
+  context c(cfg, node, index + 1, t.timeout.count() ? t.timeout : cfg.case_timeout);
+  try {
+    t.run(c);
+    r.outcome = verdict::pass;
+  } catch (const setup_failure& f) {
+    r.outcome = verdict::fail;
+    r.setup_step = f.step;
+    r.rule = f.rule;
+    r.expected = f.expected;
+    r.actual = f.actual;
+    r.reason = "setup failed: " + f.step + ": " + f.what();
+  } catch (const case_failure& f) {
+    r.outcome = r.level == "MAY" ? verdict::info : verdict::fail;
+    // The failure names the rule the case checks; a check of another rule on the way (the
+    // reply's sequence number in an ordering case, say) is said, not substituted.
+    const bool own = std::find(t.requirements.begin(), t.requirements.end(), f.rule) != t.requirements.end();
+    r.rule = own ? f.rule : t.requirements.front();
+    r.expected = f.expected;
+    r.actual = f.actual;
+    r.reason = own ? f.what() : r.rule + " (failed at its " + f.rule + " check): expected " + f.expected + ", got " + f.actual;
+  } catch (const case_skip& s) {
+    r.outcome = verdict::skip;
+    r.reason = s.what();
+  } catch (const wire_failure& w) {
+    wire_trouble = true;
+    r.outcome = w.what_kind == wire_failure::kind::timeout ? verdict::timeout : verdict::fail;
+    r.reason = w.what();
+    r.rule = t.requirements.front();
+    r.expected = "an answer";
+    r.actual = w.what();
+  } catch (const std::exception& e) {
+    // An answer the case could not read (a member missing or of another type): say which.
+    std::string last = "nothing received";
+    for (auto it = c.transcript.rbegin(); it != c.transcript.rend(); ++it)
+      if (it->what == "received") {
+        last = it->text.substr(0, 300);
+        break;
+      }
+    r.outcome = verdict::fail;
+    r.rule = t.requirements.front();
+    r.expected = "an answer of the form " + r.rule + " requires";
+    r.actual = "one the case could not read (" + std::string(e.what()) + "): " + last;
+    r.reason = r.rule + ": expected " + r.expected + ", got " + r.actual;
+  }
+  r.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  r.transcript = std::move(c.transcript);
+  r.envelopes = std::move(c.envelopes);
+  return r;
+}
+
+// One progress line per case, with the details of a failure (the first time for a setup step).
+void print_progress(const case_result& r, std::size_t n, std::size_t total, bool verbose, std::set<std::string>& setup_seen) {
+  std::string line = "[" + std::to_string(n) + "/" + std::to_string(total) + "] " + std::string(to_string(r.outcome));
+  line.resize(std::max<std::size_t>(line.size(), 18), ' ');
+  std::cout << line << r.test->id << " (" << r.level << ", " << r.duration.count() << " ms)";
+  if (r.unexpected_pass()) std::cout << "  UNEXPECTED PASS (listed as expected failure: " << *r.expected_failure << ")";
+  else if (r.expected_failure && r.outcome != verdict::pass) std::cout << "  expected failure";
+  std::cout << "\n";
+  if (!r.setup_step.empty() && !setup_seen.insert(setup_key(r)).second) {
+    std::cout << "      setup failed (" << r.setup_step << ", rule " << r.rule << "), as above\n";
+  } else if (r.outcome == verdict::fail || r.outcome == verdict::timeout || r.outcome == verdict::info) {
+    if (!r.setup_step.empty()) std::cout << "      setup failed: " << r.setup_step << "\n";
+    std::cout << "      " << r.test->title << "\n      rule " << r.rule << ": expected " << r.expected << "\n      got " << r.actual << "\n";
+    if (verbose)
+      for (const auto& e : r.transcript) std::cout << "        " << e.what << ": " << e.text.substr(0, 400) << "\n";
+  } else if (r.outcome == verdict::skip && verbose) {
+    std::cout << "      " << r.reason << "\n";
+  }
+  std::cout.flush();
+}
+
+// The summary: counts per verdict and group, then one line per root cause of a failure.
+// Returns whether the run failed.
+bool print_summary(const std::vector<case_result>& results, const run_info& run, bool strict) {
+  std::map<std::string, std::map<verdict, int>> by_group;
+  std::map<verdict, int> total;
+  int failing = 0, unexpected = 0;
+  for (const auto& r : results) {
+    ++by_group[r.test->group][r.outcome];
+    ++total[r.outcome];
+    failing += r.counts_against(strict);
+    unexpected += r.unexpected_pass();
+  }
+  std::cout << "\n" << results.size() << " cases in " << seconds(run.duration) << " s:";
+  for (const auto v : {verdict::pass, verdict::fail, verdict::timeout, verdict::skip, verdict::info})
+    std::cout << " " << total[v] << " " << to_string(v);
+  std::cout << "\n";
+  for (const auto& [g, counts] : by_group) {
+    std::cout << "  " << g << ":";
+    for (const auto& [v, n] : counts) std::cout << " " << n << " " << to_string(v);
+    std::cout << "\n";
+  }
+  if (run.target_down) std::cout << "THE NODE STOPPED ANSWERING during " << *run.target_down << "; later cases were not run\n";
+  if (unexpected) std::cout << unexpected << " case(s) listed as expected failures passed: remove them from the file\n";
+  // One line per root cause of a setup step, then one per case that failed its own check.
+  std::map<std::string, std::vector<const case_result*>> setups;
+  for (const auto& r : results)
+    if (!r.setup_step.empty() && r.counts_against(strict)) setups[setup_key(r)].push_back(&r);
+  for (const auto& [key, rs] : setups) {
+    std::cout << "SETUP FAILED: " << rs.front()->setup_step << ": rule " << rs.front()->rule << ": expected "
+              << rs.front()->expected << ", got " << rs.front()->actual << "; " << rs.size()
+              << " case(s) stopped there, their own checks not run: ";
+    for (const auto* r : rs) std::cout << r->test->id << " ";
+    std::cout << "\n";
+  }
+  for (const auto& r : results)
+    if (r.counts_against(strict) && r.setup_step.empty())
+      std::cout << "FAILED " << r.test->id << " (" << r.level << "): " << r.reason << "\n";
+  return failing || run.target_down;
+}
+
+}  // namespace
+
+int run_command(const options& o) {
+  const auto selected = select_cases(o);
+  if (o.target.empty()) throw setup_error("--target is required (or --list)");
+  const auto expected_failures = o.xfail_file.empty() ? std::map<std::string, std::string>{} : load_expected_failures(o.xfail_file, catalogue());
+  const settings cfg = settings_from(o);
+  const auto node = discover(cfg, o.node_key);
+  print_preamble(o, cfg, node, selected.size());
+  check_trust(cfg, node);
+
+  // Parallel cases first, then the exclusive ones alone. Cases that wait out a node timer (they
+  // have their own, longer time limit) start first, so the others run while they wait.
+  std::vector<std::size_t> order;
+  for (std::size_t i = 0; i < selected.size(); ++i)
+    if (!selected[i]->exclusive) order.push_back(i);
+  const std::size_t parallel = order.size();
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return selected[a]->timeout > selected[b]->timeout; });
+  for (std::size_t i = 0; i < selected.size(); ++i)
+    if (selected[i]->exclusive) order.push_back(i);
+
+  run_info run;
+  run.target = o.target;
+  run.transport = cfg.websocket ? "ws" : "http";
+  run.node_id = node.entity_id;
+  run.node_fingerprint = node.fingerprint;
+  run.runner_id = cfg.base_id + "." + cfg.run_tag;
+  run.started = now_text();
+  run.strict = o.strict;
+  run.node = &node;
+  std::vector<case_result> results(selected.size());
+  std::mutex lock;
+  std::set<std::string> setup_seen;  // setup failures already printed in full
+  std::atomic<std::size_t> next{0}, done{0};
+  const auto started = std::chrono::steady_clock::now();
+  const auto alive = [&] {
+    try {
+      return http_get(cfg.target, "/health", std::chrono::steady_clock::now() + std::chrono::seconds(3)).status == 200;
+    } catch (const wire_failure&) {
+      return false;
+    }
+  };
+  const auto not_run = [&](const test_case& t) {
+    case_result r;
+    r.test = &t;
+    r.level = level_of(t);
+    r.outcome = verdict::skip;
+    r.reason = "not run: the node stopped answering during " + *run.target_down;
+    return r;
+  };
+
+  const auto run_one = [&](std::size_t index) {
+    const test_case& t = *selected[index];
+    bool skip = false;
+    {
+      std::lock_guard g(lock);
+      skip = run.target_down.has_value();
+    }
+    bool wire_trouble = false;
+    case_result r = skip ? not_run(t) : run_case(t, cfg, node, index, wire_trouble);
+    // A case that lost the connection may have killed the node: ask /health once.
+    if (wire_trouble && !alive()) {
+      std::lock_guard g(lock);
+      if (!run.target_down) {
+        run.target_down = t.id;
+        r.reason += " (and the node no longer answers /health)";
+      } else {
+        r = not_run(t);
+      }
+    }
+    if (auto it = expected_failures.find(t.id); it != expected_failures.end()) r.expected_failure = it->second;
+    std::lock_guard g(lock);
+    print_progress(r, ++done, selected.size(), o.verbose, setup_seen);
+    results[index] = std::move(r);
+  };
+
+  std::vector<std::thread> workers;
+  for (unsigned w = 0; w < std::min<std::size_t>(o.jobs, std::max<std::size_t>(parallel, 1)); ++w)
+    workers.emplace_back([&] {
+      for (std::size_t k; (k = next++) < parallel;) run_one(order[k]);
+    });
+  for (auto& w : workers) w.join();
+  for (std::size_t k = parallel; k < order.size(); ++k) run_one(order[k]);
+  run.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+
+  const bool failed = print_summary(results, run, o.strict);
+  if (!o.json_file.empty()) write_json_report(results, run, o.json_file);
+  if (!o.junit_file.empty()) write_junit_report(results, run, o.junit_file);
+  if (!o.transcripts_dir.empty()) save_transcripts(results, o.transcripts_dir);
+  std::cout << (failed ? "RESULT: FAIL" : "RESULT: PASS") << "\n";
+  return failed ? 1 : 0;
+}
+
+}  // namespace peerproto::conformance

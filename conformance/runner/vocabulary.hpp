@@ -1,0 +1,155 @@
+// The conformance suite's vocabulary: how a case ends (verdicts, failures, skips), what the runner
+// knows of the node and of itself, identities, sessions, replies and handshakes as the runner
+// holds them, and small helpers. The case fixture (fixture/) and the runner's commands use it.
+#pragma once
+
+#include "wire.hpp"
+
+#include <peerproto/crypto.hpp>
+#include <peerproto/error.hpp>
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace peerproto::conformance {
+
+namespace json = boost::json;
+
+// ---------------------------------------------------------------- outcomes of a case
+
+enum class verdict { pass, fail, timeout, skip, info };
+std::string_view to_string(verdict v);
+
+/// Thrown by an expectation that does not hold.
+struct case_failure : std::runtime_error {
+  case_failure(std::string rule_, std::string expected_, std::string actual_)
+      : std::runtime_error(rule_ + ": expected " + expected_ + ", got " + actual_),
+        rule(std::move(rule_)), expected(std::move(expected_)), actual(std::move(actual_)) {}
+  std::string rule, expected, actual;
+};
+/// A failure in a step many cases share (the handshake before a session case): the runner
+/// reports it once, with the number of cases it stopped.
+struct setup_failure : case_failure {
+  setup_failure(std::string step_, const case_failure& f) : case_failure(f), step(std::move(step_)) {}
+  std::string step;
+};
+/// Thrown when a case cannot apply to this node (the reason says why).
+struct case_skip : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct transcript_entry {
+  std::string what;  ///< "sent", "received" or "note"
+  std::string text;
+};
+
+// ---------------------------------------------------------------- the node and the runner
+
+/// What the runner learned about the node before the first case.
+struct node_info {
+  std::string entity_id;
+  crypto::public_key key{};
+  std::string fingerprint;
+  json::object capabilities;
+  std::vector<std::string> versions, suites, message_types;
+
+  /// Every limit of SPEC §18 (include/peerproto/limit_names.hpp) as the run uses it: the value
+  /// the node advertised, or the specification's default when it did not (listed in `assumed`).
+  std::map<std::string, std::int64_t, std::less<>> limits;
+  std::map<std::string, std::string> assumed;  ///< name -> why the default was assumed
+
+  bool supports_version(std::string_view v) const;
+  bool has_type(std::string_view t) const;
+  /// VER-2: a node that requires encryption does not support "1.0".
+  bool requires_encryption() const { return !supports_version("1.0"); }
+  /// The limit `name` of SPEC §18 (a name not in §18 is a bug of the runner: std::logic_error).
+  std::int64_t limit(std::string_view name) const;
+  /// Fills `limits` and `assumed` from `capabilities`.
+  void read_limits();
+};
+
+struct settings {
+  endpoint target;                      ///< host and port of the node (HTTP and /ws)
+  bool websocket = false;               ///< message cases over WebSocket instead of HTTP
+  std::string ws_path = "/ws";
+  std::chrono::milliseconds case_timeout{20000};
+  std::string base_id;                  ///< the runner's entity id; case identities extend it
+  crypto::secret<32> base_seed;         ///< the runner's key seed; case keys derive from it
+  std::string run_tag;                  ///< distinguishes this run's identities from earlier runs
+  std::vector<std::string> source_addresses;  ///< spread over cases (back-off is per address)
+};
+
+struct identity {
+  std::string id;
+  crypto::ed25519_keypair key;
+  std::string public_hex() const;
+};
+
+/// Our side of an established session.
+struct session_state {
+  std::string id;
+  std::string version;
+  std::array<std::uint8_t, 32> k_i2r{}, k_r2i{};
+  std::uint64_t next_out = 1;  ///< our next sequence number
+  std::uint64_t next_in = 1;   ///< the node's next sequence number we expect
+  const identity* who = nullptr;
+  bool encrypted() const { return version == "1.1"; }
+};
+
+/// One answer from the node: an HTTP response, or a WebSocket text message (status 0).
+struct reply {
+  int status = 0;
+  std::string body;
+  std::string content_type;
+  std::string retry_after_header;
+  bool websocket = false;
+};
+
+/// Message 1 of a handshake, as the runner offers it.
+struct offer {
+  std::vector<std::string> versions{"1.1", "1.0"};
+  std::vector<std::string> suites{"x25519-hkdf-sha256-aes256gcm"};
+  std::string envelope_version = "1.1";
+  std::function<void(json::object& payload)> tweak;  ///< changes the payload before signing
+};
+
+/// A handshake in progress (after message 1 was built).
+struct pending_handshake {
+  const identity* who = nullptr;
+  json::object msg1;
+  std::string text1;
+  std::optional<crypto::x25519_keypair> ephemeral;
+};
+
+/// Message 2 as received and checked, with the keys derived from it.
+struct acked_handshake {
+  json::object msg2;
+  std::string session_id, selected_version;
+  std::optional<std::string> suite;
+  session_state keys;
+  std::array<std::uint8_t, 32> k_confirm{};
+};
+
+// ---------------------------------------------------------------- small helpers for cases
+
+std::string random_hex(std::size_t bytes);
+std::string random_uuid();
+std::string timestamp_at(std::chrono::milliseconds offset_from_now = {}, int fraction_digits = 3);
+std::string canonical(const json::value& v);
+json::object parse_object(const std::string& text);  ///< for texts the runner built itself
+
+/// A named JSON value, for tables of malformed forms.
+struct named_value {
+  std::string name;
+  json::value value;
+};
+
+}  // namespace peerproto::conformance
