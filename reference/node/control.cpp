@@ -141,6 +141,8 @@ asio::awaitable<void> control::serve(socket s) {
     } catch (const store_error& e) {
       srv_.log_->error("control: {}", e.what());
       answer = {{"error", std::string("the node could not use its state: ") + e.what()}};
+    } catch (const std::exception& e) {  // anything else: answered, so the connection stays accounted for
+      answer = {{"error", std::string("the request could not be carried out: ") + e.what()}};
     }
     const std::string out = jcs::canonicalize(answer) + "\n";
     const auto [wec, wn] = co_await asio::async_write(s, asio::buffer(out), use);
