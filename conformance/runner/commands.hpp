@@ -19,6 +19,7 @@ struct options {
   bool list = false, coverage = false, strict = false, verbose = false;
   double timeout_s = 20;
   unsigned jobs = 4;
+  unsigned shard = 1, shards = 1;  ///< --shard I/N: this run takes the selected cases at I, I+N, I+2N, ...
 };
 
 /// A run that cannot start (a bad option, a node that cannot be reached): exit status 2.
@@ -28,7 +29,8 @@ struct setup_error : std::runtime_error {
 
 /// "a,b" "c" -> a b c.
 std::vector<std::string> split_commas(const std::vector<std::string>& in);
-/// The cases --cases and --exclude select, in catalogue order. Throws setup_error when none.
+/// The cases --cases and --exclude select, in catalogue order, and of those this run's shard.
+/// Throws setup_error when none.
 std::vector<const test_case*> select_cases(const options& o);
 /// The level of the requirement a case checks first (MUST, SHOULD or MAY).
 std::string level_of(const test_case& c);

@@ -31,8 +31,10 @@ std::vector<std::string> split_commas(const std::vector<std::string>& in) {
 
 std::vector<const test_case*> select_cases(const options& o) {
   std::vector<const test_case*> selected;
+  std::size_t position = 0;  // among the cases --cases and --exclude select: the same in every shard
   for (const auto& c : catalogue())
-    if ((o.cases.empty() || matches_any(c.id, o.cases)) && !matches_any(c.id, o.exclude)) selected.push_back(&c);
+    if ((o.cases.empty() || matches_any(c.id, o.cases)) && !matches_any(c.id, o.exclude) && position++ % o.shards == o.shard - 1)
+      selected.push_back(&c);
   if (selected.empty()) throw setup_error("no case matches the selection (see --list)");
   return selected;
 }

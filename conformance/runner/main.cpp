@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <iostream>
 
 using namespace peerproto;
@@ -28,6 +29,10 @@ int main(int argc, char** argv) {
   app.add_option("--key", o.key_file, "the runner's identity file (peerproto-node keygen); default: a new identity per run");
   app.add_option("--cases", o.cases, "run only cases whose id matches one of these globs (comma-separated), e.g. 'HS-*'");
   app.add_option("--exclude", o.exclude, "skip cases whose id matches one of these globs");
+  std::string shard;
+  app.add_option("--shard", shard,
+                 "I/N: run the I-th of N disjoint parts of the selected cases (1 <= I <= N), so that N jobs "
+                 "together run each case once; the parts are the same in every job");
   app.add_flag("--list", o.list, "list the selected cases and exit (no traffic)");
   app.add_flag("--coverage", o.coverage,
                "print every requirement of docs/SPEC.md with the cases that check it; exit 1 if a MUST has none and no reason");
@@ -45,6 +50,14 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", o.verbose, "print the transcript of every failed case");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (!shard.empty()) {
+      unsigned i = 0, n = 0;
+      char slash = 0, extra = 0;
+      if (std::sscanf(shard.c_str(), "%u%c%u%c", &i, &slash, &n, &extra) != 3 || slash != '/' || i < 1 || i > n || n > 10000)
+        throw setup_error("--shard takes I/N with 1 <= I <= N <= 10000, as in --shard 2/4 (got " + shard + ")");
+      o.shard = i;
+      o.shards = n;
+    }
     o.cases = split_commas(o.cases);
     o.exclude = split_commas(o.exclude);
     return o.list || o.coverage ? list_command(o) : run_command(o);
