@@ -227,9 +227,7 @@ asio::awaitable<json::object> control::send(const json::object& req) {
   std::string to = string_arg(req, "to");
   if (to.find("://") == std::string::npos) {
     // An entity id: the address it was pinned or last reached at.
-    std::string url;
-    for (const auto& p : srv_.store_->peer_records())
-      if (p.entity_id == to) url = p.url;
+    const std::string url = srv_.store_->url_of(to);
     if (url.empty()) throw bad_request("no address is known for '" + to + "': give a URL, or pin it with ctl peers pin ... --url URL");
     to = url;
   } else {
@@ -300,12 +298,10 @@ json::object control::settle_task(const json::object& req, bool completed) {
     payload["error"] = std::move(error);
   }
   auto& st = *srv_.store_;
-  std::string sender, url;
-  for (const auto& t : st.tasks())
-    if (t.task_id == task_id) sender = t.sender_id;
-  if (sender.empty()) throw bad_request("no task " + task_id + " is queued");
-  for (const auto& p : st.peer_records())
-    if (p.entity_id == sender) url = p.url;
+  const auto task = st.task(task_id);
+  if (!task) throw bad_request("no task " + task_id + " is queued");
+  const std::string& sender = task->sender_id;
+  const std::string url = st.url_of(sender);
   if (url.empty())
     throw bad_request("no address is known for the delegating peer '" + sender + "': pin it with ctl peers pin ... --url URL");
   outbox_entry e;

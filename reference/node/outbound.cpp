@@ -40,6 +40,13 @@ struct exchange_result {
   bool written = false;  ///< the request may have reached the peer
   std::string problem;   ///< when nothing came back
   bool answered() const { return status >= 0; }
+  static exchange_result unanswered(std::string why, bool may_have_arrived = false) {
+    exchange_result r;
+    r.status = -1;
+    r.problem = std::move(why);
+    r.written = may_have_arrived;
+    return r;
+  }
 };
 
 /// What one attempt at a message leaves to do: nothing (settled), or try again after `wait`.
@@ -332,14 +339,12 @@ class outbound::link : public std::enable_shared_from_this<link> {
       auto problem = co_await std::visit([this](auto& ws) { return ws_open(ws); }, *ws_);
       if (problem) {
         ws_.reset();
-        r.status = -1;
-        r.problem = *problem;
-        co_return r;
+        co_return exchange_result::unanswered(*problem);
       }
     }
     r.written = true;
     const auto ec = co_await std::visit([&](auto& ws) { return ws_round(ws, envelope); }, *ws_);
-    if (ec) co_return transport_failure(r, "WebSocket exchange", ec);
+    if (ec) co_return transport_failure("WebSocket exchange", ec);
     r.body = beast::buffers_to_string(ws_buffer_.data());
     if (const auto e = parse_envelope(r.body); e && e->msg_type == msg::error && e->payload)
       if (const auto* ra = e->payload->if_contains("retry_after"); ra && ra->is_int64() && ra->get_int64() > 0)
@@ -357,9 +362,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
       auto problem = co_await std::visit([this](auto& s) { return open(s); }, *http_);
       if (problem) {
         http_.reset();
-        r.status = -1;
-        r.problem = *problem;
-        co_return r;
+        co_return exchange_result::unanswered(*problem);
       }
     }
     http::request<http::string_body> req{verb, target, 11};
@@ -385,7 +388,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
         again.written = true;
         co_return again;
       }
-      co_return transport_failure(r, "HTTP exchange", ec);
+      co_return transport_failure("HTTP exchange", ec);
     }
     auto res = parser.release();
     r.status = static_cast<int>(res.result_int());
@@ -452,12 +455,11 @@ class outbound::link : public std::enable_shared_from_this<link> {
     co_await ws.async_close(websocket::close_code::normal, use);
   }
 
-  exchange_result transport_failure(exchange_result r, const char* what, beast::error_code ec) {
+  // The request was written (it may have arrived); the connection is dropped.
+  exchange_result transport_failure(const char* what, beast::error_code ec) {
     http_.reset();
     ws_.reset();
-    r.status = -1;
-    r.problem = std::string(what) + " with " + to_ + " failed: " + ec.message();
-    return r;
+    return exchange_result::unanswered(std::string(what) + " with " + to_ + " failed: " + ec.message(), true);
   }
 
   // ------------------------------------------------------------ waiting and settling

@@ -298,13 +298,18 @@ std::vector<task_record> store::tasks() {
   return out;
 }
 
+std::optional<task_record> store::task(const std::string& task_id) {
+  statement s(prepare("SELECT task_id, sender_id, task, received_at, claim FROM tasks WHERE task_id = ?"));
+  bind_text(s.get(), 1, task_id);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+  return task_at(s.get());
+}
+
 std::optional<task_record> store::claim_task(sys_milliseconds now, std::chrono::milliseconds lease) {
-  std::array<std::uint8_t, 16> token{};
-  crypto::random_bytes(token);
   statement s(prepare("UPDATE tasks SET claim = ?, claimed_until_ms = ? WHERE seq = "
                       "(SELECT seq FROM tasks WHERE claim = '' OR claimed_until_ms <= ? ORDER BY seq LIMIT 1) "
                       "RETURNING task_id, sender_id, task, received_at, claim"));
-  bind_text(s.get(), 1, hex_encode(token));
+  bind_text(s.get(), 1, hex_encode(crypto::random_array<16>()));
   sqlite3_bind_int64(s.get(), 2, ms(now + lease));
   sqlite3_bind_int64(s.get(), 3, ms(now));
   std::optional<task_record> out;
@@ -453,6 +458,12 @@ void store::remember_url(const std::string& entity_id, const std::string& url) {
   bind_text(s.get(), 1, url);
   bind_text(s.get(), 2, entity_id);
   if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+}
+
+std::string store::url_of(const std::string& entity_id) {
+  statement s(prepare("SELECT url FROM peers WHERE entity_id = ?"));
+  bind_text(s.get(), 1, entity_id);
+  return sqlite3_step(s.get()) == SQLITE_ROW ? column_text(s.get(), 0) : std::string();
 }
 
 }  // namespace peerproto::node

@@ -111,6 +111,7 @@ class store {
 
   std::size_t task_count();  ///< queued and claimed
   std::vector<task_record> tasks();
+  std::optional<task_record> task(const std::string& task_id);  ///< queued or claimed
   /// Claims the oldest task that is queued or whose claim expired before `now`, until
   /// `now + lease`; nullopt when there is none.
   std::optional<task_record> claim_task(sys_milliseconds now, std::chrono::milliseconds lease);
@@ -145,6 +146,8 @@ class store {
   bool unpin_peer(const std::string& entity_id);
   /// Records where a pinned peer was reached (for task results and `ctl send --to ENTITY`).
   void remember_url(const std::string& entity_id, const std::string& url);
+  /// Where the node of `entity_id` was pinned or last reached; empty when unknown.
+  std::string url_of(const std::string& entity_id);
 
  private:
   void exec(const char* sql);

@@ -14,11 +14,7 @@
 namespace peerproto::node {
 
 /// A new random trace id: 32 lowercase hex characters.
-inline std::string new_trace_id() {
-  std::array<std::uint8_t, 16> id{};
-  crypto::random_bytes(id);
-  return hex_encode(id);
-}
+inline std::string new_trace_id() { return hex_encode(crypto::random_array<16>()); }
 
 /// The trace id of a valid version-00 `traceparent`, or empty (an all-zero id is invalid).
 inline std::string trace_id_of(std::string_view traceparent) {
@@ -30,9 +26,7 @@ inline std::string trace_id_of(std::string_view traceparent) {
 
 /// A `traceparent` for a request of trace `trace_id`, with a new span id, sampled.
 inline std::string traceparent(const std::string& trace_id) {
-  std::array<std::uint8_t, 8> span{};
-  crypto::random_bytes(span);
-  return "00-" + trace_id + "-" + hex_encode(span) + "-01";
+  return "00-" + trace_id + "-" + hex_encode(crypto::random_array<8>()) + "-01";
 }
 
 }  // namespace peerproto::node
