@@ -95,7 +95,9 @@ CLI::App* add_ctl_command(CLI::App& app, std::function<int()>& run) {
   send->add_option("--type", o->type, "message type")->capture_default_str();
   send->add_option("--payload", o->payload, "payload, a JSON object")->capture_default_str();
   send->add_option("--expires-in", o->expires_in, "seconds to keep trying (default: the node's --outbox-expiry)")->check(CLI::PositiveNumber);
-  send->add_option("--wait", o->wait, "wait up to this many seconds for the outcome and print it; exit 1 unless delivered")
+  send->add_option("--wait", o->wait,
+                   "wait up to this many seconds for the outcome and print it; exit 0 delivered, 1 refused by the peer "
+                   "(failed), 3 not delivered (expired, unconfirmed, or still queued at the end of the wait)")
       ->check(CLI::PositiveNumber);
   send->callback([o, call, &run] {
     run = [o, call] {
@@ -105,7 +107,8 @@ CLI::App* add_ctl_command(CLI::App& app, std::function<int()>& run) {
       const auto answer = call(r);
       print(answer);
       const auto& state = answer.at("state").as_string();
-      return state == "delivered" || (state == "queued" && !o->wait) ? 0 : 1;
+      if (state == "delivered" || (state == "queued" && !o->wait)) return 0;
+      return state == "failed" ? 1 : 3;
     };
   });
 

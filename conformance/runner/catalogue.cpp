@@ -6,12 +6,14 @@
 
 namespace peerproto::conformance {
 
+std::string_view to_string(role r) { return r == role::initiator ? "initiator" : "responder"; }
+
 const std::vector<test_case>& catalogue() {
   static const auto all = [] {
     std::vector<test_case> out;
     for (auto add : {add_transport_cases, add_json_cases, add_envelope_cases, add_signature_cases,
                      add_version_cases, add_handshake_cases, add_session_cases, add_ordering_cases, add_chunk_cases,
-                     add_message_cases, add_rate_limit_cases})
+                     add_message_cases, add_rate_limit_cases, add_initiator_cases})
       add(out);
     std::set<std::string> ids;
     for (const auto& c : out)
@@ -34,7 +36,6 @@ const std::map<std::string, std::string>& not_on_the_wire() {
       {"HS-25", "10 000 sessions at the default limits take longer than a run"},
       {"SES-1", "no sequence of valid wire messages reaches an event outside the table that another rule does not answer first"},
       {"SES-6", "needs 2^32 - 1 messages"},
-      {"ENC-4", "a node's own retransmissions are not provoked by the runner"},
       {"ENC-7", "wiping memory is not visible on the wire"},
       {"CHK-13", "256 MiB of reassembly at the default limits takes longer than a run"},
       {"RL-3", "configuration is not visible on the wire"},

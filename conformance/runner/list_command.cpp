@@ -33,7 +33,8 @@ std::vector<const test_case*> select_cases(const options& o) {
   std::vector<const test_case*> selected;
   std::size_t position = 0;  // among the cases --cases and --exclude select: the same in every shard
   for (const auto& c : catalogue())
-    if ((o.cases.empty() || matches_any(c.id, o.cases)) && !matches_any(c.id, o.exclude) && position++ % o.shards == o.shard - 1)
+    if ((o.role == "all" || o.role == to_string(c.side())) && (o.cases.empty() || matches_any(c.id, o.cases)) &&
+        !matches_any(c.id, o.exclude) && position++ % o.shards == o.shard - 1)
       selected.push_back(&c);
   if (selected.empty()) throw setup_error("no case matches the selection (see --list)");
   return selected;

@@ -27,6 +27,16 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"http", "ws"}));
   app.add_option("--node-key", o.node_key, "the node's Ed25519 public key (64 hex); refuses to run if /public-key differs");
   app.add_option("--key", o.key_file, "the runner's identity file (peerproto-node keygen); default: a new identity per run");
+  app.add_option("--role", o.role,
+                 "which half of the node to test: responder (the runner sends, the node answers), initiator (the node "
+                 "sends to the runner, driven by --shim), or all (for --list)")
+      ->capture_default_str()->check(CLI::IsMember({"responder", "initiator", "all"}));
+  app.add_option("--shim", o.shim,
+                 "initiator role: the command that makes the node send a message, with {url}, {type}, {payload}, "
+                 "{payload_file} and {expires_in} filled in; exit 0 delivered, 1 refused by the peer, 3 given up "
+                 "(conformance/README.md, the shim contract)");
+  app.add_option("--listen", o.listen, "initiator role: the address the runner's peer listens on (the node must reach it)")
+      ->capture_default_str();
   app.add_option("--cases", o.cases, "run only cases whose id matches one of these globs (comma-separated), e.g. 'HS-*'");
   app.add_option("--exclude", o.exclude, "skip cases whose id matches one of these globs");
   std::string shard;

@@ -94,6 +94,7 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
     json::object c{{"id", r.test->id},
                    {"title", r.test->title},
                    {"group", r.test->group},
+                   {"role", to_string(r.test->side())},
                    {"level", r.level},
                    {"requirements", json::array(r.test->requirements.begin(), r.test->requirements.end())},
                    {"verdict", to_string(r.outcome)},

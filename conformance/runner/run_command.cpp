@@ -187,6 +187,8 @@ settings settings_from(const options& o) {
     cfg.base_seed = id.key.seed();
   }
   cfg.run_tag = random_hex(4);
+  cfg.shim = o.shim;
+  cfg.listen = o.listen;
   return cfg;
 }
 
@@ -211,16 +213,15 @@ void print_preamble(const options& o, const settings& cfg, const node_info& node
               << cfg.source_addresses.back() << ")\n";
 }
 
-// Runs one case and turns how it ended into its result. `wire_trouble` says that it lost the
-// connection (the node may be down).
-case_result run_case(const test_case& t, const settings& cfg, const node_info& node, std::size_t index, bool& wire_trouble) {
+// Runs a case and turns how it ended into its result, with the transcript of its log. `wire_trouble`
+// says that it lost the connection (the node may be down).
+// `log` is the case's fixture once it exists.
+case_result judge(const test_case& t, const std::function<void()>& run, case_log* const& log, bool& wire_trouble) {
   case_result r;
   r.test = &t;
   r.level = level_of(t);
-  const auto t0 = std::chrono::steady_clock::now();
-  context c(cfg, node, index + 1, t.timeout.count() ? t.timeout : cfg.case_timeout);
   try {
-    t.run(c);
+    run();
     r.outcome = verdict::pass;
   } catch (const setup_failure& f) {
     r.outcome = verdict::fail;
@@ -251,20 +252,42 @@ case_result run_case(const test_case& t, const settings& cfg, const node_info& n
   } catch (const std::exception& e) {
     // An answer the case could not read (a member missing or of another type): say which.
     std::string last = "nothing received";
-    for (auto it = c.transcript.rbegin(); it != c.transcript.rend(); ++it)
-      if (it->what == "received") {
-        last = it->text.substr(0, 300);
-        break;
-      }
+    if (log)
+      for (auto it = log->transcript.rbegin(); it != log->transcript.rend(); ++it)
+        if (it->what == "received") {
+          last = it->text.substr(0, 300);
+          break;
+        }
     r.outcome = verdict::fail;
     r.rule = t.requirements.front();
     r.expected = "an answer of the form " + r.rule + " requires";
     r.actual = "one the case could not read (" + std::string(e.what()) + "): " + last;
     r.reason = r.rule + ": expected " + r.expected + ", got " + r.actual;
   }
+  if (log) {
+    r.transcript = std::move(log->transcript);
+    r.envelopes = std::move(log->envelopes);
+  }
+  return r;
+}
+
+// Runs one case with the fixture of its role.
+case_result run_case(const test_case& t, const settings& cfg, const node_info& node, std::size_t index, bool& wire_trouble) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto timeout = t.timeout.count() ? t.timeout : cfg.case_timeout;
+  std::unique_ptr<context> responder;
+  std::unique_ptr<peer_context> initiator;
+  case_log* log = nullptr;
+  auto r = judge(t, [&] {
+    if (t.side() == role::initiator) {
+      log = (initiator = std::make_unique<peer_context>(cfg, node, index + 1, timeout)).get();
+      t.run_peer(*initiator);
+    } else {
+      log = (responder = std::make_unique<context>(cfg, node, index + 1, timeout)).get();
+      t.run(*responder);
+    }
+  }, log, wire_trouble);
   r.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-  r.transcript = std::move(c.transcript);
-  r.envelopes = std::move(c.envelopes);
   return r;
 }
 
@@ -337,8 +360,13 @@ int run_command(const options& o) {
   const auto expected_failures = o.xfail_file.empty() ? std::map<std::string, std::string>{} : load_expected_failures(o.xfail_file, catalogue());
   const settings cfg = settings_from(o);
   const auto node = discover(cfg, o.node_key);
+  const auto count = [&](role r) { return std::count_if(selected.begin(), selected.end(), [&](const test_case* c) { return c->side() == r; }); };
+  if (count(role::initiator) && o.shim.empty())
+    throw setup_error("the initiator cases need --shim, the command that makes the node send (conformance/README.md, the shim contract)");
   print_preamble(o, cfg, node, selected.size());
-  check_trust(cfg, node);
+  if (count(role::initiator))
+    std::cout << "initiator cases: the node sends to the runner at " << cfg.listen << " (a port per case), driven by: " << o.shim << "\n";
+  if (count(role::responder)) check_trust(cfg, node);
 
   // Parallel cases first, then the exclusive ones alone. Cases that wait out a node timer (they
   // have their own, longer time limit) start first, so the others run while they wait.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "fixture/context.hpp"
+#include "fixture/peer.hpp"
 #include "vocabulary.hpp"
 
 #include <chrono>
@@ -17,14 +18,21 @@ namespace peerproto::conformance {
 
 // ---------------------------------------------------------------- cases
 
+/// Which half of the node a case tests: the node answering the runner (responder), or the node
+/// sending to the runner, which answers as its peer (initiator).
+enum class role { responder, initiator };
+std::string_view to_string(role r);
+
 struct test_case {
   std::string id;                         ///< names its requirement, e.g. "ENV-5/uppercase"
   std::vector<std::string> requirements;  ///< the first one gives the level
   std::string group;
   std::string title;
-  std::function<void(context&)> run;
+  std::function<void(context&)> run;      ///< a responder case
   std::chrono::milliseconds timeout{0};   ///< 0: the runner's default
   bool exclusive = false;                 ///< runs alone, after the others (it fills a node-wide limit)
+  std::function<void(peer_context&)> run_peer = {};  ///< an initiator case (instead of `run`)
+  role side() const { return run_peer ? role::initiator : role::responder; }
 };
 
 /// Adds the cases of each group to the catalogue.
@@ -39,6 +47,7 @@ void add_chunk_cases(std::vector<test_case>& out);
 void add_rate_limit_cases(std::vector<test_case>& out);
 void add_message_cases(std::vector<test_case>& out);
 void add_transport_cases(std::vector<test_case>& out);
+void add_initiator_cases(std::vector<test_case>& out);  ///< the initiator role
 
 /// The whole catalogue, in run order.
 const std::vector<test_case>& catalogue();

@@ -85,6 +85,8 @@ struct settings {
   crypto::secret<32> base_seed;         ///< the runner's key seed; case keys derive from it
   std::string run_tag;                  ///< distinguishes this run's identities from earlier runs
   std::vector<std::string> source_addresses;  ///< spread over cases (back-off is per address)
+  std::string shim;                     ///< initiator role: the command that makes the node send
+  std::string listen = "127.0.0.1";     ///< initiator role: the address the runner's peer listens on
 };
 
 struct identity {

@@ -195,6 +195,12 @@ class engine {
   result<std::vector<boost::json::object>> chunk_payloads(std::string_view msg_type, const boost::json::object& payload,
                                                           std::size_t chunk_size);
 
+  /// The peer answered SESSION_EXPIRED or SESSION_NOT_FOUND for `id`: the session ends on our side
+  /// too, without a message (SND-4), and its keys are wiped.
+  void end_session(const uuid& id, sys_milliseconds now) {
+    if (auto it = sessions_.find(id); it != sessions_.end() && it->second.apply(session_event::expire, monotonic(now)).ok()) changed_.insert(id);
+  }
+
   /// Accepts a reply received as the answer to one of our requests: an `error` (returned as its
   /// failure after its signature verifies), a sessionless signed reply, or a session message,
   /// which goes through the session's ordering window. Returns the replies delivered now, in

@@ -2,6 +2,7 @@
 
 #include "trace.hpp"
 
+#include <peerproto/fault.hpp>
 #include <peerproto/key_file.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -60,6 +61,13 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view v) {
 }
 
 std::string result_json(boost::json::object o) { return jcs::canonicalize(o); }
+
+// The session a handshake_confirm names (for a fault that uses it unproven).
+std::optional<uuid> session_id_of(std::string_view msg3) {
+  const auto e = parse_envelope(msg3);
+  const auto* id = e && e->payload ? e->payload->if_contains("session_id") : nullptr;
+  return id && id->is_string() ? parse_uuid_v4(id->get_string()) : std::nullopt;
+}
 
 bool session_gone(errc c) {
   return c == errc::session_expired || c == errc::session_not_found || c == errc::encryption_not_ready ||
@@ -177,6 +185,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     auto r = co_await exchange(e.sealed, e.trace);
     if (!r.answered()) {
       e.written = e.written || r.written;
+      if (PEERPROTO_FAULT(initiator_reseals_retransmission)) e.sealed.clear();
       co_return retry(e, r.problem);
     }
     co_return co_await judge(e, r);
@@ -205,7 +214,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (code == errc::rate_limited) {
       e.result = result_json(refusal);
       commit(e);
-      const auto at_least = milliseconds(r.retry_after.value_or(std::chrono::seconds(1)));
+      const auto at_least = PEERPROTO_FAULT(initiator_ignores_retry_after) ? milliseconds(0) : milliseconds(r.retry_after.value_or(std::chrono::seconds(1)));
       co_return std::max(at_least, backoff()) + jitter(milliseconds(100));  // RL-7: never earlier
     }
     if (code == errc::replay_detected && refused_by_rate_limit(e)) {
@@ -228,8 +237,19 @@ class outbound::link : public std::enable_shared_from_this<link> {
     }
     if (session_gone(code) || code == errc::sequence_error || code == errc::decryption_failed) {
       // This transmission was refused, not delivered. An earlier one may have been delivered only
-      // if it was written and the session has since ended.
-      co_await close_session("the peer refused the session");
+      // if it was written and the session has since ended. A session the peer no longer has ends
+      // here without a message (SND-4); one it refused a message of is closed.
+      if (PEERPROTO_FAULT(initiator_keeps_expired_session)) {
+        e.sealed.clear();
+        co_return milliseconds(0);
+      }
+      if (code == errc::session_expired || code == errc::session_not_found) {
+        out_.ctx_.protocol.end_session(*e.session, system_now());
+        out_.commit({});
+        if (session_ == e.session) session_.reset();
+      } else {
+        co_await close_session("the peer refused the session");
+      }
       if (e.written && (code == errc::session_expired || code == errc::session_not_found)) {
         settle(e, outbox_entry::state::unconfirmed, refusal);
         co_return std::nullopt;
@@ -240,12 +260,14 @@ class outbound::link : public std::enable_shared_from_this<link> {
       commit(e);
       co_return milliseconds(0);
     }
-    if (code == errc::invalid_signature || code == errc::unknown_sender || code == errc::invalid_format) {
-      // A reply we cannot authenticate proves nothing: treat it as no answer.
+    if ((code == errc::invalid_signature || code == errc::unknown_sender || code == errc::invalid_format) &&
+        !PEERPROTO_FAULT(initiator_trusts_forged_errors)) {
+      // A reply we cannot authenticate proves nothing: treat it as no answer (SND-1).
       e.written = true;
       co_return retry(e, std::string(wire_name(code)) + ": " + got.error().message);
     }
-    settle(e, outbox_entry::state::failed, refusal);
+    if (PEERPROTO_FAULT(initiator_retries_refusals)) co_return retry(e, "refused");
+    settle(e, outbox_entry::state::failed, refusal);  // SND-3: refused for good
     co_return std::nullopt;
   }
 
@@ -285,6 +307,11 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (!m4.answered()) co_return retry(e, m4.problem);
     auto ready = eng.accept_reply(m4.body, system_now());
     out_.commit({});
+    if (!ready && PEERPROTO_FAULT(initiator_skips_session_ready))
+      if (const auto id = session_id_of(*m3)) {
+        session_ = *id;
+        co_return std::nullopt;
+      }
     if (!ready || ready->size() != 1 || ready->front().reply.msg_type != msg::ack || !ready->front().reply.session_id)
       co_return retry(e, "handshake: the peer did not confirm the session" + (ready ? std::string() : ": " + ready.error().message));
     session_ = *ready->front().reply.session_id;
@@ -382,7 +409,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (ec) {
       // Most likely a pooled connection the peer had closed while idle: send again at once on a
       // new one. The request may still have arrived (the peer may have died after reading it).
-      if (reused && (ec == http::error::end_of_stream || ec == asio::error::connection_reset || ec == asio::error::eof)) {
+      if (reused && !PEERPROTO_FAULT(initiator_reseals_retransmission) && (ec == http::error::end_of_stream || ec == asio::error::connection_reset || ec == asio::error::eof)) {
         http_.reset();
         auto again = co_await http_exchange(verb, target, body, trace);
         again.written = true;
@@ -571,7 +598,7 @@ void outbound::settle(const outbox_entry& e) {
 asio::awaitable<std::optional<outbox_entry>> outbound::settled(std::int64_t id, std::chrono::steady_clock::time_point deadline) {
   for (;;) {
     auto e = ctx_.state.outbox_get(id);
-    if (!e || e->status != outbox_entry::state::queued || std::chrono::steady_clock::now() >= deadline) co_return e;
+    if (!e || e->status != outbox_entry::state::queued || std::chrono::steady_clock::now() >= deadline || stopping_) co_return e;
     asio::steady_timer t(ioc_, deadline);
     const auto it = waiters_.emplace(id, &t);
     co_await t.async_wait(use);
@@ -582,6 +609,7 @@ asio::awaitable<std::optional<outbox_entry>> outbound::settled(std::int64_t id, 
 void outbound::shutdown(std::function<void()> done) {
   stopping_ = true;
   on_stopped_ = std::move(done);
+  for (auto& [id, timer] : waiters_) timer->cancel();  // a `ctl send --wait` answers with the state so far
   if (links_.empty()) return on_stopped_();
   for (auto& [to, l] : links_) l->stop();
 }

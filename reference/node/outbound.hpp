@@ -86,7 +86,7 @@ class outbound {
   /// Closes every session with session_close and stops; `done` runs when every link has stopped.
   void shutdown(std::function<void()> done);
 
-  /// Waits until outbox entry `id` is settled (or `deadline` passes) and returns it as stored.
+  /// Waits until outbox entry `id` is settled (or `deadline` passes, or the node stops) and returns it as stored.
   boost::asio::awaitable<std::optional<outbox_entry>> settled(std::int64_t id, std::chrono::steady_clock::time_point deadline);
 
   const outbound_options& options() const noexcept { return opt_; }

@@ -118,16 +118,18 @@ inline result<std::string> engine::finish_handshake(std::string_view msg2_text, 
 inline result<std::string> engine::confirm_ack(session& s, const envelope& e, const hello_ack& ack, sys_milliseconds now) {
   pending_handshake& p = *s.pending();
   if (e.sender_id != s.peer_id()) return failure{errc::unknown_sender, "the reply comes from another entity"};
-  if (!verify_signature(e, ack.identity_key)) return failure{errc::invalid_signature, "handshake_ack signature does not verify"};
+  if (!verify_signature(e, ack.identity_key) && !PEERPROTO_FAULT(initiator_accepts_bad_ack_signature))
+    return failure{errc::invalid_signature, "handshake_ack signature does not verify"};
   if (!trust_.acceptable(e.sender_id, ack.identity_key))
     return failure{errc::unknown_sender, "the peer's key is not acceptable under the trust policy"};
-  if (ack.challenge_response != crypto::sha256(as_bytes(p.msg1)))
+  if (ack.challenge_response != crypto::sha256(as_bytes(p.msg1)) && !PEERPROTO_FAULT(initiator_skips_challenge_response))
     return failure{errc::challenge_invalid, "challenge_response does not match our handshake"};  // HS-7
   const bool offered = ours(ack.selected_version);
   const bool suite_ok = ack.selected_suite
       ? ack.selected_version == version_1_1 && std::find(opt_.suites.begin(), opt_.suites.end(), *ack.selected_suite) != opt_.suites.end()
       : ack.selected_version == version_1_0;
-  if (!offered || !suite_ok) return failure{errc::invalid_version, "the responder selected a version or suite we did not offer"};
+  if ((!offered && !PEERPROTO_FAULT(initiator_accepts_unoffered_version)) || (offered && !suite_ok && !PEERPROTO_FAULT(initiator_accepts_unoffered_suite)))
+    return failure{errc::invalid_version, "the responder selected a version or suite we did not offer"};
   if (opt_.require_encryption && !ack.selected_suite) return failure{errc::encryption_required, "the responder refused encryption"};
   if (sessions_.size() >= opt_.max_sessions_total) return failure{errc::rate_limited, "too many sessions"};
   if (sessions_.contains(ack.session_id)) return failure{errc::invalid_state, "session id already in use"};
@@ -137,7 +139,8 @@ inline result<std::string> engine::confirm_ack(session& s, const envelope& e, co
   s.bind_responder(ack.session_id, ack.identity_key);
   auto confirmation = install_keys(s, ack.selected_version, p, ack.ephemeral_key, p.msg1, msg2);
   if (!confirmation) return confirmation.error();
-  hello_confirm c{ack.session_id, crypto::sha256(as_bytes(msg2)), *confirmation};
+  hello_confirm c{ack.session_id, crypto::sha256(as_bytes(PEERPROTO_FAULT(initiator_wrong_confirm_response) ? p.msg1 : msg2)), *confirmation};
+  if (PEERPROTO_FAULT(initiator_wrong_key_confirmation) && c.key_confirmation) (*c.key_confirmation)[0] ^= 1;
   if (auto ready = s.apply(session_event::valid_ack, now); !ready) return ready.error();
   return serialize(signed_envelope(ack.selected_version, msg::handshake_confirm, e.sender_id, to_json(c), now));
 }

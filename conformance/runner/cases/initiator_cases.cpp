@@ -1,0 +1,264 @@
+// The initiator role: the node under test sends (made to by the shim) and the runner is its peer.
+// The runner answers correctly or deliberately wrong and judges what the node does next: the
+// handshake it completes or abandons (§8), how it seals and numbers (§10, §11), and what it does
+// with refusals, forged answers and lost answers (§11.1).
+#include "common.hpp"
+
+#include <peerproto/envelope.hpp>
+
+#include <set>
+
+namespace peerproto::conformance {
+namespace {
+
+const std::string group = "initiator";
+constexpr auto poll = std::chrono::milliseconds(200);
+
+test_case initiator_case(std::string id, std::vector<std::string> reqs, std::string title, std::function<void(peer_context&)> f,
+                         std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+  return {std::move(id), std::move(reqs), group, std::move(title), {}, timeout, false, std::move(f)};
+}
+
+// What a request is and which session it names, read leniently: a request in a broken session
+// may break other rules too (a version the runner selected wrongly, say).
+const json::object* object_of(const json::value& v) { return v.is_object() ? &v.get_object() : nullptr; }
+std::string string_at(const json::object* o, std::string_view name) {
+  const auto* v = o ? o->if_contains(name) : nullptr;
+  return v && v->is_string() ? std::string(v->get_string()) : "";
+}
+std::string type_of(const inbound_message& m) {
+  boost::system::error_code ec;
+  const auto v = json::parse(m.body, ec);
+  return ec ? "" : string_at(object_of(v), "msg_type");
+}
+// The session_id of a session message, or the one a handshake_confirm confirms.
+std::string session_of(const inbound_message& m) {
+  boost::system::error_code ec;
+  const auto v = json::parse(m.body, ec);
+  if (ec) return "";
+  const auto* o = object_of(v);
+  if (string_at(o, "msg_type") != "handshake_confirm") return string_at(o, "session_id");
+  const auto* p = o->if_contains("payload");
+  return string_at(p ? object_of(*p) : nullptr, "session_id");
+}
+
+// The node's next message of its own, in a session: handshakes on the way are answered correctly
+// and `s` becomes the session they make (a node may start a new session at any time).
+json::object next_message(peer_context& c, peer_session& s, const std::string& what, std::string_view rule) {
+  for (;;) {
+    const auto m = c.take(what, rule);
+    if (type_of(m) != "handshake") return c.open(s, m);
+    s = c.answer_handshake(c.read_handshake(m), m.body);
+    const auto m3 = c.take("message 3 of the handshake (handshake_confirm)", "HS-15");
+    c.check_confirm(s, m3);
+    c.answer_session_ready(s, m3);
+  }
+}
+
+// One message, delivered the ordinary way; every check of the node's side runs on the way.
+void deliver_one(peer_context& c) {
+  const json::object payload{{"text", "hello from " + c.node.entity_id + " to the runner"}};
+  c.send("heartbeat", payload);
+  auto s = c.handshake();
+  const auto m = next_message(c, s, "the message in the new session", "HS-29");
+  c.check(m.at("payload") == payload, "ENC-3", "the payload given to the shim: " + canonical(payload), canonical(m.at("payload")));
+  c.answer_delivered(s, m);
+  c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
+}
+
+// The runner answers every handshake as `o` says (message 3 too, with a session_ready sealed with
+// the wrong key when `bad_ready`); the node must not use any session so made (`rule`) until the
+// shim reports its conclusion.
+void refused_handshake(peer_context& c, ack_options o, std::string_view rule, bool bad_ready = false) {
+  c.send("heartbeat", {}, 3);
+  std::set<std::string> broken;
+  int handshakes = 0;
+  while (c.sending()) {
+    const auto m = c.next(poll);
+    if (!m) continue;
+    const auto type = type_of(*m);
+    if (type == "handshake") {
+      ++handshakes;
+      const auto s = c.answer_handshake(c.read_handshake(*m), m->body, o);
+      broken.insert(s.session_id);
+      if (!bad_ready) continue;
+      auto ready = s;
+      const auto m3 = c.take("message 3 of the handshake", "HS-15");
+      c.check_confirm(ready, m3);
+      c.answer_session_ready(ready, m3, true);
+      continue;
+    }
+    const auto session = session_of(*m);
+    c.check(!broken.contains(session), rule,
+            bad_ready ? "no message in a session whose first message did not open with k_r2i"
+                      : "no handshake_confirm and no session message for a handshake whose message 2 is wrong",
+            type + " for session " + session);
+    c.answer(400, "");
+  }
+  c.outcome();
+  c.check(handshakes > 0, rule, "at least one handshake", "none");
+}
+
+// A handshake, then the node's message, answered by `refuse` (which gets it as received).
+struct refused_message {
+  peer_session s;
+  inbound_message first;
+  json::object opened;
+};
+refused_message send_and_refuse(peer_context& c, int expires_in_s, const std::function<void(const json::object&)>& refuse) {
+  refused_message r;
+  c.send("heartbeat", {}, expires_in_s);
+  r.s = c.handshake();
+  r.first = c.take("the message in the new session", "HS-29");
+  r.opened = c.open(r.s, r.first);
+  refuse(r.opened);
+  return r;
+}
+
+// The message again after an answer that did not settle it. A node may give a message up rather
+// than send it again (no rule makes it retry): the case then has nothing to judge and is skipped.
+inbound_message again(peer_context& c, const std::string& what, std::string_view rule) {
+  if (auto m = c.next(std::chrono::duration_cast<std::chrono::milliseconds>(c.until() - std::chrono::steady_clock::now()))) return *m;
+  if (!c.sending() && c.outcome().status == 3) c.skip("the node gave the message up without sending it again");
+  c.fail(rule, what, "no request from the node");
+}
+
+}  // namespace
+
+void add_initiator_cases(std::vector<test_case>& out) {
+  // ---- a message delivered: every step of the node's side checked
+  out.push_back(initiator_case("HS-1/initiator-handshake", {"HS-1", "HS-2", "HS-3", "HS-5"},
+                               "the node's handshake is sessionless, signed with its key, and well formed", deliver_one));
+  out.push_back(initiator_case("HS-8/initiator-confirm", {"HS-8", "HS-15"},
+                               "the node's handshake_confirm carries SHA-256 of message 2", deliver_one));
+  out.push_back(initiator_case("HS-12/initiator-key-confirmation", {"HS-12"},
+                               "the node's key_confirmation is the HMAC of k_confirm", deliver_one));
+  out.push_back(initiator_case("ENC-1/initiator-seal", {"ENC-1", "ENC-2", "ENC-3", "VER-10"},
+                               "the node seals with k_i2r, the sequence nonce and the envelope as associated data", deliver_one));
+  out.push_back(initiator_case("ORD-1/initiator-sequence", {"ORD-1", "ENC-4"},
+                               "two messages: sequence numbers 1 and 2 in one session (or 1 in a new one)", [](peer_context& c) {
+                                 c.send("heartbeat", {{"n", 1}});
+                                 auto s = c.handshake();
+                                 auto m = next_message(c, s, "the first message", "HS-29");
+                                 c.answer_delivered(s, m);
+                                 c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
+                                 c.send("heartbeat", {{"n", 2}});
+                                 m = next_message(c, s, "the second message", "ORD-1");
+                                 c.check(m.at("payload") == json::object{{"n", 2}}, "ENC-3", "the payload {\"n\":2}", canonical(m.at("payload")));
+                                 c.answer_delivered(s, m);
+                                 c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
+                               }));
+  out.push_back(initiator_case("VER-6/initiator-1.0-session", {"VER-6", "HS-13", "SES-11"},
+                               "a 1.0 session when the runner selects 1.0: no key confirmation, signed session messages", [](peer_context& c) {
+                                 c.send("heartbeat", {{"text", "plain"}});
+                                 const auto m1 = c.take("message 1 of a handshake", "HS-28");
+                                 const auto msg1 = c.read_handshake(m1);
+                                 const auto& offered = msg1.at("payload").at("supported_versions").as_array();
+                                 if (std::find(offered.begin(), offered.end(), json::value("1.0")) == offered.end())
+                                   c.skip("the node does not offer 1.0 (it requires encryption)");
+                                 auto s = c.answer_handshake(msg1, m1.body, {.version = "1.0", .suite = std::optional<std::string>()});
+                                 const auto m3 = c.take("message 3 of the handshake", "HS-15");
+                                 c.check_confirm(s, m3);
+                                 c.answer_session_ready(s, m3);
+                                 const auto m = c.open(s, c.take("the message in the 1.0 session", "HS-29"));
+                                 c.answer_delivered(s, m);
+                                 c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
+                               }));
+
+  // ---- a wrong message 2 or 4: the node abandons the handshake
+  out.push_back(initiator_case("HS-28/initiator-ack-signature", {"HS-28", "HS-2"},
+                               "a handshake_ack whose signature does not verify is not confirmed",
+                               [](peer_context& c) { refused_handshake(c, {.break_signature = true}, "HS-28"); }));
+  out.push_back(initiator_case("HS-7/initiator-challenge-response", {"HS-7", "HS-28"},
+                               "a handshake_ack with a wrong challenge_response is not confirmed", [](peer_context& c) {
+                                 refused_handshake(c, {.tweak = [](json::object& p) { p["challenge_response"] = random_hex(32); }}, "HS-7");
+                               }));
+  out.push_back(initiator_case("HS-28/initiator-unoffered-version", {"HS-28", "VER-5"},
+                               "a handshake_ack selecting a version the node did not offer is not confirmed", [](peer_context& c) {
+                                 refused_handshake(c, {.version = "2.0", .suite = std::optional<std::string>()}, "HS-28");
+                               }));
+  out.push_back(initiator_case("HS-28/initiator-unoffered-suite", {"HS-28", "HS-6"},
+                               "a handshake_ack selecting a suite the node did not offer is not confirmed", [](peer_context& c) {
+                                 refused_handshake(c, {.suite = std::optional<std::string>("x25519-hkdf-sha256-chacha20poly1305")}, "HS-28");
+                               }));
+  out.push_back(initiator_case("HS-10/initiator-low-order-key", {"HS-10", "HS-28"},
+                               "a handshake_ack whose ephemeral key gives an all-zero secret is not confirmed", [](peer_context& c) {
+                                 refused_handshake(c, {.tweak = [](json::object& p) { p["ephemeral_key"] = std::string(64, '0'); }}, "HS-10");
+                               }));
+  out.push_back(initiator_case("HS-29/initiator-session-ready-key", {"HS-29", "HS-15"},
+                               "a session whose first message is sealed with the wrong direction's key is not used",
+                               [](peer_context& c) { refused_handshake(c, {}, "HS-29", true); }));
+
+  // ---- answers to the node's message: forged, rate limited, final, session gone, lost
+  out.push_back(initiator_case("SND-1/initiator-forged-error", {"SND-1"},
+                               "an error signed by another key is not taken as a refusal", [](peer_context& c) {
+                                 auto r = send_and_refuse(c, 3, [&](const json::object& m) { c.answer_error(m, errc::invalid_format, {}, true); });
+                                 while (c.sending())
+                                   if (const auto m = c.next(poll)) {
+                                     c.check(m->body == r.first.body, "SND-5", "a retransmission of the stored bytes", m->body);
+                                     c.answer_error(r.opened, errc::invalid_format, {}, true);
+                                   }
+                                 c.expect_outcome(3, "SND-1", "the message given up unanswered, not refused");
+                               }));
+  out.push_back(initiator_case("SND-2/initiator-retry-after", {"SND-2", "RL-7"},
+                               "after RATE_LIMITED with retry_after 2, the message comes again no earlier than 2 s later",
+                               [](peer_context& c) {
+                                 std::chrono::steady_clock::time_point refused;
+                                 auto r = send_and_refuse(c, 10, [&](const json::object& m) {
+                                   refused = std::chrono::steady_clock::now();
+                                   c.answer_error(m, errc::rate_limited, 2);
+                                 });
+                                 const auto next = again(c, "the message again after retry_after", "SND-2");
+                                 const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(next.arrived - refused);
+                                 c.check(waited >= std::chrono::seconds(2), "SND-2", "the message again 2000 ms or more after the refusal",
+                                         "after " + std::to_string(waited.count()) + " ms");
+                                 c.check(next.body == r.first.body, "RL-7", "the stored bytes (refused before delivery: ORD-7)", next.body);
+                                 c.answer_delivered(r.s, r.opened);
+                                 c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
+                               }));
+  out.push_back(initiator_case("SND-3/initiator-final-refusal", {"SND-3"},
+                               "a message refused with PAYLOAD_TOO_LARGE is not sent again", [](peer_context& c) {
+                                 auto r = send_and_refuse(c, 3, [&](const json::object& m) { c.answer_error(m, errc::payload_too_large); });
+                                 while (c.sending())
+                                   if (const auto m = c.next(poll)) {
+                                     c.check(m->body != r.first.body, "SND-3", "no second transmission of the refused envelope", m->body);
+                                     c.answer(400, "");
+                                   }
+                                 c.expect_outcome(1, "SND-3", "the message refused by the peer");
+                               }));
+  out.push_back(initiator_case("SND-4/initiator-session-expired", {"SND-4", "SES-7"},
+                               "after SESSION_EXPIRED the node sends nothing more in that session and sends again in a new one",
+                               [](peer_context& c) {
+                                 auto r = send_and_refuse(c, 10, [&](const json::object& m) { c.answer_error(m, errc::session_expired); });
+                                 const auto old = r.s.session_id;
+                                 for (;;) {
+                                   const auto m = again(c, "a new handshake for the message", "SND-4");
+                                   c.check(session_of(m) != old, "SND-4", "nothing more in the expired session " + old,
+                                           type_of(m) + " in it");
+                                   if (type_of(m) != "handshake") {
+                                     c.answer(400, "");
+                                     continue;
+                                   }
+                                   auto s = c.answer_handshake(c.read_handshake(m), m.body);
+                                   const auto m3 = c.take("message 3 of the handshake", "HS-15");
+                                   c.check_confirm(s, m3);
+                                   c.answer_session_ready(s, m3);
+                                   const auto again = next_message(c, s, "the message in the new session", "SND-4");
+                                   c.check(again.at("payload") == r.opened.at("payload"), "SND-4", "the same content in the new session",
+                                           canonical(again.at("payload")));
+                                   c.answer_delivered(s, again);
+                                   break;
+                                 }
+                                 c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
+                               }));
+  out.push_back(initiator_case("SND-5/initiator-retransmission", {"SND-5", "ENC-4"},
+                               "a message whose answer was lost comes again as the same bytes", [](peer_context& c) {
+                                 auto r = send_and_refuse(c, 10, [&](const json::object&) { c.drop(); });
+                                 const auto next = again(c, "the message again after its answer was lost", "SND-5");
+                                 c.check(next.body == r.first.body, "SND-5", "the stored bytes of the first transmission", next.body);
+                                 c.answer_delivered(r.s, r.opened);
+                                 c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
+                               }));
+}
+
+}  // namespace peerproto::conformance
