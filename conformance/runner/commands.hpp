@@ -13,7 +13,7 @@ namespace peerproto::conformance {
 
 /// Everything the command line says.
 struct options {
-  std::string target, transport, node_key, key_file, json_file, junit_file, transcripts_dir, xfail_file, ca_file;
+  std::string target, transport, node_key, key_file, json_file, junit_file, html_file, transcripts_dir, xfail_file, ca_file;
   std::string source_addresses = "auto";
   std::string role = "responder";  ///< responder, initiator or all: which cases are selected
   std::string shim, listen = "127.0.0.1";
@@ -22,6 +22,12 @@ struct options {
   double timeout_s = 20;
   unsigned jobs = 4;
   unsigned shard = 1, shards = 1;  ///< --shard I/N: this run takes the selected cases at I, I+N, I+2N, ...
+};
+
+/// `merge`: the JSON reports of a sharded run, joined into one report.
+struct merge_options {
+  std::vector<std::string> reports;
+  std::string json_file, junit_file, html_file;
 };
 
 /// A run that cannot start (a bad option, a node that cannot be reached): exit status 2.
@@ -41,5 +47,7 @@ std::string level_of(const test_case& c);
 int list_command(const options& o);
 /// Runs the selected cases against --target; the exit status is the verdict (0 pass, 1 fail).
 int run_command(const options& o);
+/// Joins the reports; the exit status is the verdict of the whole, as for a run.
+int merge_command(const merge_options& o);
 
 }  // namespace peerproto::conformance

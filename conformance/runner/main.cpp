@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   app.add_option("--jobs", o.jobs, "cases run in parallel")->capture_default_str()->check(CLI::Range(1u, 64u));
   app.add_option("--json", o.json_file, "write the JSON report (schema peerproto.conformance.report.v1) to this file");
   app.add_option("--junit", o.junit_file, "write a JUnit XML report to this file");
+  app.add_option("--html", o.html_file, "write a self-contained HTML report (no network fetches) to this file");
   app.add_option("--save-transcripts", o.transcripts_dir, "write each case's envelopes and transcript under this directory");
   app.add_option("--expected-failures", o.xfail_file, "file of known failures: one 'CASE-ID reason' per line");
   app.add_option("--source-addresses", o.source_addresses,
@@ -58,8 +59,16 @@ int main(int argc, char** argv) {
                  "addresses in a 127.N.0.0/16 drawn for each run)")
       ->capture_default_str();
   app.add_flag("-v,--verbose", o.verbose, "print the transcript of every failed case");
+  merge_options m;
+  auto* merge = app.add_subcommand("merge", "join the JSON reports of the jobs of a sharded run (--shard I/N) into one report and "
+                                            "one JUnit file; exit 1 if the whole fails, as a run would");
+  merge->add_option("reports", m.reports, "the JSON reports (--json) of the parts")->required()->check(CLI::ExistingFile);
+  merge->add_option("--json", m.json_file, "write the joined JSON report to this file");
+  merge->add_option("--junit", m.junit_file, "write the joined JUnit XML report to this file");
+  merge->add_option("--html", m.html_file, "write the joined HTML report to this file");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (*merge) return merge_command(m);
     if (!shard.empty()) {
       unsigned i = 0, n = 0;
       char slash = 0, extra = 0;

@@ -1,8 +1,10 @@
 #include "report.hpp"
+#include "spec.hpp"
 
 #include <boost/json.hpp>
 
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -77,6 +79,46 @@ std::string transcript_text(const case_result& r) {
   return out;
 }
 }  // namespace
+
+std::string setup_key(const case_result& r) { return r.setup_step + "|" + r.rule; }
+
+bool print_summary(const std::vector<case_result>& results, const run_info& run, bool strict) {
+  std::map<std::string, std::map<verdict, int>> by_group;
+  std::map<verdict, int> total;
+  int failing = 0, unexpected = 0;
+  for (const auto& r : results) {
+    ++by_group[r.test->group][r.outcome];
+    ++total[r.outcome];
+    failing += r.counts_against(strict);
+    unexpected += r.unexpected_pass();
+  }
+  std::cout << "\n" << results.size() << " cases in " << to_seconds(run.duration) << " s:";
+  for (const auto v : {verdict::pass, verdict::fail, verdict::timeout, verdict::skip, verdict::info})
+    std::cout << " " << total[v] << " " << to_string(v);
+  std::cout << "\n";
+  for (const auto& [g, counts] : by_group) {
+    std::cout << "  " << g << ":";
+    for (const auto& [v, n] : counts) std::cout << " " << n << " " << to_string(v);
+    std::cout << "\n";
+  }
+  if (run.target_down) std::cout << "THE NODE STOPPED ANSWERING during " << *run.target_down << "; later cases were not run\n";
+  if (unexpected) std::cout << unexpected << " case(s) listed as expected failures passed: remove them from the file\n";
+  // One line per root cause of a setup step, then one per case that failed its own check.
+  std::map<std::string, std::vector<const case_result*>> setups;
+  for (const auto& r : results)
+    if (!r.setup_step.empty() && r.counts_against(strict)) setups[setup_key(r)].push_back(&r);
+  for (const auto& [key, rs] : setups) {
+    std::cout << "SETUP FAILED: " << rs.front()->setup_step << ": rule " << rs.front()->rule << ": expected "
+              << rs.front()->expected << ", got " << rs.front()->actual << "; " << rs.size()
+              << " case(s) stopped there, their own checks not run: ";
+    for (const auto* r : rs) std::cout << r->test->id << " ";
+    std::cout << "\n";
+  }
+  for (const auto& r : results)
+    if (r.counts_against(strict) && r.setup_step.empty())
+      std::cout << "FAILED " << r.test->id << " (" << r.level << "): " << r.reason << "\n";
+  return failing || run.target_down;
+}
 
 void write_json_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file) {
   namespace json = boost::json;
@@ -186,6 +228,85 @@ void save_transcripts(const std::vector<case_result>& results, const std::filesy
       write_file(d / name, text);
     }
   }
+}
+
+// One self-contained page: the style is inline and nothing is fetched, so the file can be opened
+// from a CI artifact anywhere. Each case is a <details> element, open when it failed.
+void write_html_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file) {
+  const auto esc = [](std::string_view t) { return xml_escape(t); };
+  const auto& spec = spec_requirements();
+  std::map<std::string, std::map<verdict, int>> by_group, by_level;
+  std::map<verdict, int> total;
+  for (const auto& r : results) {
+    ++by_group[r.test->group][r.outcome];
+    ++by_level[r.level][r.outcome];
+    ++total[r.outcome];
+  }
+  const bool failed = std::any_of(results.begin(), results.end(), [&](const case_result& r) { return r.counts_against(run.strict); }) ||
+                      run.target_down.has_value();
+  const std::array verdicts{verdict::pass, verdict::fail, verdict::timeout, verdict::skip, verdict::info};
+  std::ostringstream h;
+  h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>peerproto conformance: " << esc(run.node_id)
+    << "</title>\n<style>\n"
+       "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em}table{border-collapse:collapse;margin:1em 0}"
+       "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;overflow-wrap:anywhere}"
+       ".counts td,.counts th{text-align:right}.counts td:first-child,.counts th:first-child{text-align:left}"
+       ".failure{width:100%;table-layout:fixed}.failure th{width:6em}"
+       ".pass{color:#17702a}.fail,.timeout{color:#b3261e;font-weight:bold}.skip{color:#8a6d00}.info{color:#33589b}"
+       "details{border:1px solid #ddd;margin:.3em 0;padding:.3em .6em}summary{cursor:pointer}"
+       "pre{white-space:pre-wrap;word-break:break-all;background:#f6f6f6;padding:.5em;font-size:12px}"
+       ".rule{background:#fffbe6;padding:.4em;border-left:3px solid #e0c000}.sent{color:#1d4f91}.received{color:#6b2b8c}.note{color:#555}"
+       "#result{font-size:1.2em}\n</style></head><body>\n";
+  h << "<h1>peerproto conformance report</h1>\n<p id=\"result\" class=\"" << (failed ? "fail" : "pass") << "\">RESULT: "
+    << (failed ? "FAIL" : "PASS") << "</p>\n<table>"
+    << "<tr><th>node</th><td>" << esc(run.node_id) << " (fingerprint " << esc(run.node_fingerprint) << ")</td></tr>"
+    << "<tr><th>target</th><td>" << esc(run.target) << ", messages over " << esc(run.transport) << "</td></tr>"
+    << "<tr><th>started</th><td>" << esc(run.started) << ", " << to_seconds(run.duration) << " s</td></tr>"
+    << "<tr><th>runner</th><td>" << esc(run.runner_id) << (run.strict ? ", strict" : "") << "</td></tr></table>\n";
+  if (run.target_down) h << "<p class=\"fail\">The node stopped answering during " << esc(*run.target_down) << "; later cases were not run.</p>\n";
+  const auto table = [&](const char* title, const std::map<std::string, std::map<verdict, int>>& rows) {
+    h << "<h2>" << title << "</h2>\n<table class=\"counts\"><tr><th></th>";
+    for (const auto v : verdicts) h << "<th>" << to_string(v) << "</th>";
+    h << "</tr>\n";
+    for (const auto& [name, counts] : rows) {
+      h << "<tr><td>" << esc(name) << "</td>";
+      for (const auto v : verdicts) {
+        const auto it = counts.find(v);
+        h << "<td" << (it != counts.end() ? " class=\"" + std::string(to_string(v)) + "\"" : "") << ">" << (it == counts.end() ? 0 : it->second) << "</td>";
+      }
+      h << "</tr>\n";
+    }
+    h << "<tr><th>all " << results.size() << "</th>";
+    for (const auto v : verdicts) h << "<th>" << total[v] << "</th>";
+    h << "</tr></table>\n";
+  };
+  table("By group", by_group);
+  table("By level", by_level);
+  h << "<h2>Cases</h2>\n";
+  for (const auto& r : results) {
+    const bool bad = r.outcome == verdict::fail || r.outcome == verdict::timeout;
+    h << "<details id=\"" << esc(r.test->id) << "\"" << (bad ? " open" : "") << "><summary><span class=\"" << to_string(r.outcome) << "\">"
+      << to_string(r.outcome) << "</span> <b>" << esc(r.test->id) << "</b> (" << esc(r.level) << ", " << esc(to_string(r.test->side()))
+      << ", " << r.duration.count() << " ms) " << esc(r.test->title);
+    if (r.expected_failure) h << (r.unexpected_pass() ? " <b>unexpected pass</b>" : " <i>expected failure</i>");
+    h << "</summary>\n";
+    for (const auto& id : r.test->requirements)
+      if (const auto it = spec.find(id); it != spec.end())
+        h << "<p class=\"rule\"><b>" << esc(id) << "</b> (" << esc(it->second.level) << ") " << esc(it->second.text) << "</p>\n";
+    if (!r.rule.empty())
+      h << "<table class=\"failure\"><tr><th>rule</th><td>" << esc(r.rule) << (r.setup_step.empty() ? "" : " (setup: " + esc(r.setup_step) + ")")
+        << "</td></tr><tr><th>expected</th><td>" << esc(r.expected) << "</td></tr><tr><th>actual</th><td>" << esc(r.actual) << "</td></tr></table>\n";
+    else if (!r.reason.empty())
+      h << "<p>" << esc(r.reason) << "</p>\n";
+    if (!r.transcript.empty()) {
+      h << "<pre>";
+      for (const auto& t : r.transcript) h << "<span class=\"" << esc(t.what) << "\">" << esc(t.what) << ": " << esc(t.text) << "</span>\n";
+      h << "</pre>\n";
+    }
+    h << "</details>\n";
+  }
+  h << "</body></html>\n";
+  write_file(file, h.str());
 }
 
 }  // namespace peerproto::conformance

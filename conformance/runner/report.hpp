@@ -35,8 +35,18 @@ struct run_info {
 
 inline constexpr std::string_view report_schema = "peerproto.conformance.report.v1";
 
+/// Setup failures with one root cause: the same step failing the same rule (the expectation may
+/// name per-case values such as a session id).
+std::string setup_key(const case_result& r);
+/// The summary: counts per verdict and group, then one line per root cause of a failure.
+/// Returns whether the run failed.
+bool print_summary(const std::vector<case_result>& results, const run_info& run, bool strict);
+
 void write_json_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file);
 void write_junit_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file);
+/// One self-contained HTML page: summary by group and level, and each case with the text of its
+/// rules, its verdict, expected against actual, and its transcript.
+void write_html_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file);
 /// One directory per case: NNN-sent.json / NNN-received.json for each envelope, and transcript.txt.
 void save_transcripts(const std::vector<case_result>& results, const std::filesystem::path& dir);
 

@@ -166,10 +166,6 @@ void check_trust(const settings& cfg, const node_info& node) {
 }
 
 std::string now_text() { return timestamp_at({}, 3); }
-// Setup failures with one root cause: the same step failing the same rule (the expectation may
-// name per-case values such as a session id).
-std::string setup_key(const case_result& r) { return r.setup_step + "|" + r.rule; }
-double seconds(std::chrono::milliseconds d) { return std::chrono::duration<double>(d).count(); }
 
 
 settings settings_from(const options& o) {
@@ -312,45 +308,6 @@ void print_progress(const case_result& r, std::size_t n, std::size_t total, bool
   std::cout.flush();
 }
 
-// The summary: counts per verdict and group, then one line per root cause of a failure.
-// Returns whether the run failed.
-bool print_summary(const std::vector<case_result>& results, const run_info& run, bool strict) {
-  std::map<std::string, std::map<verdict, int>> by_group;
-  std::map<verdict, int> total;
-  int failing = 0, unexpected = 0;
-  for (const auto& r : results) {
-    ++by_group[r.test->group][r.outcome];
-    ++total[r.outcome];
-    failing += r.counts_against(strict);
-    unexpected += r.unexpected_pass();
-  }
-  std::cout << "\n" << results.size() << " cases in " << seconds(run.duration) << " s:";
-  for (const auto v : {verdict::pass, verdict::fail, verdict::timeout, verdict::skip, verdict::info})
-    std::cout << " " << total[v] << " " << to_string(v);
-  std::cout << "\n";
-  for (const auto& [g, counts] : by_group) {
-    std::cout << "  " << g << ":";
-    for (const auto& [v, n] : counts) std::cout << " " << n << " " << to_string(v);
-    std::cout << "\n";
-  }
-  if (run.target_down) std::cout << "THE NODE STOPPED ANSWERING during " << *run.target_down << "; later cases were not run\n";
-  if (unexpected) std::cout << unexpected << " case(s) listed as expected failures passed: remove them from the file\n";
-  // One line per root cause of a setup step, then one per case that failed its own check.
-  std::map<std::string, std::vector<const case_result*>> setups;
-  for (const auto& r : results)
-    if (!r.setup_step.empty() && r.counts_against(strict)) setups[setup_key(r)].push_back(&r);
-  for (const auto& [key, rs] : setups) {
-    std::cout << "SETUP FAILED: " << rs.front()->setup_step << ": rule " << rs.front()->rule << ": expected "
-              << rs.front()->expected << ", got " << rs.front()->actual << "; " << rs.size()
-              << " case(s) stopped there, their own checks not run: ";
-    for (const auto* r : rs) std::cout << r->test->id << " ";
-    std::cout << "\n";
-  }
-  for (const auto& r : results)
-    if (r.counts_against(strict) && r.setup_step.empty())
-      std::cout << "FAILED " << r.test->id << " (" << r.level << "): " << r.reason << "\n";
-  return failing || run.target_down;
-}
 
 }  // namespace
 
@@ -445,6 +402,7 @@ int run_command(const options& o) {
   const bool failed = print_summary(results, run, o.strict);
   if (!o.json_file.empty()) write_json_report(results, run, o.json_file);
   if (!o.junit_file.empty()) write_junit_report(results, run, o.junit_file);
+  if (!o.html_file.empty()) write_html_report(results, run, o.html_file);
   if (!o.transcripts_dir.empty()) save_transcripts(results, o.transcripts_dir);
   std::cout << (failed ? "RESULT: FAIL" : "RESULT: PASS") << "\n";
   return failed ? 1 : 0;
