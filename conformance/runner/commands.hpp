@@ -5,6 +5,7 @@
 
 #include "suite.hpp"
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,6 +31,17 @@ struct merge_options {
   std::string json_file, junit_file, html_file;
 };
 
+/// `fuzz`: mutated messages against a node for a while (fuzz_command.cpp).
+struct fuzz_options {
+  options base;  ///< --target, --ca-file, --transport, --node-key, --source-addresses as for a run
+  std::string duration = "60s", seeds_dir, findings_dir = "fuzz-findings", replay;
+  std::optional<std::uint64_t> seed;
+  int pid = 0;                      ///< the node's process, for the memory oracle
+  std::size_t max_rss_growth_mib = 256;
+  std::size_t max_findings = 10;
+  std::size_t print_inputs = 0;     ///< print this many inputs and exit (no traffic)
+};
+
 /// A run that cannot start (a bad option, a node that cannot be reached): exit status 2.
 struct setup_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -43,11 +55,18 @@ std::vector<const test_case*> select_cases(const options& o);
 /// The level of the requirement a case checks first (MUST, SHOULD or MAY).
 std::string level_of(const test_case& c);
 
+/// The run's settings from the command line (the target, TLS, identities, source addresses).
+settings settings_from(const options& o);
+/// What the node says of itself at /public-key and /capabilities; setup_error when it cannot.
+node_info discover(const settings& cfg, const std::string& pinned_key);
+
 /// --list and --coverage: no traffic.
 int list_command(const options& o);
 /// Runs the selected cases against --target; the exit status is the verdict (0 pass, 1 fail).
 int run_command(const options& o);
 /// Joins the reports; the exit status is the verdict of the whole, as for a run.
 int merge_command(const merge_options& o);
+/// Fuzzes the node (or replays one finding); exit 1 when there are findings.
+int fuzz_command(const fuzz_options& o);
 
 }  // namespace peerproto::conformance

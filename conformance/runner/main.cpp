@@ -66,9 +66,27 @@ int main(int argc, char** argv) {
   merge->add_option("--json", m.json_file, "write the joined JSON report to this file");
   merge->add_option("--junit", m.junit_file, "write the joined JUnit XML report to this file");
   merge->add_option("--html", m.html_file, "write the joined HTML report to this file");
+  fuzz_options f;
+  auto* fuzz = app.add_subcommand("fuzz", "send mutated messages to a node for a while and report what breaks it: a node that goes "
+                                          "down, 5xx, no answer, an answer that is not a signed envelope, a session broken by a "
+                                          "refused message, memory growth; exit 1 when there are findings");
+  fuzz->add_option("--target", f.base.target, "the node, as for a run (http://, ws://, https://, wss://)");
+  fuzz->add_option("--print-inputs", f.print_inputs, "print the first N inputs of --seed and exit, without traffic");
+  fuzz->add_option("--ca-file", f.base.ca_file, "PEM CA certificates for an https:// or wss:// target");
+  fuzz->add_option("--duration", f.duration, "how long: seconds, or a number with s, m or h (10m)")->capture_default_str();
+  fuzz->add_option("--seed", f.seed, "the inputs' generator seed: the same seed makes the same inputs (default: random, printed)");
+  fuzz->add_option("--seeds", f.seeds_dir, "a --save-transcripts directory whose sent envelopes are added to the built-in seeds");
+  fuzz->add_option("--findings", f.findings_dir, "where finding files are written")->capture_default_str();
+  fuzz->add_option("--replay", f.replay, "send the input of one finding file again and check it (exit 1 if it still fails)");
+  fuzz->add_option("--pid", f.pid, "the node's process id, when it runs on this machine: its resident memory is watched");
+  fuzz->add_option("--max-rss-growth", f.max_rss_growth_mib, "MiB of resident memory growth after the first 5 s that is a finding")
+      ->capture_default_str();
+  fuzz->add_option("--max-findings", f.max_findings, "stop after this many findings")->capture_default_str()->check(CLI::PositiveNumber);
+  fuzz->add_option("--source-addresses", f.base.source_addresses, "as for a run")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     if (*merge) return merge_command(m);
+    if (*fuzz) return fuzz_command(f);
     if (!shard.empty()) {
       unsigned i = 0, n = 0;
       char slash = 0, extra = 0;

@@ -83,6 +83,8 @@ std::vector<std::string> choose_sources(const std::string& spec, const std::stri
   return out;
 }
 
+}  // namespace
+
 node_info discover(const settings& cfg, const std::string& pinned_key) {
   node_info n;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -128,6 +130,8 @@ node_info discover(const settings& cfg, const std::string& pinned_key) {
   return n;
 }
 
+namespace {
+
 // The node must accept identities it has never seen: one handshake tells whether it does.
 void check_trust(const settings& cfg, const node_info& node) {
   context c(cfg, node, 0, std::chrono::seconds(300));
@@ -168,6 +172,8 @@ void check_trust(const settings& cfg, const node_info& node) {
 std::string now_text() { return timestamp_at({}, 3); }
 
 
+}  // namespace
+
 settings settings_from(const options& o) {
   settings cfg;
   cfg.target = parse_target(o.target, o.ca_file, cfg.websocket, cfg.ws_path);
@@ -187,6 +193,8 @@ settings settings_from(const options& o) {
   cfg.listen = o.listen;
   return cfg;
 }
+
+namespace {
 
 void print_preamble(const options& o, const settings& cfg, const node_info& node, std::size_t cases) {
   std::cout << "peerproto-conformance " << library_version << ": " << cases << " cases against " << node.entity_id

@@ -1,0 +1,365 @@
+// The fuzz command: mutated messages sent to a node for a set time, each answer judged by oracles
+// that need no knowledge of the node's code:
+//   node_down       the node stops answering /health
+//   server_error    an answer with a 5xx status (ERR-7)
+//   no_answer       a message that gets no answer, or a connection closed without one
+//   bad_reply       an answer that is neither a signed envelope of the node nor a documented HTTP
+//                   error: unreadable, not signed by the node, a session reply that does not
+//                   open, an `error` whose status is not its code's (ERR-6)
+//   session_broken  a session that no longer answers a valid message after a refused one
+//   memory          the node's resident memory (--pid) grows beyond --max-rss-growth
+// A finding is minimized (when the node is still up) and saved as a JSON file with the input and
+// the command that replays it. The inputs depend only on --seed.
+#include "commands.hpp"
+#include "netfuzz/mutator.hpp"
+
+#include <peerproto/encoding.hpp>
+#include <peerproto/envelope.hpp>
+#include <peerproto/error.hpp>
+#include <peerproto/jcs.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <random>
+#include <set>
+
+namespace peerproto::conformance {
+namespace {
+using namespace netfuzz;
+using clock = std::chrono::steady_clock;
+
+struct verdict_of_input {
+  std::string oracle;  ///< empty: every oracle held
+  std::string detail;
+  bool fatal() const { return oracle == "node_down"; }
+};
+
+std::size_t rss_kib(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("VmRSS:")) return std::stoul(line.substr(6));
+  return 0;
+}
+
+// Members whose value is a placeholder get theirs at send time; "$absent" removes the member.
+void fill(json::object& o, const identity& me, const node_info& node, bool top) {
+  for (auto it = o.begin(); it != o.end();) {
+    auto& v = it->value();
+    if (v.is_object()) fill(v.get_object(), me, node, false);
+    if (v.is_string()) {
+      const auto s = v.get_string();
+      if (s == "$absent") {
+        it = o.erase(it);
+        continue;
+      }
+      if (s == "$self") v = top ? me.id : me.public_hex();
+      else if (s == "$node") v = node.entity_id;
+      else if (s == "$now") v = timestamp_at();
+      else if (s == "$nonce") v = random_hex(16);
+    }
+    ++it;
+  }
+}
+
+/// Sends inputs as a sequence of identities, each with a session, and judges the answers.
+class executor {
+ public:
+  executor(const settings& cfg, const node_info& node) : cfg_(cfg), node_(node) {
+    const auto g = node.limit("gap_timeout_ms");
+    per_message_ = std::chrono::milliseconds(g) + std::chrono::seconds(4);
+  }
+  ~executor() { retire(); }
+
+  /// Runs `in`; with `alone`, as the first input of a new identity and session, as a replay does.
+  verdict_of_input run(const input& in, bool alone = false) {
+    if (!c_ || alone || ++used_ > 50 || clock::now() + per_message_ > c_->until()) rotate();
+    if (!c_) return {};
+    try {
+      switch (in.kind) {
+        case input_kind::signed_envelope: {
+          auto e = in.envelope;
+          fill(e, c_->me(), node_, true);
+          e.erase("signature");
+          return judge(c_->exchange(c_->sign(e, c_->me())), false);
+        }
+        case input_kind::raw_body: return judge(c_->exchange(in.bytes), false);
+        case input_kind::raw_http: return raw_http(in.bytes);
+        case input_kind::session_message: return session(in);
+      }
+    } catch (const wire_failure& w) {
+      const bool down = !alive();
+      retire();
+      if (down) return {"node_down", "the node stopped answering /health after: " + std::string(w.what())};
+      return {"no_answer", w.what()};
+    }
+    return {};
+  }
+  bool alive() {
+    try {
+      return http_get(cfg_.target, "/health", clock::now() + std::chrono::seconds(3)).status == 200;
+    } catch (const wire_failure&) {
+      return false;
+    }
+  }
+  std::map<std::string, std::size_t> answers;  ///< error_code (or "reply") -> count
+  std::size_t handshakes_refused = 0;
+
+ private:
+  void retire() {
+    if (c_ && s_) try {
+        c_->exchange(c_->session_message(*s_, "session_close", {{"reason", "fuzzer identity retired"}}));
+      } catch (const std::exception&) {
+      }
+    s_.reset();
+    c_.reset();
+  }
+  void rotate() {
+    retire();
+    used_ = 0;
+    c_ = std::make_unique<context>(cfg_, node_, ++identities_, std::chrono::seconds(30));
+    try {
+      s_ = c_->handshake(c_->me());
+    } catch (const case_failure&) {
+      ++handshakes_refused;  // rate limited or full: session inputs wait for the next identity
+    }
+  }
+
+  verdict_of_input session(const input& in) {
+    if (!s_) return {};
+    auto& s = *s_;
+    json::object h = c_->session_header(s, "x");
+    --s.next_out;  // consumed only if the node delivers it
+    h["sequence_num"] = s.next_out + static_cast<std::uint64_t>(in.sequence_offset);
+    for (const auto& kv : in.header) h[kv.key()] = kv.value();
+    if (!in.header.contains("msg_type")) h.erase("msg_type");  // minimized away
+    fill(h, c_->me(), node_, true);
+    std::string text;
+    if (s.encrypted()) {
+      const auto* seq = h.if_contains("sequence_num");
+      const std::uint64_t n = seq && seq->is_uint64() ? seq->get_uint64() : seq && seq->is_int64() ? static_cast<std::uint64_t>(seq->get_int64()) : s.next_out;
+      const auto plaintext = jcs::canonicalize(in.payload);
+      const auto sealed = crypto::aes_gcm_seal(s.k_i2r, session_nonce(n), as_bytes(jcs::canonicalize(h)), as_bytes(plaintext));
+      h["encrypted_payload"] = base64_encode(sealed);
+      text = jcs::canonicalize(h);
+    } else {
+      h["payload"] = in.payload;
+      text = c_->sign(h, c_->me());
+    }
+    const auto r = c_->exchange(text);
+    if (r.status == 200) {
+      ++s.next_out;
+      return judge(r, true);
+    }
+    if (auto v = judge(r, true); !v.oracle.empty()) return v;
+    return probe();
+  }
+
+  // After a refused session message, a valid one must still be answered in the session.
+  verdict_of_input probe() {
+    auto& s = *s_;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const auto text = c_->session_message(s, "ping", {{"probe", true}});
+      const auto r = c_->exchange(text);
+      if (r.status == 200 || (r.websocket && r.body.find("\"pong\"") != std::string::npos)) return judge(r, true);
+      if (r.body.find("\"REPLAY_DETECTED\"") != std::string::npos) continue;  // the refused one used the number (ORD-7)
+      if (r.body.find("\"RATE_LIMITED\"") != std::string::npos) {
+        --s.next_out;
+        return {};
+      }
+      return {"session_broken", "a valid ping after a refused message was answered " + c_->describe(r)};
+    }
+    return {"session_broken", "two valid pings after a refused message were answered REPLAY_DETECTED"};
+  }
+
+  verdict_of_input raw_http(const std::string& bytes) {
+    http_connection conn(c_->source_endpoint(), clock::now() + std::chrono::seconds(3));
+    conn.write_raw(bytes, clock::now() + std::chrono::seconds(3));
+    try {
+      const auto h = conn.receive(clock::now() + std::chrono::seconds(2));
+      if (h.status >= 500) return {"server_error", "HTTP " + std::to_string(h.status) + " to a malformed request"};
+      ++answers["HTTP " + std::to_string(h.status)];
+    } catch (const wire_failure& w) {
+      // No answer (still waiting for the promised bytes) or closed: both allowed (HTTP-10, HTTP-11).
+      if (!alive()) return {"node_down", "the node stopped answering /health after a malformed HTTP request: " + std::string(w.what())};
+    }
+    return {};
+  }
+
+  verdict_of_input judge(const reply& r, bool in_session) {
+    if (!r.websocket && r.status >= 500) return {"server_error", c_->describe(r)};
+    if (r.body.empty()) {
+      if (r.websocket || r.status == 400) return {};  // no envelope in answer to an error (ERR-8)
+      return {"bad_reply", "HTTP " + std::to_string(r.status) + " without a body"};
+    }
+    const auto e = parse_envelope(r.body);
+    if (!e) {
+      static const std::set<int> http_level{404, 405, 408, 411, 414, 431, 505};
+      if (!r.websocket && http_level.contains(r.status)) return {};
+      return {"bad_reply", "an answer that is not an envelope: " + c_->describe(r)};
+    }
+    if (e->session_id) {
+      if (!in_session || !s_ || format_uuid(*e->session_id) != s_->id) return {"bad_reply", "a session reply in a session the fuzzer did not use: " + c_->describe(r)};
+      if (s_->encrypted() && !open(*e, s_->k_r2i)) return {"bad_reply", "a session reply that does not open with k_r2i: " + c_->describe(r)};
+      ++answers["reply"];
+      return {};
+    }
+    if (!verify_signature(*e, node_.key)) return {"bad_reply", "an answer not signed by the node's key: " + c_->describe(r)};
+    if (e->msg_type == "error" && e->payload) {
+      const auto* code = e->payload->if_contains("error_code");
+      const std::string name = code && code->is_string() ? std::string(code->get_string()) : "?";
+      ++answers[name];
+      for (const auto& info : detail::errc_table)
+        if (info.wire == name && !r.websocket && r.status != info.http)
+          return {"bad_reply", name + " with HTTP " + std::to_string(r.status) + ", not " + std::to_string(info.http) + " (ERR-6)"};
+    } else {
+      ++answers["reply"];
+    }
+    return {};
+  }
+
+  const settings& cfg_;
+  const node_info& node_;
+  std::chrono::milliseconds per_message_;
+  std::unique_ptr<context> c_;
+  std::optional<session_state> s_;
+  std::size_t used_ = 0, identities_ = 0;
+};
+
+std::chrono::seconds parse_duration(const std::string& text) {
+  std::size_t used = 0;
+  long n = -1;
+  try {
+    n = std::stol(text, &used);
+  } catch (const std::exception&) {
+  }
+  const std::string unit = text.substr(used);
+  const long scale = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
+  if (n <= 0 || scale == 0) throw setup_error("--duration takes a number of seconds, or with s, m or h (got " + text + ")");
+  return std::chrono::seconds(n * scale);
+}
+
+std::string save_finding(const fuzz_options& o, const input& in, const verdict_of_input& v, std::uint64_t seed, std::size_t number,
+                         const std::string& original) {
+  std::filesystem::create_directories(o.findings_dir);
+  const auto file = (std::filesystem::path(o.findings_dir) / ("finding-" + std::to_string(number) + "-" + v.oracle + ".json")).string();
+  json::object f{{"schema", "peerproto.conformance.finding.v1"},
+                 {"oracle", v.oracle},
+                 {"detail", v.detail},
+                 {"seed", seed},
+                 {"input", in.to_json()},
+                 {"replay", "peerproto-conformance fuzz --target " + o.base.target + " --replay " + file}};
+  if (!original.empty()) f["before_minimizing"] = original;
+  std::ofstream(file) << jcs::canonicalize(f) << "\n";
+  return file;
+}
+
+}  // namespace
+
+int fuzz_command(const fuzz_options& o) {
+  if (o.print_inputs) {
+    if (!o.seed) throw setup_error("--print-inputs needs --seed");
+    mutator m(*o.seed, builtin_seeds(), true);
+    for (std::size_t i = 0; i < o.print_inputs; ++i) {
+      const auto in = m.next();
+      std::cout << jcs::canonicalize(in.to_json()) << "\n";
+    }
+    return 0;
+  }
+  if (o.base.target.empty()) throw setup_error("fuzz needs --target");
+  const settings cfg = settings_from(o.base);
+  const auto node = discover(cfg, o.base.node_key);
+  executor x(cfg, node);
+
+  if (!o.replay.empty()) {
+    std::ifstream in(o.replay);
+    const std::string text{std::istreambuf_iterator<char>(in), {}};
+    boost::system::error_code ec;
+    const auto f = json::parse(text, ec);
+    if (ec || !f.is_object() || !f.as_object().contains("input")) throw setup_error(o.replay + " is not a finding file");
+    input recorded;
+    try {
+      recorded = input::from_json(f.at("input").as_object());
+    } catch (const std::invalid_argument& e) {
+      throw setup_error(o.replay + ": " + e.what());
+    }
+    const auto v = x.run(recorded);
+    std::cout << "replayed " << o.replay << " (" << to_string(recorded.kind) << ": " << recorded.mutation << "): "
+              << (v.oracle.empty() ? "every oracle held" : "FINDING " + v.oracle + ": " + v.detail) << "\n";
+    return v.oracle.empty() ? 0 : 1;
+  }
+
+  std::random_device entropy;
+  const std::uint64_t seed = o.seed ? *o.seed : (std::uint64_t{entropy()} << 32) | entropy();
+  auto seeds = builtin_seeds();
+  if (!o.seeds_dir.empty()) {
+    auto more = seeds_from(o.seeds_dir);
+    std::cout << "seeds: " << more.size() << " envelopes from " << o.seeds_dir << "\n";
+    seeds.insert(seeds.end(), more.begin(), more.end());
+  }
+  const bool http = !cfg.websocket && !cfg.target.tls;
+  mutator m(seed, seeds, http);
+  const auto duration = parse_duration(o.duration);
+  std::cout << "fuzzing " << node.entity_id << " at " << o.base.target << " for " << duration.count() << " s, seed " << seed
+            << " (--seed " << seed << " repeats these inputs); findings go to " << o.findings_dir << "\n";
+
+  const auto start = clock::now();
+  auto last_report = start;
+  std::size_t inputs = 0, findings = 0, baseline_rss = 0, peak_rss = 0;
+  std::set<std::string> seen;  // oracle + the start of the detail: one file per kind of finding
+  bool stopped = false;
+  while (clock::now() - start < duration && !stopped) {
+    const auto in = m.next();
+    ++inputs;
+    auto v = x.run(in);
+    if (o.pid > 0) {
+      const auto rss = rss_kib(o.pid);
+      if (rss == 0) v = {"node_down", "process " + std::to_string(o.pid) + " is gone"};
+      if (!baseline_rss && clock::now() - start > std::chrono::seconds(5)) baseline_rss = rss;
+      peak_rss = std::max(peak_rss, rss);
+      if (baseline_rss && rss > baseline_rss + o.max_rss_growth_mib * 1024 && v.oracle.empty())
+        v = {"memory", "resident memory " + std::to_string(rss / 1024) + " MiB, " + std::to_string((rss - baseline_rss) / 1024) +
+                           " MiB above the " + std::to_string(baseline_rss / 1024) + " MiB after 5 s"};
+    }
+    if (!v.oracle.empty() && seen.insert(v.oracle + v.detail.substr(0, 40)).second) {
+      // Minimize while the same oracle still fires for the input on its own, as a replay sends it
+      // (not for a node that is down: nothing answers; nor for an input that needs what came before).
+      input smallest = in;
+      std::string original;
+      if (!v.fatal() && v.oracle != "memory" && x.run(in, true).oracle == v.oracle) {
+        for (bool smaller = true; smaller;) {
+          smaller = false;
+          for (const auto& r : m.reductions(smallest))
+            if (x.run(r, true).oracle == v.oracle) {
+              if (original.empty()) original = in.mutation;
+              smallest = r;
+              smaller = true;
+              break;
+            }
+        }
+      }
+      const auto file = save_finding(o, smallest, v, seed, ++findings, original);
+      std::cout << "FINDING " << v.oracle << ": " << v.detail.substr(0, 300) << "\n  input (" << to_string(smallest.kind) << "): "
+                << smallest.mutation << "\n  saved as " << file << "\n";
+      stopped = v.fatal() || findings >= o.max_findings;
+    }
+    if (clock::now() - last_report > std::chrono::seconds(5) || stopped) {
+      last_report = clock::now();
+      const auto secs = std::chrono::duration<double>(clock::now() - start).count();
+      std::cout << "[" << static_cast<long>(secs) << " s] " << inputs << " inputs, " << static_cast<long>(static_cast<double>(inputs) / secs) << "/s, "
+                << findings << " finding(s)";
+      if (o.pid > 0) std::cout << ", node RSS " << peak_rss / 1024 << " MiB peak";
+      std::cout << std::endl;
+    }
+  }
+  const auto secs = std::chrono::duration<double>(clock::now() - start).count();
+  std::cout << "\n" << inputs << " inputs in " << secs << " s: " << static_cast<long>(static_cast<double>(inputs) / secs) << " executions/s; answers:";
+  for (const auto& [what, n] : x.answers) std::cout << " " << what << " " << n;
+  std::cout << "; " << x.handshakes_refused << " identities without a session (handshake refused)\n";
+  if (o.pid > 0) std::cout << "node resident memory: " << baseline_rss / 1024 << " MiB after 5 s, " << peak_rss / 1024 << " MiB peak\n";
+  std::cout << (findings ? "RESULT: " + std::to_string(findings) + " FINDING(S)" : std::string("RESULT: NO FINDINGS")) << "\n";
+  return findings ? 1 : 0;
+}
+
+}  // namespace peerproto::conformance

@@ -1,0 +1,75 @@
+// The network fuzzer's inputs: what the fuzzer sends, as a recipe that can be saved and replayed,
+// and the mutations that make them. Every choice comes from one seeded generator, so a run with
+// the same --seed makes the same inputs in the same order.
+//
+// Unlike a byte fuzzer, most inputs are mutated *before* they are signed or sealed: the fuzzer
+// signs the mutated envelope with its own identity, or seals the mutated payload in a session it
+// opened, so the input passes authentication and reaches the node's deeper checks.
+#pragma once
+
+#include <boost/json.hpp>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace peerproto::conformance::netfuzz {
+
+namespace json = boost::json;
+
+/// How an input is sent; the recipe is its JSON form in a finding file.
+enum class input_kind {
+  signed_envelope,  ///< `envelope` (without signature) signed by the fuzzer's identity and POSTed
+  session_message,  ///< `header` and `payload` sealed (or signed, 1.0) in a session the fuzzer opens
+  raw_body,         ///< `body`, bytes as they are, as one message
+  raw_http,         ///< `request`, the bytes of a whole HTTP request on a new connection (HTTP targets)
+};
+std::string_view to_string(input_kind k);
+
+struct input {
+  input_kind kind = input_kind::signed_envelope;
+  json::object envelope;  ///< signed_envelope: sender/recipient/nonce/timestamp are filled in when sent
+  json::object header;    ///< session_message: members other than session_id/sequence_num are as given
+  json::object payload;   ///< session_message
+  std::int64_t sequence_offset = 0;  ///< session_message: sequence_num = next + offset
+  std::string bytes;      ///< raw_body, raw_http
+  std::string mutation;   ///< what was done to the seed, for the finding
+  json::object to_json() const;
+  static input from_json(const json::object& o);  ///< throws std::invalid_argument
+};
+
+/// Seeds: one message of each type the suite sends, and any given with --seeds.
+struct seed {
+  std::string msg_type;
+  json::object payload;
+};
+std::vector<seed> builtin_seeds();
+/// The sent envelopes of a --save-transcripts directory (NNN-sent.json), as seeds.
+std::vector<seed> seeds_from(const std::string& dir);
+
+class mutator {
+ public:
+  mutator(std::uint64_t seed_value, std::vector<seed> seeds, bool http_target)
+      : rng_(seed_value), seeds_(std::move(seeds)), http_(http_target) {}
+
+  /// The next input.
+  input next();
+  /// Smaller forms of `in` to try when minimizing a finding, most reducing first.
+  std::vector<input> reductions(const input& in) const;
+
+ private:
+  std::size_t pick(std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng_); }
+  bool chance(int percent) { return pick(100) < static_cast<std::size_t>(percent); }
+  json::value odd_value();
+  std::string mutate_value(json::value& v, int depth);
+  std::string mutate_object(json::object& o);
+  std::string mutate_bytes(std::string& s);
+  std::string http_request(const std::string& body, std::string& what);
+
+  std::mt19937_64 rng_;
+  std::vector<seed> seeds_;
+  bool http_;
+};
+
+}  // namespace peerproto::conformance::netfuzz

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""The network fuzzer finds what is planted in a node, replays its findings, and is deterministic.
+
+    check_netfuzz.py NODE FAULT_NODE RUNNER WORKDIR
+
+1. The same --seed makes the same inputs; another seed other inputs.
+2. Against the reference node (short gap timer so held messages do not slow it), 20 s: no finding.
+3. Against the fault-injection node with a planted fault, each fault is found by its oracle, the
+   finding file replays (exit 1) while the fault is there, and not against the reference node.
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+node, fault_node, runner, work = sys.argv[1:5]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+failures = []
+
+
+def start(binary, name, fault=None):
+    d = os.path.join(work, name)
+    os.makedirs(d)
+    subprocess.run([binary, "keygen", "--out", f"{d}/key", "--entity-id", "fuzzed-node"], check=True, stdout=subprocess.DEVNULL)
+    env = {**os.environ, "PEERPROTO_FAULT": fault or ""}
+    out = open(f"{d}/out", "w")
+    p = subprocess.Popen([binary, "serve", "--key", f"{d}/key", "--trust", "tofu", "--port", "0", "--state-dir", f"{d}/state",
+                          "--limit", "gap_timeout_ms=300"], stdout=out, stderr=subprocess.DEVNULL, env=env)
+    for _ in range(200):
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(f"{d}/out").read())
+        if m:
+            return p, f"http://127.0.0.1:{m.group(1)}"
+        time.sleep(0.1)
+    sys.exit(f"{name}: the node did not start")
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+
+
+def fuzz(*args, timeout=180):
+    return subprocess.run([runner, "fuzz", *args], capture_output=True, text=True, errors="replace", timeout=timeout)
+
+
+# 1. Deterministic under --seed.
+a, b, c = (fuzz("--seed", s, "--print-inputs", "200").stdout for s in ("11", "11", "12"))
+if a != b or a == c or len(a.splitlines()) != 200:
+    failures.append("--seed does not fix the inputs (same seed differs, or another seed gives the same)")
+
+# 2. The reference node: no findings.
+p, url = start(node, "reference")
+r = fuzz("--target", url, "--duration", "20s", "--seed", "1", "--pid", str(p.pid), "--findings", f"{work}/reference-findings")
+rate = re.search(r"(\d+) executions/s", r.stdout)
+if r.returncode != 0 or "RESULT: NO FINDINGS" not in r.stdout or not rate or int(rate.group(1)) < 1:
+    failures.append(f"reference node: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}")
+else:
+    print(f"reference node: {rate.group(1)} executions/s, no findings")
+reference_url = url
+
+# 3. Planted faults, each found by its oracle and replayable.
+for fault, oracle in (("unsigned_errors", "bad_reply"), ("wrong_http_status", "bad_reply"), ("exit_on_chunk", "node_down")):
+    fp, furl = start(fault_node, fault, fault)
+    findings = f"{work}/{fault}-findings"
+    r = fuzz("--target", furl, "--duration", "60s", "--seed", "1", "--max-findings", "1", "--findings", findings)
+    files = sorted(glob.glob(f"{findings}/finding-*-{oracle}.json"))
+    if r.returncode != 1 or not files:
+        failures.append(f"{fault}: expected a {oracle} finding: exit {r.returncode}\n{r.stdout[-3000:]}")
+        stop(fp)
+        continue
+    finding = json.load(open(files[0]))
+    if "--replay" not in finding["replay"] or finding["oracle"] != oracle:
+        failures.append(f"{fault}: the finding file lacks its replay command: {finding}")
+    if fp.poll() is not None:  # the node died (node_down): replay against a new one
+        fp, furl = start(fault_node, fault + "-again", fault)
+    again = fuzz("--target", furl, "--replay", files[0])
+    if again.returncode != 1 or f"FINDING {oracle}" not in again.stdout:
+        failures.append(f"{fault}: the finding does not replay: exit {again.returncode}\n{again.stdout}\n{again.stderr}")
+    stop(fp)
+    clean = fuzz("--target", reference_url, "--replay", files[0])
+    if clean.returncode != 0:
+        failures.append(f"{fault}: the finding also fails the reference node: {clean.stdout}")
+    print(f"{fault}: found by {oracle} ({finding['input']['kind']}: {finding['input']['mutation'][:120]}), replayed")
+stop(p)
+for f in failures:
+    print("FAIL:", f)
+sys.exit(1 if failures else 0)
