@@ -2,9 +2,13 @@
 // a running node (its outbox, inbox, tasks, peers and sessions), `send` talks to a node directly
 // (handshake, then one message or a chunked payload) and prints the replies.
 #include "ctl.hpp"
+#include "passphrase.hpp"
 #include "node/client.hpp"
 #include "node/limits.hpp"
+#include "node/pkcs11.hpp"
 #include "node/server.hpp"
+
+#include <peerproto/key_derivation.hpp>
 
 #include <boost/asio/signal_set.hpp>
 
@@ -32,13 +36,73 @@ int serve(pn::node_config cfg) {
   return 0;
 }
 
-int keygen(const std::string& file, const std::string& entity_id) {
-  const auto id = peerproto::generate_key_file(file, entity_id);
-  std::cout << "wrote " << file << " (mode 0600)\n"
+struct keygen_options {
+  std::string file = "node.key", entity_id, pkcs11;
+  bool encrypt = false, mnemonic = false, from_mnemonic = false;
+  pn::secret_input passphrase, phrase, phrase_passphrase;
+};
+
+void print_identity(const std::string& file, const peerproto::identity& id, bool encrypted) {
+  std::cout << "wrote " << file << " (mode 0600" << (encrypted ? ", encrypted: scrypt and AES-256-GCM" : "") << ")\n"
             << "entity_id   " << id.entity_id << "\n"
             << "public_key  " << peerproto::hex_encode(id.key.public_key_bytes()) << "\n"
             << "fingerprint " << peerproto::fingerprint(id.key.public_key_bytes()) << "\n"
             << "peers line  " << id.entity_id << " " << peerproto::hex_encode(id.key.public_key_bytes()) << "\n";
+}
+
+// ID-11: the identity of a recovery phrase: its BIP39 seed, then SLIP-0010 on the identity path.
+peerproto::crypto::ed25519_keypair key_from_phrase(const std::string& phrase, const std::string& passphrase) {
+  if (!std::all_of(passphrase.begin(), passphrase.end(), [](char c) { return c >= 0x20 && c < 0x7f; }))
+    throw peerproto::config_error("the phrase's passphrase must be printable ASCII (SPEC ID-11)");
+  const auto seed = peerproto::bip39::seed_from_mnemonic(phrase, passphrase);
+  auto node = peerproto::slip10::derive_ed25519(seed.view(), peerproto::identity_path);
+  if (!node) throw peerproto::config_error(node.error().message);
+  return peerproto::crypto::ed25519_keypair(node->key.view());
+}
+
+int keygen(const keygen_options& o) {
+  if (!peerproto::is_entity_id(o.entity_id))
+    throw peerproto::config_error("'" + o.entity_id + "' is not an entity id (1-128 characters of A-Z a-z 0-9 . _ : @ -)");
+  if (!o.pkcs11.empty()) {
+    if (o.encrypt || o.mnemonic || o.from_mnemonic) throw peerproto::config_error("--pkcs11 makes the key in the token; --encrypt and the phrase options do not apply");
+    const peerproto::identity id{o.entity_id, pn::pkcs11::generate_key(pn::pkcs11::parse_uri(o.pkcs11))};
+    std::cout << "generated in the token (the private key never leaves it)\n"
+              << "entity_id   " << id.entity_id << "\n"
+              << "public_key  " << peerproto::hex_encode(id.key.public_key_bytes()) << "\n"
+              << "fingerprint " << peerproto::fingerprint(id.key.public_key_bytes()) << "\n"
+              << "serve with  peerproto-node serve --key '" << o.pkcs11 << "' --entity-id " << id.entity_id << "\n";
+    return 0;
+  }
+  if (std::filesystem::exists(o.file)) throw peerproto::config_error(o.file + " exists; a key file is never overwritten");
+  if (!o.encrypt && pn::given(o.passphrase)) throw peerproto::config_error("--passphrase-file and --passphrase-env go with --encrypt");
+  std::optional<std::string> passphrase;
+  if (o.encrypt)
+    passphrase = pn::read_secret(o.passphrase, "passphrase for " + o.file, "--passphrase-file or --passphrase-env", true);
+  std::string phrase;
+  if (o.mnemonic) {
+    std::array<std::uint8_t, 32> entropy{};
+    peerproto::crypto::random_bytes(entropy);
+    phrase = peerproto::bip39::mnemonic_from_entropy(entropy);
+    peerproto::crypto::wipe(entropy);
+  } else if (o.from_mnemonic) {
+    phrase = pn::read_secret(o.phrase, "recovery phrase", "--phrase-file or --phrase-env");
+    auto entropy = peerproto::bip39::entropy_from_mnemonic(phrase);
+    if (!entropy) throw peerproto::config_error("the recovery phrase: " + entropy.error().message);
+    peerproto::crypto::wipe(*entropy);
+  }
+  std::optional<peerproto::identity> id;
+  if (o.mnemonic || o.from_mnemonic) {
+    const auto phrase_passphrase = pn::given(o.phrase_passphrase) ? pn::read_secret(o.phrase_passphrase, "", "") : std::string();
+    id.emplace(peerproto::identity{o.entity_id, key_from_phrase(phrase, phrase_passphrase)});
+    peerproto::write_key_file(o.file, *id, passphrase);
+  } else {
+    id.emplace(peerproto::generate_key_file(o.file, o.entity_id, passphrase));
+  }
+  print_identity(o.file, *id, o.encrypt);
+  if (o.mnemonic)
+    std::cout << "\nrecovery phrase (write it down now; it is not stored and is shown only this once):\n  " << phrase
+              << "\nrestore with: peerproto-node keygen --from-mnemonic --entity-id " << o.entity_id << "\n";
+  peerproto::crypto::wipe(std::span<std::uint8_t>(reinterpret_cast<std::uint8_t*>(phrase.data()), phrase.size()));
   return 0;
 }
 
@@ -100,7 +164,11 @@ int main(int argc, char** argv) {
   pn::node_config cfg;
   auto* srv = app.add_subcommand("serve", "run the node (HTTP/1.1 and WebSocket at /ws)");
   srv->set_config("--config", "", "read these options from a TOML or INI file (keys as the long option names)");
-  srv->add_option("--key", cfg.key_file, "identity key file (mode 0600)")->capture_default_str();
+  srv->add_option("--key", cfg.key_file, "identity key file (mode 0600), or a key in a PKCS#11 token: "
+                                         "pkcs11:token=T;object=LABEL?module-path=M&pin-source=file:P (RFC 7512)")->capture_default_str();
+  srv->add_option("--entity-id", cfg.entity_id, "this node's entity id, with a pkcs11: --key");
+  pn::secret_input serve_passphrase;
+  pn::add_secret_options(srv, serve_passphrase, "passphrase", "the passphrase of an encrypted --key (default: asked on the terminal)");
   srv->add_option("--trust", cfg.trust, "trust policy: pinned, tofu or open")->capture_default_str()
       ->check(CLI::IsMember({"pinned", "tofu", "open"}));
   srv->add_option("--peers", cfg.peers_file, "peers file: one 'entity_id public_key_hex' per line");
@@ -149,10 +217,30 @@ int main(int argc, char** argv) {
                   "NAME=VALUE: set a limit of docs/SPEC.md §18 by its name and unit (as GET /capabilities lists them), "
                   "e.g. --limit session_idle_ttl_ms=3000; repeatable");
 
-  std::string keygen_file = "node.key", keygen_id;
+  keygen_options ko;
   auto* kg = app.add_subcommand("keygen", "create an identity key file (mode 0600; never overwrites)");
-  kg->add_option("--out", keygen_file, "key file to create")->capture_default_str();
-  kg->add_option("--entity-id", keygen_id, "this node's entity id (1-128 of A-Z a-z 0-9 . _ : @ -)")->required();
+  kg->add_option("--out", ko.file, "key file to create")->capture_default_str();
+  kg->add_option("--entity-id", ko.entity_id, "this node's entity id (1-128 of A-Z a-z 0-9 . _ : @ -)")->required();
+  kg->add_flag("--encrypt", ko.encrypt, "encrypt the key file under a passphrase (scrypt, AES-256-GCM; SPEC ID-12)");
+  pn::add_secret_options(kg, ko.passphrase, "passphrase", "the passphrase of --encrypt (default: asked twice on the terminal)");
+  auto* mn = kg->add_flag("--mnemonic", ko.mnemonic, "derive the key from a new 24-word recovery phrase (BIP39, SLIP-0010; SPEC ID-11), printed once");
+  auto* fm = kg->add_flag("--from-mnemonic", ko.from_mnemonic, "restore the key of a recovery phrase (asked on the terminal, or --phrase-file/--phrase-env)");
+  mn->excludes(fm);
+  kg->add_option("--pkcs11", ko.pkcs11, "generate the key in a PKCS#11 token instead of a file: an RFC 7512 URI "
+                                        "pkcs11:token=T;object=LABEL?module-path=M&pin-source=file:P");
+  pn::add_secret_options(kg, ko.phrase, "phrase", "the recovery phrase of --from-mnemonic");
+  pn::add_secret_options(kg, ko.phrase_passphrase, "phrase-passphrase", "the optional passphrase of the recovery phrase (BIP39's, printable ASCII)");
+
+  pn::secret_input old_passphrase, new_passphrase;
+  std::string key_file = "node.key";
+  bool decrypt = false;
+  auto* key_cmd = app.add_subcommand("key", "manage a key file");
+  key_cmd->require_subcommand(1);
+  auto* change = key_cmd->add_subcommand("change-passphrase", "encrypt a key file under a new passphrase (or, with --decrypt, remove it)");
+  change->add_option("--key", key_file, "the key file")->capture_default_str();
+  pn::add_secret_options(change, old_passphrase, "passphrase", "its current passphrase, when it is encrypted");
+  pn::add_secret_options(change, new_passphrase, "new-passphrase", "the new passphrase (default: asked twice on the terminal)");
+  change->add_flag("--decrypt", decrypt, "write the key unencrypted");
 
   send_options so;
   auto* snd = app.add_subcommand("send", "handshake with a node and send it a message; prints the replies");
@@ -173,9 +261,22 @@ int main(int argc, char** argv) {
     if (ctl_run) return ctl_run();
     if (srv->parsed()) {
       for (const auto& a : limit_args) pn::set_limit(cfg, a);
+      cfg.key_passphrase = [&serve_passphrase, file = cfg.key_file.string()] {
+        return pn::read_secret(serve_passphrase, "passphrase for " + file, "--passphrase-file or --passphrase-env");
+      };
       return serve(std::move(cfg));
     }
-    if (kg->parsed()) return keygen(keygen_file, keygen_id);
+    if (kg->parsed()) return keygen(ko);
+    if (change->parsed()) {
+      if (decrypt && pn::given(new_passphrase)) throw peerproto::config_error("--decrypt takes no new passphrase");
+      const auto id = peerproto::change_key_passphrase(
+          key_file, [&] { return pn::read_secret(old_passphrase, "current passphrase for " + key_file, "--passphrase-file or --passphrase-env"); },
+          decrypt ? std::nullopt
+                  : std::optional(pn::read_secret(new_passphrase, "new passphrase for " + key_file, "--new-passphrase-file or --new-passphrase-env", true)));
+      std::cout << "rewrote " << key_file << (decrypt ? " unencrypted" : " under the new passphrase") << " (" << id.entity_id << ", fingerprint "
+                << peerproto::fingerprint(id.key.public_key_bytes()) << ")\n";
+      return 0;
+    }
     return send(so);
   } catch (const std::exception& e) {
     std::cerr << "peerproto-node: " << e.what() << "\n";

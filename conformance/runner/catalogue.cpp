@@ -27,6 +27,8 @@ const std::map<std::string, std::string>& not_on_the_wire() {
   static const std::map<std::string, std::string> reasons{
       {"ID-1", "a node's key pair is its own business; the wire shows one key per entity id (ID-6)"},
       {"ID-5", "pinned trust refuses the runner's new identities by design; the node tests cover it"},
+      {"ID-11", "keys at rest are local to a node; kat.keys checks the derivation against its vectors"},
+      {"ID-12", "keys at rest are local to a node; kat.keys checks the file format against its vectors"},
       {"JCS-2", "which serializer a node uses inside is not visible; JCS-1 cases check the result"},
       {"VER-1", "where a node keeps its constants is not visible"},
       {"RPL-4", "filling 100 000 nonce entries at the default limits takes longer than a run"},

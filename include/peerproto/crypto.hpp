@@ -30,6 +30,8 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
+#include <stdexcept>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -165,11 +167,23 @@ class ed25519_keypair {
     return ed25519_keypair(seed.view());
   }
 
+  /// A key pair whose private key is held elsewhere (a hardware token): `sign` asks `external`,
+  /// which throws std::runtime_error when it cannot sign; seed() is unavailable.
+  static ed25519_keypair held_elsewhere(const public_key& key, std::function<signature(byte_view)> external) {
+    ed25519_keypair k = generate();  // a placeholder; never used to sign
+    k.public_key_ = key;
+    k.external_ = std::move(external);
+    return k;
+  }
+  bool held_here() const noexcept { return !external_; }
+
   const public_key& public_key_bytes() const noexcept { return public_key_; }
 
-  /// The 32-byte seed, for storing the key (the caller must protect it).
+  /// The 32-byte seed, for storing the key (the caller must protect it). std::logic_error for a
+  /// key held elsewhere.
 #ifndef PEERPROTO_FUZZING_UNSAFE_CRYPTO
   secret<32> seed() const {
+    if (external_) throw std::logic_error("the private key is held in a token; it has no seed here");
     const auto& key = static_cast<const CryptoPP::ed25519PrivateKey&>(signer_.GetPrivateKey());
     return secret<32>(std::span<const std::uint8_t, 32>(key.GetPrivateKeyBytePtr(), 32));
   }
@@ -177,10 +191,12 @@ class ed25519_keypair {
   secret<32> seed() const { return seed_; }
 #endif
 
-  /// Signs `message` (deterministic, RFC 8032 §5.1.6).
-  signature sign(byte_view message) const noexcept;
+  /// Signs `message` (deterministic, RFC 8032 §5.1.6). Only a key held elsewhere can fail
+  /// (std::runtime_error from its token).
+  signature sign(byte_view message) const;
 
  private:
+  std::function<signature(byte_view)> external_;
 #ifndef PEERPROTO_FUZZING_UNSAFE_CRYPTO
   CryptoPP::ed25519::Signer signer_;
 #else
@@ -216,7 +232,8 @@ inline signature fuzzing_signature(byte_view key, byte_view message) noexcept {
 }
 }  // namespace detail
 
-inline signature ed25519_keypair::sign(byte_view message) const noexcept {
+inline signature ed25519_keypair::sign(byte_view message) const {
+  if (external_) return external_(message);
 #ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
   return detail::fuzzing_signature(public_key_, message);
 #else

@@ -4,6 +4,7 @@
 #include "outbound.hpp"
 
 #include <peerproto/engine.hpp>
+#include <peerproto/key_file.hpp>
 #include <peerproto/version.hpp>
 
 #include <chrono>
@@ -16,6 +17,8 @@ namespace peerproto::node {
 struct node_config {
   // identity and trust
   std::filesystem::path key_file = "node.key";     ///< from `peerproto-node keygen`, mode 0600
+  passphrase_source key_passphrase;               ///< asked when key_file is encrypted
+  std::string entity_id;                          ///< with a pkcs11: key (a token holds no entity id)
   std::string trust = "pinned";                    ///< pinned, tofu or open (ID-4)
   std::filesystem::path peers_file;                ///< "entity_id public_key_hex" lines (pinned)
   // network

@@ -2,6 +2,7 @@
 
 #include "limits.hpp"
 #include "openapi.hpp"
+#include "pkcs11.hpp"
 #include "trace.hpp"
 
 #include <peerproto/fault.hpp>
@@ -46,6 +47,18 @@ engine_options node_config::engine(const std::string& self_id) const {
 }
 
 namespace {
+// The identity: a key file (plain or encrypted), or a key in a PKCS#11 token named by a pkcs11:
+// URI, whose entity id comes from --entity-id (a token holds keys, not entity ids).
+identity load_identity(const node_config& cfg) {
+  const auto key = cfg.key_file.string();
+  if (!pkcs11::is_uri(key)) {
+    if (!cfg.entity_id.empty()) throw config_error("--entity-id goes with a pkcs11: --key; a key file carries its entity id");
+    return load_key_file(cfg.key_file, cfg.key_passphrase);
+  }
+  if (!is_entity_id(cfg.entity_id)) throw config_error("a pkcs11: --key needs --entity-id, this node's entity id");
+  return identity{cfg.entity_id, pkcs11::open_key(pkcs11::parse_uri(key))};
+}
+
 
 // ERR-6: the status of an outcome: the table's for an `error`, 200 for any other reply, 400 for
 // an `error` request, which gets no envelope (MSG-3, ERR-8).
@@ -385,7 +398,7 @@ std::unique_ptr<asio::ssl::context> tls_context(const node_config& cfg) {
 server::server(asio::io_context& ioc, node_config cfg)
     : ioc_(ioc),
       cfg_(std::move(cfg)),
-      id_(load_key_file(cfg_.key_file)),
+      id_(load_identity(cfg_)),
       trust_(parse_trust_policy(cfg_.trust), PEERPROTO_FAULT(no_pin_limit) ? SIZE_MAX : cfg_.max_pinned_keys),
       metrics_({}),
       acceptor_(ioc),
@@ -400,7 +413,7 @@ server::server(asio::io_context& ioc, node_config cfg)
   std::filesystem::create_directories(cfg_.state_dir, fs_ec);
   if (fs_ec) throw config_error("cannot create state directory " + cfg_.state_dir.string() + ": " + fs_ec.message());
   ::chmod(cfg_.state_dir.c_str(), 0700);
-  store_ = std::make_unique<store>(cfg_.state_dir / "state.sqlite3");
+  store_ = std::make_unique<store>(cfg_.state_dir / "state.sqlite3", id_.key);
   if (!cfg_.tls_cert.empty() || !cfg_.tls_key.empty()) tls_ = tls_context(cfg_);
 
   if (!cfg_.peers_file.empty())

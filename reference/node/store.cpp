@@ -36,10 +36,8 @@ std::array<std::uint8_t, N> column_fixed(sqlite3_stmt* s, int i) {
 }
 
 // A session key straight from SQLite's buffer into a wiped secret, without an unwiped copy.
-std::span<const std::uint8_t, 32> column_key(sqlite3_stmt* s, int i) {
-  if (sqlite3_column_bytes(s, i) != 32) throw store_error("stored key has the wrong size");
-  return std::span<const std::uint8_t, 32>(static_cast<const std::uint8_t*>(sqlite3_column_blob(s, i)), 32);
-}
+// A stored session key: nonce (12) ‖ AES-256-GCM ciphertext (32) ‖ tag (16).
+constexpr std::size_t wrapped_key_size = 12 + 32 + 16;
 
 store_error error(sqlite3* db) { return store_error(std::string("state database: ") + sqlite3_errmsg(db)); }
 
@@ -94,7 +92,12 @@ constexpr std::string_view outbox_states[] = {"queued", "delivered", "failed", "
 
 }  // namespace
 
-store::store(const std::filesystem::path& file) {
+store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& identity) {
+  static constexpr std::string_view label = "peerproto-node session key wrap";
+  auto ikm = identity.sign(as_bytes(label));
+  const bool failed = crypto::hkdf_sha256(ikm, {}, as_bytes(label), wrap_key_.span()).operator bool();
+  crypto::wipe(ikm);
+  if (failed) throw store_error("cannot derive the key wrap");
   // Sessions hold keys: the file is created readable by the owner only, before SQLite opens it.
   const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw store_error("cannot open state database " + file.string());
@@ -185,8 +188,9 @@ void store::apply(const state_changes& c) {
         bind_text(s.get(), 3, x.peer_id);
         bind_blob(s.get(), 4, x.peer_key.data(), x.peer_key.size());
         bind_text(s.get(), 5, x.version);
-        bind_blob(s.get(), 6, x.send_key.data(), x.send_key.size());
-        bind_blob(s.get(), 7, x.receive_key.data(), x.receive_key.size());
+        const auto send = wrap(x.id, 's', x.send_key), receive = wrap(x.id, 'r', x.receive_key);
+        bind_blob(s.get(), 6, send.data(), send.size());
+        bind_blob(s.get(), 7, receive.data(), receive.size());
         sqlite3_bind_int64(s.get(), 8, static_cast<std::int64_t>(x.next_send));
         sqlite3_bind_int64(s.get(), 9, static_cast<std::int64_t>(x.next_expected));
         sqlite3_bind_int64(s.get(), 10, ms(x.ready_at));
@@ -268,6 +272,38 @@ std::vector<replay_entry> store::nonces(sys_milliseconds now) {
   return out;
 }
 
+// The associated data binds a wrapped key to its session and direction, so keys cannot be moved
+// between rows unnoticed.
+bytes store::wrap(const uuid& session, char direction, const crypto::secret<32>& key) const {
+  std::array<std::uint8_t, 12> nonce{};
+  crypto::random_bytes(nonce);
+  bytes ad(session.bytes.begin(), session.bytes.end());
+  ad.push_back(static_cast<std::uint8_t>(direction));
+  bytes out(nonce.begin(), nonce.end());
+  const auto sealed = crypto::aes_gcm_seal(wrap_key_.view(), nonce, ad, key.view());
+  out.insert(out.end(), sealed.begin(), sealed.end());
+  return out;
+}
+
+crypto::secret<32> store::unwrap(const uuid& session, char direction, sqlite3_stmt* s, int column) const {
+  const auto* blob = static_cast<const std::uint8_t*>(sqlite3_column_blob(s, column));
+  const auto size = static_cast<std::size_t>(sqlite3_column_bytes(s, column));
+  crypto::secret<32> key;
+  if (size == 32) {  // written before keys were wrapped: read as it is, wrapped when next stored
+    std::copy_n(blob, 32, key.data());
+    return key;
+  }
+  if (size != wrapped_key_size) throw store_error("state database: a stored session key has the wrong size");
+  bytes ad(session.bytes.begin(), session.bytes.end());
+  ad.push_back(static_cast<std::uint8_t>(direction));
+  auto opened = crypto::aes_gcm_open(wrap_key_.view(), byte_view(blob, 12), ad, byte_view(blob + 12, size - 12));
+  if (!opened || opened->size() != 32)
+    throw store_error("state database: a session key does not open with this node's identity key (a database of another key?)");
+  std::copy_n(opened->begin(), 32, key.data());
+  crypto::wipe(*opened);
+  return key;
+}
+
 std::vector<session_snapshot> store::sessions() {
   std::vector<session_snapshot> out;
   statement s(prepare("SELECT * FROM sessions"));
@@ -278,8 +314,8 @@ std::vector<session_snapshot> store::sessions() {
     x.peer_id = column_text(s.get(), 2);
     x.peer_key = column_fixed<32>(s.get(), 3);
     x.version = column_text(s.get(), 4);
-    x.send_key = crypto::secret<32>(column_key(s.get(), 5));
-    x.receive_key = crypto::secret<32>(column_key(s.get(), 6));
+    x.send_key = unwrap(x.id, 's', s.get(), 5);
+    x.receive_key = unwrap(x.id, 'r', s.get(), 6);
     x.next_send = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 7));
     x.next_expected = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 8));
     x.ready_at = from_ms(sqlite3_column_int64(s.get(), 9));

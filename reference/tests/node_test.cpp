@@ -21,6 +21,8 @@
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 namespace pp = peerproto;
@@ -216,7 +218,7 @@ TEST(Node, SigkillAndRestartKeepAckedTasksAndRefuseReplays) {
   ASSERT_FALSE(acked.empty());
 
   {
-    pn::store state(bob.state_dir() / "state.sqlite3");
+    pn::store state(bob.state_dir() / "state.sqlite3", peerproto::load_key_file(bob.key_file()).key);
     std::set<std::string> stored;
     for (const auto& t : state.tasks()) stored.insert(t.task_id);
     for (const auto& id : acked) EXPECT_TRUE(stored.contains(id)) << "acknowledged task lost: " << id;
@@ -228,6 +230,43 @@ TEST(Node, SigkillAndRestartKeepAckedTasksAndRefuseReplays) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ((*again)[0].status, 409);
   EXPECT_EQ(error_code_of((*again)[0].body), "REPLAY_DETECTED");
+}
+
+// Session keys at rest are wrapped under a key derived from the identity key: the database files
+// hold neither direction's key, and a database opened with another identity key refuses to give
+// its sessions.
+TEST(Node, SessionKeysAreNotInTheDatabaseInTheClear) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--trust", "tofu"});
+  node_process alice(dir.path, "alice");
+  auto c = client_for(alice);
+  const auto peer = url(bob.http_url());
+  const auto session = c.handshake(peer, *c.learn_identity(peer));
+  ASSERT_TRUE(session.ok());
+  const auto snap = c.protocol().find_session(*session)->snapshot();
+  ASSERT_TRUE(snap);
+  bob.kill(SIGTERM);
+  bob.wait();
+  std::string files;
+  for (const auto& f : std::filesystem::directory_iterator(bob.state_dir()))
+    if (f.path().filename().string().starts_with("state.sqlite3")) {
+      std::ifstream in(f.path(), std::ios::binary);
+      files.append(std::istreambuf_iterator<char>(in), {});
+    }
+  ASSERT_GT(files.size(), 4096u);
+  for (const auto* key : {&snap->send_key, &snap->receive_key}) {
+    const std::string raw(reinterpret_cast<const char*>(key->data()), 32);
+    EXPECT_EQ(files.find(raw), std::string::npos) << "a session key is stored in the clear";
+  }
+  const auto mine = peerproto::load_key_file(bob.key_file()).key;
+  EXPECT_EQ(pn::store(bob.state_dir() / "state.sqlite3", mine).sessions().size(), 1u);
+  const auto other = pp::crypto::ed25519_keypair::generate();
+  try {
+    pn::store(bob.state_dir() / "state.sqlite3", other).sessions();
+    ADD_FAILURE() << "sessions opened with another identity key";
+  } catch (const pn::store_error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not open with this node's identity key"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Node, SessionsSurviveARestartWithoutReusingSequenceNumbers) {
