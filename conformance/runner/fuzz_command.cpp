@@ -86,6 +86,7 @@ class executor {
         }
         case input_kind::raw_body: return judge(c_->exchange(in.bytes), false);
         case input_kind::raw_http: return raw_http(in.bytes);
+        case input_kind::raw_ws: return raw_ws(in.bytes);
         case input_kind::session_message: return session(in);
       }
     } catch (const wire_failure& w) {
@@ -177,12 +178,29 @@ class executor {
     http_connection conn(c_->source_endpoint(), clock::now() + std::chrono::seconds(3));
     conn.write_raw(bytes, clock::now() + std::chrono::seconds(3));
     try {
-      const auto h = conn.receive(clock::now() + std::chrono::seconds(2));
+      const auto h = conn.receive(clock::now() + std::chrono::milliseconds(300));  // no longer: a node may wait for promised bytes
       if (h.status >= 500) return {"server_error", "HTTP " + std::to_string(h.status) + " to a malformed request"};
       ++answers["HTTP " + std::to_string(h.status)];
     } catch (const wire_failure& w) {
       // No answer (still waiting for the promised bytes) or closed: both allowed (HTTP-10, HTTP-11).
       if (!alive()) return {"node_down", "the node stopped answering /health after a malformed HTTP request: " + std::string(w.what())};
+    }
+    return {};
+  }
+
+  // An upgrade to WebSocket, then the frames: a node may close or refuse them (RFC 6455 §7.1.7), but
+  // must not answer 5xx or go down.
+  verdict_of_input raw_ws(const std::string& frames) {
+    http_connection conn(c_->source_endpoint(), clock::now() + std::chrono::seconds(3));
+    conn.write_raw("GET " + cfg_.ws_path + " HTTP/1.1\r\nHost: node\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" + frames,
+                   clock::now() + std::chrono::seconds(3));
+    try {
+      const auto got = conn.read_until_closed(clock::now() + std::chrono::milliseconds(300));  // or wait for our close (RFC 6455 §7.1.1)
+      if (got && got->starts_with("HTTP/1.1 5")) return {"server_error", got->substr(0, got->find('\r'))};
+      ++answers[got ? "WebSocket closed" : "WebSocket open"];
+    } catch (const wire_failure& w) {
+      if (!alive()) return {"node_down", "the node stopped answering /health after malformed WebSocket frames: " + std::string(w.what())};
     }
     return {};
   }
@@ -298,8 +316,7 @@ int fuzz_command(const fuzz_options& o) {
     std::cout << "seeds: " << more.size() << " envelopes from " << o.seeds_dir << "\n";
     seeds.insert(seeds.end(), more.begin(), more.end());
   }
-  const bool http = !cfg.websocket && !cfg.target.tls;
-  mutator m(seed, seeds, http);
+  mutator m(seed, seeds, !cfg.target.tls);
   const auto duration = parse_duration(o.duration);
   std::cout << "fuzzing " << node.entity_id << " at " << o.base.target << " for " << duration.count() << " s, seed " << seed
             << " (--seed " << seed << " repeats these inputs); findings go to " << o.findings_dir << "\n";

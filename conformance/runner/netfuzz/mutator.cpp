@@ -17,6 +17,7 @@ std::string_view to_string(input_kind k) {
     case input_kind::session_message: return "session_message";
     case input_kind::raw_body: return "raw_body";
     case input_kind::raw_http: return "raw_http";
+    case input_kind::raw_ws: return "raw_ws";
   }
   return "?";
 }
@@ -31,7 +32,8 @@ json::object input::to_json() const {
       o["sequence_offset"] = sequence_offset;
       break;
     case input_kind::raw_body:
-    case input_kind::raw_http: o["bytes_base64"] = base64_encode(as_bytes(bytes)); break;
+    case input_kind::raw_http:
+    case input_kind::raw_ws: o["bytes_base64"] = base64_encode(as_bytes(bytes)); break;
   }
   return o;
 }
@@ -55,8 +57,8 @@ input input::from_json(const json::object& o) {
     in.header = object_at("header");
     in.payload = object_at("payload");
     if (const auto* off = o.if_contains("sequence_offset"); off && off->is_int64()) in.sequence_offset = off->as_int64();
-  } else if (k == "raw_body" || k == "raw_http") {
-    in.kind = k == "raw_body" ? input_kind::raw_body : input_kind::raw_http;
+  } else if (k == "raw_body" || k == "raw_http" || k == "raw_ws") {
+    in.kind = k == "raw_body" ? input_kind::raw_body : k == "raw_http" ? input_kind::raw_http : input_kind::raw_ws;
     const auto* b = o.if_contains("bytes_base64");
     const auto bytes = b && b->is_string() ? base64_decode(b->get_string()) : std::nullopt;
     if (!bytes) throw std::invalid_argument("a finding's input has no bytes_base64");
@@ -252,6 +254,46 @@ std::string mutator::http_request(const std::string& body, std::string& what) {
   return method + " " + target + " " + version + "\r\n" + headers + framing + "\r\n" + sent;
 }
 
+// A client frame (RFC 6455 §5.2): `first` is FIN, RSV1-3 and the opcode; masked unless told
+// otherwise; `length` overrides the length field (a frame that promises more than it carries).
+std::string mutator::frame(std::uint8_t first, const std::string& payload, bool masked, std::optional<std::uint64_t> length) {
+  std::string f(1, static_cast<char>(first));
+  const std::uint64_t n = length.value_or(payload.size());
+  const char mask_bit = masked ? '\x80' : '\0';
+  if (n < 126) {
+    f += static_cast<char>(mask_bit | static_cast<char>(n));
+  } else if (n < 65536) {
+    f += static_cast<char>(mask_bit | 126);
+    f += static_cast<char>(n >> 8);
+    f += static_cast<char>(n);
+  } else {
+    f += static_cast<char>(mask_bit | 127);
+    for (int i = 7; i >= 0; --i) f += static_cast<char>(n >> (8 * i));
+  }
+  std::array<char, 4> key{};
+  for (auto& k : key) k = static_cast<char>(pick(256));
+  if (masked) f.append(key.data(), 4);
+  for (std::size_t i = 0; i < payload.size(); ++i) f += masked ? static_cast<char>(payload[i] ^ key[i % 4]) : payload[i];
+  return f;
+}
+
+std::string mutator::ws_frames(const std::string& body, std::string& what) {
+  constexpr std::uint8_t fin = 0x80, text = 0x1, binary = 0x2, cont = 0x0, ping = 0x9, close = 0x8;
+  const auto half = body.size() / 2;
+  switch (pick(10)) {
+    case 0: what = "an unmasked client frame"; return frame(fin | text, body, false);
+    case 1: what = "reserved bits set"; return frame(static_cast<std::uint8_t>(fin | 0x70 | text), body);
+    case 2: what = "an unknown opcode"; return frame(static_cast<std::uint8_t>(fin | (3 + pick(5))), body);
+    case 3: what = "a binary frame"; return frame(fin | binary, body);
+    case 4: what = "a fragmented ping"; return frame(ping, "x") + frame(fin | cont, "y");
+    case 5: what = "a ping of 200 bytes"; return frame(fin | ping, std::string(200, 'p'));
+    case 6: what = "a continuation with no message begun"; return frame(fin | cont, body);
+    case 7: what = "a length of 2^63 with nothing after it"; return frame(fin | text, "", true, std::uint64_t{1} << 63);
+    case 8: what = "a text message in two fragments, then a close"; return frame(text, body.substr(0, half)) + frame(fin | cont, body.substr(half)) + frame(fin | close, "");
+    default: what = "invalid UTF-8 in a text frame"; return frame(fin | text, body + "\xc3\x28");
+  }
+}
+
 // ------------------------------------------------------------ inputs
 
 input mutator::next() {
@@ -296,11 +338,12 @@ input mutator::next() {
     for (int i = 0; i < rounds; ++i) in.mutation += " " + mutate_bytes(text);
     in.kind = input_kind::raw_body;
     in.bytes = std::move(text);
-    if (http_ && roll >= 92) {
+    if (raw_tcp_ && roll >= 90) {
       std::string what;
-      in.kind = input_kind::raw_http;
-      in.bytes = http_request(in.bytes, what);
-      in.mutation += "; HTTP: " + what;
+      const bool ws = roll >= 95;
+      in.kind = ws ? input_kind::raw_ws : input_kind::raw_http;
+      in.bytes = ws ? ws_frames(in.bytes, what) : http_request(in.bytes, what);
+      in.mutation += (ws ? "; WebSocket: " : "; HTTP: ") + what;
     }
   }
   return in;
@@ -329,6 +372,7 @@ std::vector<input> mutator::reductions(const input& in) const {
       break;
     case input_kind::raw_body:
     case input_kind::raw_http:
+    case input_kind::raw_ws:
       for (const std::size_t parts : {2u, 4u, 8u})
         for (std::size_t k = 0; k < parts && in.bytes.size() >= parts; ++k) {
           input r = in;

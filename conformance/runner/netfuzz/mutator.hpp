@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,7 +24,8 @@ enum class input_kind {
   signed_envelope,  ///< `envelope` (without signature) signed by the fuzzer's identity and POSTed
   session_message,  ///< `header` and `payload` sealed (or signed, 1.0) in a session the fuzzer opens
   raw_body,         ///< `body`, bytes as they are, as one message
-  raw_http,         ///< `request`, the bytes of a whole HTTP request on a new connection (HTTP targets)
+  raw_http,         ///< `bytes`, a whole HTTP request on a new connection (plain TCP targets)
+  raw_ws,           ///< `bytes`, WebSocket frames sent after an upgrade on a new connection (plain TCP targets)
 };
 std::string_view to_string(input_kind k);
 
@@ -50,8 +52,10 @@ std::vector<seed> seeds_from(const std::string& dir);
 
 class mutator {
  public:
-  mutator(std::uint64_t seed_value, std::vector<seed> seeds, bool http_target)
-      : rng_(seed_value), seeds_(std::move(seeds)), http_(http_target) {}
+  /// `raw_tcp`: the target is reached over plain TCP, so malformed HTTP and WebSocket framing can
+  /// be sent (not through TLS).
+  mutator(std::uint64_t seed_value, std::vector<seed> seeds, bool raw_tcp)
+      : rng_(seed_value), seeds_(std::move(seeds)), raw_tcp_(raw_tcp) {}
 
   /// The next input.
   input next();
@@ -66,10 +70,12 @@ class mutator {
   std::string mutate_object(json::object& o);
   std::string mutate_bytes(std::string& s);
   std::string http_request(const std::string& body, std::string& what);
+  std::string ws_frames(const std::string& body, std::string& what);
+  std::string frame(std::uint8_t first, const std::string& payload, bool masked = true, std::optional<std::uint64_t> length = {});
 
   std::mt19937_64 rng_;
   std::vector<seed> seeds_;
-  bool http_;
+  bool raw_tcp_;
 };
 
 }  // namespace peerproto::conformance::netfuzz
