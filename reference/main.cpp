@@ -88,12 +88,16 @@ int keygen(const keygen_options& o) {
     phrase = pn::read_secret(o.phrase, "recovery phrase", "--phrase-file or --phrase-env");
     auto entropy = peerproto::bip39::entropy_from_mnemonic(phrase);
     if (!entropy) throw peerproto::config_error("the recovery phrase: " + entropy.error().message);
+    // ID-11 derives from the words joined by single spaces, however they were typed.
+    peerproto::crypto::wipe(std::span<std::uint8_t>(reinterpret_cast<std::uint8_t*>(phrase.data()), phrase.size()));
+    phrase = peerproto::bip39::mnemonic_from_entropy(*entropy);
     peerproto::crypto::wipe(*entropy);
   }
   std::optional<peerproto::identity> id;
   if (o.mnemonic || o.from_mnemonic) {
-    const auto phrase_passphrase = pn::given(o.phrase_passphrase) ? pn::read_secret(o.phrase_passphrase, "", "") : std::string();
+    auto phrase_passphrase = pn::given(o.phrase_passphrase) ? pn::read_secret(o.phrase_passphrase, "", "") : std::string();
     id.emplace(peerproto::identity{o.entity_id, key_from_phrase(phrase, phrase_passphrase)});
+    peerproto::crypto::wipe(std::span<std::uint8_t>(reinterpret_cast<std::uint8_t*>(phrase_passphrase.data()), phrase_passphrase.size()));
     peerproto::write_key_file(o.file, *id, passphrase);
   } else {
     id.emplace(peerproto::generate_key_file(o.file, o.entity_id, passphrase));

@@ -33,7 +33,7 @@ struct merge_options {
 
 /// `fuzz`: mutated messages against a node for a while (fuzz_command.cpp).
 struct fuzz_options {
-  options base;  ///< --target, --ca-file, --transport, --node-key, --source-addresses as for a run
+  options base;  ///< --target, --ca-file and --source-addresses as for a run
   std::string duration = "60s", seeds_dir, findings_dir = "fuzz-findings", replay;
   std::optional<std::uint64_t> seed;
   int pid = 0;                      ///< the node's process, for the memory oracle

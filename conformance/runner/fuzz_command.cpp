@@ -74,9 +74,8 @@ class executor {
 
   /// Runs `in`; with `alone`, as the first input of a new identity and session, as a replay does.
   verdict_of_input run(const input& in, bool alone = false) {
-    if (!c_ || alone || ++used_ > 50 || clock::now() + per_message_ > c_->until()) rotate();
-    if (!c_) return {};
     try {
+      if (!c_ || alone || ++used_ > 50 || clock::now() + per_message_ > c_->until()) rotate();
       switch (in.kind) {
         case input_kind::signed_envelope: {
           auto e = in.envelope;
@@ -267,7 +266,8 @@ std::string save_finding(const fuzz_options& o, const input& in, const verdict_o
                  {"detail", v.detail},
                  {"seed", seed},
                  {"input", in.to_json()},
-                 {"replay", "peerproto-conformance fuzz --target " + o.base.target + " --replay " + file}};
+                 {"replay", "peerproto-conformance fuzz --target " + o.base.target + (o.base.ca_file.empty() ? "" : " --ca-file " + o.base.ca_file) +
+                                " --replay " + file}};
   if (!original.empty()) f["before_minimizing"] = original;
   std::ofstream(file) << jcs::canonicalize(f) << "\n";
   return file;

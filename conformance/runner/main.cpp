@@ -104,5 +104,8 @@ int main(int argc, char** argv) {
   } catch (const config_error& e) {
     std::cerr << "peerproto-conformance: " << e.what() << "\n";
     return 2;
+  } catch (const std::exception& e) {  // a report or seed file that is not what it should be, say
+    std::cerr << "peerproto-conformance: " << e.what() << "\n";
+    return 2;
   }
 }

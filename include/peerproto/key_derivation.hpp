@@ -24,15 +24,17 @@ namespace peerproto {
 // ---------------------------------------------------------------- scrypt
 
 /// RFC 7914 scrypt of `passphrase` and `salt` with cost N = 2^log2_n, block size r and
-/// parallelism p, into `out`. errc::invalid_argument for parameters Crypto++ refuses.
+/// parallelism p, into `out`. errc::invalid_argument for log2_n above 30 or parameters Crypto++
+/// refuses, or when the memory cannot be had.
 inline std::error_code scrypt(std::string_view passphrase, byte_view salt, unsigned log2_n, unsigned r, unsigned p,
                               std::span<std::uint8_t> out) noexcept {
+  if (log2_n > 30) return errc::invalid_argument;
   try {
     CryptoPP::Scrypt kdf;
     kdf.DeriveKey(out.data(), out.size(), reinterpret_cast<const CryptoPP::byte*>(passphrase.data()), passphrase.size(), salt.data(),
                   salt.size(), CryptoPP::word64{1} << log2_n, r, p);
     return {};
-  } catch (const CryptoPP::Exception&) {
+  } catch (...) {  // CryptoPP::Exception for its parameter checks, std::bad_alloc for the memory
     return errc::invalid_argument;
   }
 }

@@ -61,6 +61,7 @@ inline std::string key_file_text(const identity& id, const std::optional<std::st
     return boost::json::serialize(o) + "\n";
   }
   if (passphrase->empty()) throw config_error("an empty passphrase encrypts nothing; give one, or write the key unencrypted");
+  if (log2_n < key_file_min_log2_n || log2_n > key_file_max_log2_n) throw config_error("scrypt log2_n outside what readers accept (ID-12)");
   std::array<std::uint8_t, 16> salt{};
   std::array<std::uint8_t, 12> nonce{};
   crypto::random_bytes(salt);
@@ -84,7 +85,10 @@ inline void write_new_file(const std::filesystem::path& file, std::string& text)
   const bool synced = ::fsync(fd) == 0;
   ::close(fd);
   crypto::wipe(std::span<std::uint8_t>(reinterpret_cast<std::uint8_t*>(text.data()), text.size()));
-  if (written != static_cast<ssize_t>(text.size()) || !synced) throw config_error("cannot write key file " + file.string());
+  if (written != static_cast<ssize_t>(text.size()) || !synced) {
+    ::unlink(file.c_str());  // no partial key file is left behind
+    throw config_error("cannot write key file " + file.string());
+  }
 }
 }  // namespace detail
 

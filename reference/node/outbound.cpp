@@ -193,9 +193,9 @@ class outbound::link : public std::enable_shared_from_this<link> {
 
   // The peer answered the sealed message.
   asio::awaitable<next_step> judge(outbox_entry& e, const exchange_result& r) {
-    if (r.body.empty()) {
-      settle(e, outbox_entry::state::failed, {{"status", r.status}, {"problem", "the peer answered without an envelope"}});
-      co_return std::nullopt;
+    if (r.body.empty()) {  // not an authenticated answer (SND-1): as if it were lost
+      e.written = true;
+      co_return retry(e, "HTTP " + std::to_string(r.status) + " without an envelope");
     }
     auto got = out_.ctx_.protocol.accept_reply(r.body, system_now());
     if (got) {

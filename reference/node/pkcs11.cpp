@@ -9,6 +9,7 @@
 
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace peerproto::node::pkcs11 {
@@ -52,14 +53,28 @@ std::string label_of(const CK_UTF8CHAR (&label)[32]) {
 class token {
  public:
   explicit token(const uri& u) : uri_(u) {
+    try {
+      open();
+    } catch (...) {
+      close();
+      throw;
+    }
+  }
+  ~token() { close(); }
+  token(const token&) = delete;
+  token& operator=(const token&) = delete;
+
+  void open() {
+    const auto& u = uri_;
     lib_ = ::dlopen(u.module_path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!lib_) throw config_error("cannot load the PKCS#11 module " + u.module_path + ": " + ::dlerror());
     auto get = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(lib_, "C_GetFunctionList"));
     if (!get || get(&f_) != CKR_OK) throw config_error(u.module_path + " is not a PKCS#11 module (no C_GetFunctionList)");
     CK_C_INITIALIZE_ARGS args{};
     args.flags = CKF_OS_LOCKING_OK;
-    if (const auto rv = f_->C_Initialize(&args); rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
-      throw config_error("PKCS#11 C_Initialize failed: " + rv_name(rv));
+    const auto init = f_->C_Initialize(&args);
+    if (init != CKR_OK && init != CKR_CRYPTOKI_ALREADY_INITIALIZED) throw config_error("PKCS#11 C_Initialize failed: " + rv_name(init));
+    initialized_ = init == CKR_OK;  // finalized by whoever initialized it
     slot_ = find_slot();
     CK_MECHANISM_INFO info{};
     if (f_->C_GetMechanismInfo(slot_, CKM_EDDSA, &info) != CKR_OK || !(info.flags & CKF_SIGN))
@@ -70,15 +85,18 @@ class token {
       if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) throw config_error("cannot log in to the PKCS#11 token \"" + u.token + "\": " + rv_name(rv));
     }
   }
-  ~token() {
+  void close() {
     if (session_) f_->C_CloseSession(session_);
-    if (f_) f_->C_Finalize(nullptr);
+    if (f_ && initialized_) f_->C_Finalize(nullptr);
     if (lib_) ::dlclose(lib_);
+    session_ = 0;
+    f_ = nullptr;
+    lib_ = nullptr;
+    crypto::wipe(std::span<std::uint8_t>(reinterpret_cast<std::uint8_t*>(uri_.pin.data()), uri_.pin.size()));
   }
-  token(const token&) = delete;
-  token& operator=(const token&) = delete;
 
-  CK_OBJECT_HANDLE find(CK_OBJECT_CLASS cls) {
+  /// The Ed25519 key of class `cls` labelled uri.object, if the token has one.
+  std::optional<CK_OBJECT_HANDLE> lookup(CK_OBJECT_CLASS cls) {
     CK_KEY_TYPE type = CKK_EC_EDWARDS;
     CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &type, sizeof type},
                         {CKA_LABEL, const_cast<char*>(uri_.object.data()), uri_.object.size()}};
@@ -88,10 +106,13 @@ class token {
     const auto rv = f_->C_FindObjects(session_, &h, 1, &n);
     f_->C_FindObjectsFinal(session_);
     check(rv, "C_FindObjects");
-    if (n == 0)
-      throw config_error("the PKCS#11 token \"" + uri_.token + "\" has no Ed25519 " + (cls == CKO_PRIVATE_KEY ? "private" : "public") +
-                         " key labelled \"" + uri_.object + "\"" + (uri_.pin.empty() && cls == CKO_PRIVATE_KEY ? " (no PIN was given: private keys need one)" : ""));
+    if (n == 0) return std::nullopt;
     return h;
+  }
+  CK_OBJECT_HANDLE find(CK_OBJECT_CLASS cls) {
+    if (const auto h = lookup(cls)) return *h;
+    throw config_error("the PKCS#11 token \"" + uri_.token + "\" has no Ed25519 " + (cls == CKO_PRIVATE_KEY ? "private" : "public") +
+                         " key labelled \"" + uri_.object + "\"" + (uri_.pin.empty() && cls == CKO_PRIVATE_KEY ? " (no PIN was given: private keys need one)" : ""));
   }
 
   // CKA_EC_POINT of an Ed25519 public key: the 32 bytes, or as a DER OCTET STRING (04 20 ...).
@@ -156,6 +177,7 @@ class token {
   CK_FUNCTION_LIST_PTR f_ = nullptr;
   CK_SLOT_ID slot_ = 0;
   CK_SESSION_HANDLE session_ = 0;
+  bool initialized_ = false;
   std::mutex lock_;
 };
 
@@ -165,9 +187,12 @@ crypto::ed25519_keypair key_of(std::shared_ptr<token> t) {
   auto key = crypto::ed25519_keypair::held_elsewhere(pub, [t, priv](byte_view m) { return t->sign(priv, m); });
   // One signature, checked with the public key: the pair belongs together and the module signs
   // Ed25519 (RFC 8032), not something else under the same mechanism.
+  // Twice: Ed25519 is deterministic, and the node derives the key that wraps its stored session
+  // keys from such a signature.
   static constexpr std::string_view probe = "peerproto-node: the token signs";
-  if (!crypto::ed25519_verify(pub, as_bytes(probe), key.sign(as_bytes(probe))))
-    throw config_error("the token's signature does not verify with its public key: the module does not sign Ed25519 as RFC 8032 says");
+  const auto first = key.sign(as_bytes(probe));
+  if (!crypto::ed25519_verify(pub, as_bytes(probe), first) || key.sign(as_bytes(probe)) != first)
+    throw config_error("the token's signatures do not verify with its public key, or differ for one message: the module does not sign Ed25519 as RFC 8032 says");
   return key;
 }
 
@@ -212,12 +237,8 @@ crypto::ed25519_keypair open_key(const uri& u) { return key_of(std::make_shared<
 
 crypto::ed25519_keypair generate_key(const uri& u) {
   auto t = std::make_shared<token>(u);
-  try {
-    t->find(CKO_PRIVATE_KEY);
+  if (t->lookup(CKO_PRIVATE_KEY) || t->lookup(CKO_PUBLIC_KEY))
     throw config_error("the token \"" + u.token + "\" already holds a key labelled \"" + u.object + "\"; it is never replaced");
-  } catch (const config_error& e) {
-    if (std::string(e.what()).find("already holds") != std::string::npos) throw;
-  }
   t->generate();
   return key_of(t);
 }

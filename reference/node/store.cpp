@@ -120,6 +120,7 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
     const int version = sqlite3_step(v.get()) == SQLITE_ROW ? sqlite3_column_int(v.get(), 0) : 0;
     v.reset();
     if (version < 2) exec(schema_v2);
+    wrap_clear_keys();
     exec("COMMIT");
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
@@ -270,6 +271,27 @@ std::vector<replay_entry> store::nonces(sys_milliseconds now) {
   while (sqlite3_step(s.get()) == SQLITE_ROW)
     out.push_back({column_text(s.get(), 0), column_fixed<16>(s.get(), 1), from_ms(sqlite3_column_int64(s.get(), 2))});
   return out;
+}
+
+// Session keys stored in the clear (by a version before keys were wrapped) are wrapped now.
+void store::wrap_clear_keys() {
+  std::vector<std::pair<uuid, std::array<crypto::secret<32>, 2>>> clear;
+  {
+    statement s(prepare("SELECT id, send_key, receive_key FROM sessions WHERE length(send_key) = 32 OR length(receive_key) = 32"));
+    while (sqlite3_step(s.get()) == SQLITE_ROW) {
+      const uuid id{column_fixed<16>(s.get(), 0)};
+      clear.push_back({id, {unwrap(id, 's', s.get(), 1), unwrap(id, 'r', s.get(), 2)}});
+    }
+  }
+  statement u(prepare("UPDATE sessions SET send_key = ?, receive_key = ? WHERE id = ?"));
+  for (const auto& [id, keys] : clear) {
+    const auto send = wrap(id, 's', keys[0]), receive = wrap(id, 'r', keys[1]);
+    bind_blob(u.get(), 1, send.data(), send.size());
+    bind_blob(u.get(), 2, receive.data(), receive.size());
+    bind_blob(u.get(), 3, id.bytes.data(), id.bytes.size());
+    if (sqlite3_step(u.get()) != SQLITE_DONE) throw error(db_);
+    sqlite3_reset(u.get());
+  }
 }
 
 // The associated data binds a wrapped key to its session and direction, so keys cannot be moved

@@ -97,7 +97,8 @@ class store {
   /// Opens or creates the database `file` (mode 0600) and its schema. Session keys are stored
   /// wrapped (AES-256-GCM) under a key derived from the node's identity key (from its signature
   /// of a fixed label: Ed25519 signatures are deterministic, and a key in a token can make one
-  /// too), so a copy of the database alone does not give them away. Throws store_error.
+  /// too), so a copy of the database alone does not give them away; keys stored in the clear by an
+  /// earlier version are wrapped when the database is opened. Throws store_error.
   store(const std::filesystem::path& file, const crypto::ed25519_keypair& identity);
   ~store();
   store(const store&) = delete;
@@ -159,6 +160,7 @@ class store {
   template <class F>
   auto transaction(F&& f);
   sqlite3_stmt* prepare(const char* sql);
+  void wrap_clear_keys();
   bytes wrap(const uuid& session, char direction, const crypto::secret<32>& key) const;
   crypto::secret<32> unwrap(const uuid& session, char direction, sqlite3_stmt* s, int column) const;
   sqlite3* db_ = nullptr;
