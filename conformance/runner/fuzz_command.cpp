@@ -2,7 +2,8 @@
 // that need no knowledge of the node's code:
 //   node_down       the node stops answering /health
 //   server_error    an answer with a 5xx status (ERR-7)
-//   no_answer       a message that gets no answer, or a connection closed without one
+//   no_answer       a message that gets no answer, or a connection closed without one (except
+//                   the WebSocket closes WS-4 and WS-5 ask for: 1009 oversize, 1007 invalid UTF-8)
 //   bad_reply       an answer that is neither a signed envelope of the node nor a documented HTTP
 //                   error: unreadable, not signed by the node, a session reply that does not
 //                   open, an `error` whose status is not its code's (ERR-6)
@@ -35,6 +36,25 @@ struct verdict_of_input {
   std::string detail;
   bool fatal() const { return oracle == "node_down"; }
 };
+
+// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const std::size_t n = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
+    if (!n || i + n > s.size()) return false;
+    std::uint32_t cp = n == 1 ? b : b & (0x7F >> n);
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if ((c >> 6) != 2) return false;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    const std::uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < least[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n;
+  }
+  return true;
+}
 
 std::size_t rss_kib(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -92,6 +112,14 @@ class executor {
       const bool down = !alive();
       retire();
       if (down) return {"node_down", "the node stopped answering /health after: " + std::string(w.what())};
+      // WebSocket closes the rules ask for: invalid UTF-8 (WS-5, RFC 6455 §8.1), oversize (WS-4).
+      // The close code of a text message with invalid UTF-8 may be lost when the node drops the
+      // connection right after its close frame; the close is what counts.
+      const bool bad_text = cfg_.websocket && in.kind == input_kind::raw_body && !valid_utf8(in.bytes);
+      if (w.ws_close_code == 1007 || w.ws_close_code == 1009 || (bad_text && w.what_kind != wire_failure::kind::timeout)) {
+        ++answers["WebSocket close " + (w.ws_close_code ? std::to_string(w.ws_close_code) : std::string("(code lost)"))];
+        return {};
+      }
       return {"no_answer", w.what()};
     }
     return {};

@@ -4,7 +4,8 @@
     check_netfuzz.py NODE FAULT_NODE RUNNER WORKDIR
 
 1. The same --seed makes the same inputs; another seed other inputs.
-2. Against the reference node (short gap timer so held messages do not slow it), 20 s: no finding.
+2. Against the reference node (short gap timer so held messages do not slow it), 20 s over HTTP
+   and 10 s over WebSocket: no finding.
 3. Against the fault-injection node with a planted fault, each fault is found by its oracle, the
    finding file replays (exit 1) while the fault is there, and not against the reference node.
 """
@@ -64,6 +65,9 @@ if r.returncode != 0 or "RESULT: NO FINDINGS" not in r.stdout or not rate or int
 else:
     print(f"reference node: {rate.group(1)} executions/s, no findings")
 reference_url = url
+ws = fuzz("--target", url.replace("http://", "ws://") + "/ws", "--duration", "10s", "--seed", "2", "--findings", f"{work}/ws-findings")
+if ws.returncode != 0 or "RESULT: NO FINDINGS" not in ws.stdout:
+    failures.append(f"reference node over WebSocket: exit {ws.returncode}\n{ws.stdout[-3000:]}")
 
 # 3. Planted faults, each found by its oracle and replayable.
 for fault, oracle in (("unsigned_errors", "bad_reply"), ("wrong_http_status", "bad_reply"), ("exit_on_chunk", "node_down")):
