@@ -39,7 +39,8 @@ struct fuzz_options {
   int pid = 0;                      ///< the node's process, for the memory oracle
   std::size_t max_rss_growth_mib = 256;
   std::size_t max_findings = 10;
-  std::size_t print_inputs = 0;     ///< print this many inputs and exit (no traffic)
+  std::size_t print_inputs = 0;     ///< print this many inputs (of worker 0) and exit (no traffic)
+  unsigned jobs = 8;                ///< workers sending in parallel
 };
 
 /// A run that cannot start (a bad option, a node that cannot be reached): exit status 2.

@@ -24,7 +24,10 @@
 #include <iostream>
 #include <iterator>
 #include <random>
+#include <atomic>
+#include <mutex>
 #include <set>
+#include <thread>
 
 namespace peerproto::conformance {
 namespace {
@@ -86,7 +89,9 @@ void fill(json::object& o, const identity& me, const node_info& node, bool top) 
 /// Sends inputs as a sequence of identities, each with a session, and judges the answers.
 class executor {
  public:
-  executor(const settings& cfg, const node_info& node) : cfg_(cfg), node_(node) {
+  /// `first_identity`: identities are numbered from there (workers use disjoint ranges).
+  executor(const settings& cfg, const node_info& node, std::size_t first_identity)
+      : cfg_(cfg), node_(node), identities_(first_identity) {
     const auto g = node.limit("gap_timeout_ms");
     per_message_ = std::chrono::milliseconds(g) + std::chrono::seconds(4);
   }
@@ -269,8 +274,11 @@ class executor {
   std::chrono::milliseconds per_message_;
   std::unique_ptr<context> c_;
   std::optional<session_state> s_;
-  std::size_t used_ = 0, identities_ = 0;
+  std::size_t used_ = 0, identities_;
 };
+
+// Worker w's generator seed: distinct streams from one --seed (splitmix64's constant).
+std::uint64_t worker_seed(std::uint64_t seed, unsigned worker) { return seed ^ (0x9E3779B97F4A7C15ULL * worker); }
 
 std::chrono::seconds parse_duration(const std::string& text) {
   std::size_t used = 0;
@@ -285,18 +293,24 @@ std::chrono::seconds parse_duration(const std::string& text) {
   return std::chrono::seconds(n * scale);
 }
 
-std::string save_finding(const fuzz_options& o, const input& in, const verdict_of_input& v, std::uint64_t seed, std::size_t number,
-                         const std::string& original) {
+std::string save_finding(const fuzz_options& o, const std::optional<input>& in, const verdict_of_input& v, std::uint64_t seed,
+                         std::size_t number, const std::string& original, const std::vector<input>& in_flight) {
   std::filesystem::create_directories(o.findings_dir);
   const auto file = (std::filesystem::path(o.findings_dir) / ("finding-" + std::to_string(number) + "-" + v.oracle + ".json")).string();
   json::object f{{"schema", "peerproto.conformance.finding.v1"},
                  {"oracle", v.oracle},
                  {"detail", v.detail},
                  {"seed", seed},
-                 {"input", in.to_json()},
+                 {"input", in ? json::value(in->to_json()) : json::value(nullptr)},
                  {"replay", "peerproto-conformance fuzz --target " + o.base.target + (o.base.ca_file.empty() ? "" : " --ca-file " + o.base.ca_file) +
                                 " --replay " + file}};
   if (!original.empty()) f["before_minimizing"] = original;
+  if (!in_flight.empty()) {
+    // A node that went down may have been brought down by another worker's input.
+    json::array others;
+    for (const auto& x : in_flight) others.push_back(x.to_json());
+    f["also_in_flight"] = std::move(others);
+  }
   std::ofstream(file) << jcs::canonicalize(f) << "\n";
   return file;
 }
@@ -306,7 +320,7 @@ std::string save_finding(const fuzz_options& o, const input& in, const verdict_o
 int fuzz_command(const fuzz_options& o) {
   if (o.print_inputs) {
     if (!o.seed) throw setup_error("--print-inputs needs --seed");
-    mutator m(*o.seed, builtin_seeds(), true);
+    mutator m(worker_seed(*o.seed, 0), builtin_seeds(), true);
     for (std::size_t i = 0; i < o.print_inputs; ++i) {
       const auto in = m.next();
       std::cout << jcs::canonicalize(in.to_json()) << "\n";
@@ -316,7 +330,6 @@ int fuzz_command(const fuzz_options& o) {
   if (o.base.target.empty()) throw setup_error("fuzz needs --target");
   const settings cfg = settings_from(o.base);
   const auto node = discover(cfg, o.base.node_key);
-  executor x(cfg, node);
 
   if (!o.replay.empty()) {
     std::ifstream in(o.replay);
@@ -324,16 +337,24 @@ int fuzz_command(const fuzz_options& o) {
     boost::system::error_code ec;
     const auto f = json::parse(text, ec);
     if (ec || !f.is_object() || !f.as_object().contains("input")) throw setup_error(o.replay + " is not a finding file");
-    input recorded;
+    if (!f.at("input").is_object()) throw setup_error(o.replay + " has no input to replay (a memory or node_down finding of the run as a whole)");
+    // The input, then any that were in flight beside it (a node_down found by parallel workers).
+    std::vector<input> recorded;
     try {
-      recorded = input::from_json(f.at("input").as_object());
-    } catch (const std::invalid_argument& e) {
+      recorded.push_back(input::from_json(f.at("input").as_object()));
+      if (const auto* also = f.as_object().if_contains("also_in_flight"); also && also->is_array())
+        for (const auto& x : also->as_array()) recorded.push_back(input::from_json(x.as_object()));
+    } catch (const std::exception& e) {
       throw setup_error(o.replay + ": " + e.what());
     }
-    const auto v = x.run(recorded);
-    std::cout << "replayed " << o.replay << " (" << to_string(recorded.kind) << ": " << recorded.mutation << "): "
-              << (v.oracle.empty() ? "every oracle held" : "FINDING " + v.oracle + ": " + v.detail) << "\n";
-    return v.oracle.empty() ? 0 : 1;
+    executor x(cfg, node, 0);
+    for (const auto& one : recorded) {
+      const auto v = x.run(one, true);
+      std::cout << "replayed " << o.replay << " (" << to_string(one.kind) << ": " << one.mutation << "): "
+                << (v.oracle.empty() ? "every oracle held" : "FINDING " + v.oracle + ": " + v.detail) << "\n";
+      if (!v.oracle.empty()) return 1;
+    }
+    return 0;
   }
 
   std::random_device entropy;
@@ -344,36 +365,54 @@ int fuzz_command(const fuzz_options& o) {
     std::cout << "seeds: " << more.size() << " envelopes from " << o.seeds_dir << "\n";
     seeds.insert(seeds.end(), more.begin(), more.end());
   }
-  mutator m(seed, seeds, !cfg.target.tls);
   const auto duration = parse_duration(o.duration);
-  std::cout << "fuzzing " << node.entity_id << " at " << o.base.target << " for " << duration.count() << " s, seed " << seed
-            << " (--seed " << seed << " repeats these inputs); findings go to " << o.findings_dir << "\n";
+  std::cout << "fuzzing " << node.entity_id << " at " << o.base.target << " for " << duration.count() << " s with " << o.jobs
+            << " workers, seed " << seed << " (--seed " << seed << " repeats each worker's inputs); findings go to " << o.findings_dir << "\n";
 
-  const auto start = clock::now();
-  auto last_report = start;
-  std::size_t inputs = 0, findings = 0, baseline_rss = 0, peak_rss = 0;
+  // Each worker has its own generator (the seed and its number), executor and identities; what
+  // they find is collected here.
+  std::mutex lock;
+  std::size_t inputs = 0, findings = 0, refused_handshakes = 0;
+  std::map<std::string, std::size_t> answers;
   std::set<std::string> seen;  // oracle + the start of the detail: one file per kind of finding
-  bool stopped = false;
-  while (clock::now() - start < duration && !stopped) {
-    const auto in = m.next();
-    ++inputs;
-    auto v = x.run(in);
-    if (o.pid > 0) {
-      const auto rss = rss_kib(o.pid);
-      if (rss == 0) v = {"node_down", "process " + std::to_string(o.pid) + " is gone"};
-      if (!baseline_rss && clock::now() - start > std::chrono::seconds(5)) baseline_rss = rss;
-      peak_rss = std::max(peak_rss, rss);
-      if (baseline_rss && rss > baseline_rss + o.max_rss_growth_mib * 1024 && v.oracle.empty())
-        v = {"memory", "resident memory " + std::to_string(rss / 1024) + " MiB, " + std::to_string((rss - baseline_rss) / 1024) +
-                           " MiB above the " + std::to_string(baseline_rss / 1024) + " MiB after 5 s"};
-    }
-    if (!v.oracle.empty() && seen.insert(v.oracle + v.detail.substr(0, 40)).second) {
+  std::atomic<bool> stopped{false};
+  const auto start = clock::now();
+  std::vector<std::optional<input>> in_flight(o.jobs);  // each worker's current input
+  const auto report = [&](const verdict_of_input& v, const std::optional<input>& in, const std::string& original) {
+    std::lock_guard g(lock);
+    if (!seen.insert(v.oracle + v.detail.substr(0, 40)).second) return;
+    std::vector<input> others;
+    if (v.fatal())
+      for (const auto& x : in_flight)
+        if (x && (!in || x->to_json() != in->to_json())) others.push_back(*x);
+    const auto file = save_finding(o, in ? in : (others.empty() ? std::nullopt : std::optional(others.front())), v, seed, ++findings,
+                                   original, in || others.empty() ? others : std::vector<input>(others.begin() + 1, others.end()));
+    std::cout << "FINDING " << v.oracle << ": " << v.detail.substr(0, 300) << "\n";
+    if (in) std::cout << "  input (" << to_string(in->kind) << "): " << in->mutation << "\n";
+    std::cout << "  saved as " << file << std::endl;
+    if (v.fatal() || findings >= o.max_findings) stopped = true;
+  };
+  const auto work = [&](unsigned worker) {
+    mutator m(worker_seed(seed, worker), seeds, !cfg.target.tls);
+    executor x(cfg, node, std::size_t{worker} * 1'000'000);
+    while (clock::now() - start < duration && !stopped) {
+      const auto in = m.next();
+      {
+        std::lock_guard g(lock);
+        in_flight[worker] = in;
+      }
+      const auto v = x.run(in);
+      {
+        std::lock_guard g(lock);
+        ++inputs;
+      }
+      if (v.oracle.empty()) continue;
       // Minimize while the same oracle still fires for the input on its own, as a replay sends it
       // (not for a node that is down: nothing answers; nor for an input that needs what came before).
       input smallest = in;
       std::string original;
-      if (!v.fatal() && v.oracle != "memory" && x.run(in, true).oracle == v.oracle) {
-        for (bool smaller = true; smaller;) {
+      if (!v.fatal() && x.run(in, true).oracle == v.oracle) {
+        for (bool smaller = true; smaller && !stopped;) {
           smaller = false;
           for (const auto& r : m.reductions(smallest))
             if (x.run(r, true).oracle == v.oracle) {
@@ -384,24 +423,45 @@ int fuzz_command(const fuzz_options& o) {
             }
         }
       }
-      const auto file = save_finding(o, smallest, v, seed, ++findings, original);
-      std::cout << "FINDING " << v.oracle << ": " << v.detail.substr(0, 300) << "\n  input (" << to_string(smallest.kind) << "): "
-                << smallest.mutation << "\n  saved as " << file << "\n";
-      stopped = v.fatal() || findings >= o.max_findings;
+      report(v, smallest, original);
     }
-    if (clock::now() - last_report > std::chrono::seconds(5) || stopped) {
-      last_report = clock::now();
+    std::lock_guard g(lock);
+    for (const auto& [what, n] : x.answers) answers[what] += n;
+    refused_handshakes += x.handshakes_refused;
+  };
+  std::vector<std::thread> workers;
+  for (unsigned w = 0; w < o.jobs; ++w) workers.emplace_back(work, w);
+
+  // Progress every 5 s, and the node's memory every second (--pid).
+  std::size_t baseline_rss = 0, peak_rss = 0;
+  for (auto last = start; clock::now() - start < duration && !stopped;) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    if (o.pid > 0) {
+      const auto rss = rss_kib(o.pid);
+      if (rss == 0) report({"node_down", "process " + std::to_string(o.pid) + " is gone"}, std::nullopt, "");
+      if (!baseline_rss && clock::now() - start > std::chrono::seconds(5)) baseline_rss = rss;
+      peak_rss = std::max(peak_rss, rss);
+      if (baseline_rss && rss > baseline_rss + o.max_rss_growth_mib * 1024)
+        report({"memory", "resident memory " + std::to_string(rss / 1024) + " MiB, " + std::to_string((rss - baseline_rss) / 1024) +
+                              " MiB above the " + std::to_string(baseline_rss / 1024) + " MiB after 5 s"},
+               std::nullopt, "");
+    }
+    if (clock::now() - last >= std::chrono::seconds(5)) {
+      last = clock::now();
       const auto secs = std::chrono::duration<double>(clock::now() - start).count();
-      std::cout << "[" << static_cast<long>(secs) << " s] " << inputs << " inputs, " << static_cast<long>(static_cast<double>(inputs) / secs) << "/s, "
-                << findings << " finding(s)";
+      std::lock_guard g(lock);
+      std::cout << "[" << static_cast<long>(secs) << " s] " << inputs << " inputs, " << static_cast<long>(static_cast<double>(inputs) / secs)
+                << "/s, " << findings << " finding(s)";
       if (o.pid > 0) std::cout << ", node RSS " << peak_rss / 1024 << " MiB peak";
       std::cout << std::endl;
     }
   }
+  for (auto& w : workers) w.join();
   const auto secs = std::chrono::duration<double>(clock::now() - start).count();
-  std::cout << "\n" << inputs << " inputs in " << secs << " s: " << static_cast<long>(static_cast<double>(inputs) / secs) << " executions/s; answers:";
-  for (const auto& [what, n] : x.answers) std::cout << " " << what << " " << n;
-  std::cout << "; " << x.handshakes_refused << " identities without a session (handshake refused)\n";
+  std::cout << "\n" << inputs << " inputs in " << secs << " s: " << static_cast<long>(static_cast<double>(inputs) / secs)
+            << " executions/s; answers:";
+  for (const auto& [what, n] : answers) std::cout << " " << what << " " << n;
+  std::cout << "; " << refused_handshakes << " identities without a session (handshake refused)\n";
   if (o.pid > 0) std::cout << "node resident memory: " << baseline_rss / 1024 << " MiB after 5 s, " << peak_rss / 1024 << " MiB peak\n";
   std::cout << (findings ? "RESULT: " + std::to_string(findings) + " FINDING(S)" : std::string("RESULT: NO FINDINGS")) << "\n";
   return findings ? 1 : 0;

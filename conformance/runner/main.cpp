@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   fuzz->add_option("--max-findings", f.max_findings, "stop after this many findings")->capture_default_str()->check(CLI::PositiveNumber);
   fuzz->add_option("--source-addresses", f.base.source_addresses, "as for a run")->capture_default_str();
+  fuzz->add_option("--jobs", f.jobs, "workers sending in parallel, each its own generator (the seed and its number) and identities")
+      ->capture_default_str()->check(CLI::Range(1u, 64u));
   CLI11_PARSE(app, argc, argv);
   try {
     if (*merge) return merge_command(m);
