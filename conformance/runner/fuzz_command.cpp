@@ -335,8 +335,11 @@ int fuzz_command(const fuzz_options& o) {
     std::ifstream in(o.replay);
     const std::string text{std::istreambuf_iterator<char>(in), {}};
     boost::system::error_code ec;
-    const auto f = json::parse(text, ec);
-    if (ec || !f.is_object() || !f.as_object().contains("input")) throw setup_error(o.replay + " is not a finding file");
+    json::parse_options deep;
+    deep.max_depth = 4096;  // inputs nest deeper than Boost.JSON's default of 32
+    const auto f = json::parse(text, ec, {}, deep);
+    if (ec) throw setup_error(o.replay + " is not JSON: " + ec.message());
+    if (!f.is_object() || !f.as_object().contains("input")) throw setup_error(o.replay + " is not a finding file (no input)");
     if (!f.at("input").is_object()) throw setup_error(o.replay + " has no input to replay (a memory or node_down finding of the run as a whole)");
     // The input, then any that were in flight beside it (a node_down found by parallel workers).
     std::vector<input> recorded;
