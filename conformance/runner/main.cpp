@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   app.add_option("--shim", o.shim,
                  "initiator role: the command that makes the node send a message, with {url}, {type}, {payload}, "
                  "{payload_file} and {expires_in} filled in; exit 0 delivered, 1 refused by the peer, 3 given up "
-                 "(conformance/README.md, the shim contract)");
+                 "(README.md: the shim contract)");
   app.add_option("--listen", o.listen, "initiator role: the address the runner's peer listens on (the node must reach it)")
       ->capture_default_str();
   app.add_option("--cases", o.cases, "run only cases whose id matches one of these globs (comma-separated), e.g. 'HS-*'");

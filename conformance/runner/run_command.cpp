@@ -327,7 +327,7 @@ int run_command(const options& o) {
   const auto node = discover(cfg, o.node_key);
   const auto count = [&](role r) { return std::count_if(selected.begin(), selected.end(), [&](const test_case* c) { return c->side() == r; }); };
   if (count(role::initiator) && o.shim.empty())
-    throw setup_error("the initiator cases need --shim, the command that makes the node send (conformance/README.md, the shim contract)");
+    throw setup_error("the initiator cases need --shim, the command that makes the node send (README.md: the shim contract)");
   print_preamble(o, cfg, node, selected.size());
   if (count(role::initiator))
     std::cout << "initiator cases: the node sends to the runner at " << cfg.listen << " (a port per case), driven by: " << o.shim << "\n";
