@@ -270,9 +270,9 @@ TEST(Engine, HostilePeerLimits) {
     pp::trust_store t(pp::trust_policy::tofu, 1);
     const auto a = pp::crypto::ed25519_keypair::generate().public_key_bytes();
     const auto b = pp::crypto::ed25519_keypair::generate().public_key_bytes();
-    EXPECT_EQ(*t.accept_handshake_key("a", a), pp::trust_store::binding::pinned_now);
-    EXPECT_EQ(t.accept_handshake_key("b", b).code(), pp::errc::unknown_sender);
-    EXPECT_EQ(*t.accept_handshake_key("a", a), pp::trust_store::binding::known);
+    EXPECT_EQ(*t.accept_handshake_key("a", a, {}), pp::trust_store::binding::pinned_now);
+    EXPECT_EQ(t.accept_handshake_key("b", b, {}).code(), pp::errc::unknown_sender);
+    EXPECT_EQ(*t.accept_handshake_key("a", a, {}), pp::trust_store::binding::known);
     EXPECT_FALSE(t.key_for("b"));
   }
 }

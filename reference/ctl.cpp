@@ -2,6 +2,8 @@
 // command sends one request line to <state-dir>/control.sock and prints the answer as JSON lines.
 #include "ctl.hpp"
 
+#include "passphrase.hpp"
+
 #include <peerproto/jcs.hpp>
 #include <peerproto/key_file.hpp>
 
@@ -25,6 +27,8 @@ struct ctl_options {
   long expires_in = 0, wait = 0, lease = 300, limit = 100;
   std::int64_t after = 0, through = 0;
   bool follow = false;
+  std::string new_key;
+  secret_input passphrase;
 };
 
 /// The connection to the node's control socket.
@@ -178,6 +182,36 @@ CLI::App* add_ctl_command(CLI::App& app, std::function<int()>& run) {
   auto* unpin = peers->add_subcommand("unpin", "stop trusting ENTITY_ID (a key from --peers comes back at the next start)");
   unpin->add_option("entity_id", o->entity_id, "the peer's entity id")->required();
   unpin->callback([o, call, &run] { run = [o, call] { return print(call({{"op", "unpin"}, {"entity_id", o->entity_id}})), 0; }; });
+
+  auto* key = ctl->add_subcommand("key", "rotate or revoke this node's identity key (SPEC §2.2)");
+  key->require_subcommand(1);
+  auto* rotate = key->add_subcommand(
+      "rotate", "move this node's entity id to the key in FILE (or a pkcs11: URI): the statement is recorded, announced to every "
+                "peer with a known address, and the node then signs with the new key; restart it with the new --key. Prints the "
+                "statement and where it was announced");
+  rotate->add_option("key", o->new_key, "the new key file (keygen --out FILE, for this entity id) or pkcs11: URI")->required();
+  add_secret_options(rotate, o->passphrase, "passphrase", "the passphrase of an encrypted new key file (default: asked on the terminal)");
+  auto* revoke = key->add_subcommand(
+      "revoke", "revoke this node's identity key with no successor: peers that receive the statement refuse this entity id from "
+                "then on, and this node cannot start with the key again");
+  for (auto* c : {rotate, revoke})
+    c->add_option("--wait", o->wait, "seconds to wait for the announcements before switching (default 30)")->check(CLI::NonNegativeNumber);
+  rotate->callback([o, call, &run] {
+    run = [o, call] {
+      json::object r{{"op", "key_rotate"}, {"key", o->new_key}};
+      if (key_file_encrypted(o->new_key))
+        r["passphrase"] = read_secret(o->passphrase, "passphrase for " + o->new_key, "--passphrase-file or --passphrase-env");
+      if (o->wait) r["wait_s"] = o->wait;
+      return print(call(r)), 0;
+    };
+  });
+  revoke->callback([o, call, &run] {
+    run = [o, call] {
+      json::object r{{"op", "key_revoke"}};
+      if (o->wait) r["wait_s"] = o->wait;
+      return print(call(r)), 0;
+    };
+  });
 
   ctl->add_subcommand("sessions", "one JSON line per session the node has, both roles")->callback([call, &run] {
     run = [call] { return print_list(call({{"op", "sessions"}}), "sessions"); };

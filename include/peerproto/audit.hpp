@@ -26,6 +26,8 @@ enum class audit_event {
   session_closed,
   key_pinned,
   key_refused,
+  key_rotated,
+  key_revoked,
 };
 
 inline std::string_view to_string(audit_event e) noexcept {
@@ -40,6 +42,8 @@ inline std::string_view to_string(audit_event e) noexcept {
     case audit_event::session_closed: return "session_closed";
     case audit_event::key_pinned: return "key_pinned";
     case audit_event::key_refused: return "key_refused";
+    case audit_event::key_rotated: return "key_rotated";
+    case audit_event::key_revoked: return "key_revoked";
   }
   return "unknown";
 }

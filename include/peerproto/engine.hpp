@@ -15,6 +15,7 @@
 //   impl/engine_inbound.hpp    SPEC §17's order for one inbound envelope, authentication, dispatch
 //   impl/engine_handshake.hpp  the handshake, both roles, and installing the session keys
 //   impl/engine_session.hpp    session messages in both directions, chunking, replies we receive
+//   impl/engine_rotation.hpp   following a peer's key rotation
 //   impl/engine_timers.hpp     poll(), next_deadline() and the time contract
 //   impl/engine_replies.hpp    building replies: signed envelopes, errors, audit records
 #pragma once
@@ -25,6 +26,8 @@
 #include <peerproto/error.hpp>
 #include <peerproto/fault.hpp>
 #include <peerproto/handshake.hpp>
+#include <peerproto/key_file.hpp>
+#include <peerproto/key_rotation.hpp>
 #include <peerproto/message_types.hpp>
 #include <peerproto/rate_limit.hpp>
 #include <peerproto/registry.hpp>
@@ -59,6 +62,8 @@ struct engine_options {
   std::size_t max_pending_per_address = limits::max_pending_handshakes_per_address;  ///< HS-26
   std::size_t max_sessions_per_peer = limits::max_sessions_per_peer;          ///< HS-27
   std::chrono::milliseconds terminal_retention = limits::terminal_session_retention;  ///< SES-10
+  std::chrono::milliseconds rotation_grace = limits::rotation_grace;          ///< KR-6
+  std::size_t max_rotation_chain = limits::max_rotation_chain;                ///< KR-3
 };
 
 /// The result of one inbound envelope (or of a held one, later): what to send and whether to send
@@ -113,10 +118,14 @@ class engine {
  public:
   engine(engine_options opt, const crypto::ed25519_keypair& identity, trust_store& trust, const registry& handlers,
          random_source rng = system_random())
-      : opt_(std::move(opt)), identity_(identity), trust_(trust), handlers_(handlers), rng_(std::move(rng)),
+      : opt_(std::move(opt)), identity_(&identity), trust_(trust), handlers_(handlers), rng_(std::move(rng)),
         replay_(opt_.replay), rate_(opt_.rate), reassembler_(opt_.chunks) {}
 
   const engine_options& options() const noexcept { return opt_; }
+
+  /// Signs with `identity` from now on (a rotation of our own key, KR-9): sessions continue; new
+  /// handshakes and sessionless messages use the new key. `identity` must outlive the engine.
+  void set_identity(const crypto::ed25519_keypair& identity) noexcept { identity_ = &identity; }
 
   // ------------------------------------------------------------ server side (engine_inbound.hpp)
 
@@ -264,11 +273,15 @@ class engine {
   static void name_request(handler_reply& r, const envelope& request);
   static failure error_of(const envelope& e);
 
+  // engine_rotation.hpp
+  result<handler_reply> follow_rotation(request_context& ctx, const envelope& e, const boost::json::object& payload);
+  void close_sessions_of(request_context& ctx, std::string_view peer_id);
+
   // engine_timers.hpp
   sys_milliseconds monotonic(sys_milliseconds now) noexcept;
 
   engine_options opt_;
-  const crypto::ed25519_keypair& identity_;
+  const crypto::ed25519_keypair* identity_;
   trust_store& trust_;
   const registry& handlers_;
   random_source rng_;
@@ -286,5 +299,6 @@ class engine {
 #include <peerproto/impl/engine_handshake.hpp>
 #include <peerproto/impl/engine_inbound.hpp>
 #include <peerproto/impl/engine_replies.hpp>
+#include <peerproto/impl/engine_rotation.hpp>
 #include <peerproto/impl/engine_session.hpp>
 #include <peerproto/impl/engine_timers.hpp>

@@ -55,6 +55,8 @@ inline constexpr std::array limit_names{
     limit_name{"max_pending_handshakes_per_address", limit_unit::count, detail::n(limits::max_pending_handshakes_per_address), "HS-26"},
     limit_name{"max_sessions_per_peer", limit_unit::count, detail::n(limits::max_sessions_per_peer), "HS-27"},
     limit_name{"max_pinned_keys", limit_unit::count, detail::n(limits::max_pinned_keys), "ID-10"},
+    limit_name{"rotation_grace_ms", limit_unit::duration_ms, detail::ms(limits::rotation_grace), "KR-6"},
+    limit_name{"max_rotation_chain", limit_unit::count, detail::n(limits::max_rotation_chain), "KR-3"},
     limit_name{"session_idle_ttl_ms", limit_unit::duration_ms, detail::ms(limits::session_idle_ttl), "SES-4"},
     limit_name{"session_lifetime_ms", limit_unit::duration_ms, detail::ms(limits::session_lifetime), "SES-5"},
     limit_name{"max_messages_per_direction", limit_unit::count, detail::n(limits::max_messages_per_direction), "SES-6"},

@@ -15,15 +15,16 @@ inline constexpr std::string_view chunk = "chunk";
 inline constexpr std::string_view ack = "ack";
 inline constexpr std::string_view error = "error";
 inline constexpr std::string_view session_close = "session_close";
+inline constexpr std::string_view key_rotation = "key_rotation";
 inline constexpr std::string_view ping = "ping";
 inline constexpr std::string_view pong = "pong";
 
 /// The three handshake messages, which are sessionless (HS-1).
 inline constexpr std::array handshake_types{handshake, handshake_ack, handshake_confirm};
 /// Handled by the engine itself, never by a registered handler, and never chunked (CHK-8).
-inline constexpr std::array core_types{handshake, handshake_ack, handshake_confirm, chunk, ack, error, session_close};
+inline constexpr std::array core_types{handshake, handshake_ack, handshake_confirm, chunk, ack, error, session_close, key_rotation};
 /// The core types a node answers as requests (listed in its capabilities before the handlers').
-inline constexpr std::array core_requests{handshake, handshake_confirm, chunk, session_close};
+inline constexpr std::array core_requests{handshake, handshake_confirm, chunk, session_close, key_rotation};
 /// Replies, which are never requests (MSG-3).
 inline constexpr std::array reply_types{handshake_ack,        ack, error, pong, std::string_view("capability_response"),
                                         std::string_view("task_accepted"), std::string_view("discovery_response")};

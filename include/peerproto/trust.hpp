@@ -3,6 +3,7 @@
 
 #include <peerproto/crypto.hpp>
 #include <peerproto/error.hpp>
+#include <peerproto/key_rotation.hpp>
 #include <peerproto/version.hpp>
 
 #include <map>
@@ -13,6 +14,22 @@
 namespace peerproto {
 
 enum class trust_policy { pinned, tofu, open };
+
+/// What the rotations an entity made left behind (KR-5..KR-7): the last counter applied, the key
+/// still accepted during the grace period, and whether the entity revoked its key.
+struct rotation_record {
+  std::uint64_t counter = 0;                     ///< the last statement applied; 0: never rotated
+  std::optional<crypto::public_key> previous;    ///< the key the last statement replaced or revoked
+  sys_milliseconds previous_until{};             ///< `previous` is accepted before this instant (KR-6)
+  bool revoked = false;                          ///< KR-7: nothing from this entity is accepted
+};
+
+/// What applying a chain did, for the reply and the audit record.
+struct rotation_applied {
+  std::uint64_t from_counter = 0, to_counter = 0;
+  crypto::public_key from_key{};
+  std::optional<crypto::public_key> to_key;      ///< nullopt: revoked
+};
 
 class trust_store {
  public:
@@ -29,20 +46,86 @@ class trust_store {
   /// Configures a key (pinned policy) or restores a persisted tofu pin.
   void pin(std::string entity_id, const crypto::public_key& key) { keys_[std::move(entity_id)] = key; }
 
-  /// Forgets the key of `entity_id`; false when none was bound.
+  /// Forgets the key of `entity_id`; false when none was bound. A revocation is lifted by the
+  /// operator pinning a key again; the counter stays, so no older statement applies again.
   bool unpin(std::string_view entity_id) {
     const auto it = keys_.find(entity_id);
     if (it == keys_.end()) return false;
     keys_.erase(it);
     return true;
   }
+  /// An operator's pin (configuration or `ctl peers pin`): binds the key and lifts a revocation.
+  void pin_by_operator(std::string entity_id, const crypto::public_key& key) {
+    if (auto it = rotations_.find(entity_id); it != rotations_.end()) it->second.revoked = false;
+    pin(std::move(entity_id), key);
+  }
+
+  /// Restores what rotations left (after a restart).
+  void restore_rotation(std::string entity_id, const rotation_record& r) { rotations_[std::move(entity_id)] = r; }
+  const rotation_record* rotation_of(std::string_view entity_id) const {
+    const auto it = rotations_.find(entity_id);
+    return it == rotations_.end() ? nullptr : &it->second;
+  }
+
+  /// KR-4, KR-5, KR-7: applies a chain (parsed by parse_rotation_chain) that `sender_id` sent, or
+  /// changes nothing: UNKNOWN_SENDER for another entity's statement, a revoked entity or an old
+  /// key that is not the bound one; REPLAY_DETECTED when no statement is newer than the last one
+  /// applied or one takes effect after now + tolerance; INVALID_SIGNATURE when a signature of a
+  /// newer statement does not verify. The replaced key stays acceptable until its statement's
+  /// effective time + grace (KR-6); a revocation removes the binding and blocks the entity.
+  result<rotation_applied> apply_rotation(std::string_view sender_id, const std::vector<key_rotation>& chain, sys_milliseconds now,
+                                          std::chrono::milliseconds grace, std::chrono::milliseconds tolerance) {
+    for (const auto& r : chain)
+      if (r.entity_id != sender_id)
+        return failure{errc::unknown_sender, "the statement is about entity '" + r.entity_id + "', not its sender"};
+    const auto* applied = rotation_of(sender_id);
+    rotation_record record = applied ? *applied : rotation_record{};
+    if (record.revoked) return failure{errc::unknown_sender, "this entity revoked its key"};
+    auto first = chain.begin();
+    while (first != chain.end() && first->counter <= record.counter) ++first;
+    if (first == chain.end())
+      return failure{errc::replay_detected, "the last rotation applied for this entity has counter " +
+                                                std::to_string(record.counter) + "; the chain holds nothing newer"};
+    const auto bound = key_for(sender_id);
+    if (!bound || *bound != first->old_key)
+      return failure{errc::unknown_sender, "the statement's old_key is not the key bound to this entity"};
+    for (auto it = first; it != chain.end(); ++it) {
+      if (!verify(*it)) return failure{errc::invalid_signature, "statement " + std::to_string(it->counter) + "'s signatures do not verify"};
+      if (it->effective.time > now + tolerance)
+        return failure{errc::replay_detected, "statement " + std::to_string(it->counter) + " takes effect in the future"};
+    }
+    const auto& last = chain.back();
+    rotation_applied done{record.counter, last.counter, *bound, last.new_key};
+    record.counter = last.counter;
+    if (last.revokes()) {
+      record.revoked = true;
+      record.previous = last.old_key;  // kept for the record; no grace after a revocation
+      record.previous_until = {};
+      keys_.erase(keys_.find(sender_id));
+    } else {
+      record.previous = last.old_key;
+      record.previous_until = last.effective.time + grace;
+      keys_.insert_or_assign(std::string(sender_id), *last.new_key);
+    }
+    rotations_.insert_or_assign(std::string(sender_id), record);
+    return done;
+  }
+
+  /// KR-6: the replaced key of `entity_id`, while its grace period lasts.
+  std::optional<crypto::public_key> grace_key(std::string_view entity_id, sys_milliseconds now) const {
+    const auto* r = rotation_of(entity_id);
+    if (!r || !r->previous || now >= r->previous_until) return std::nullopt;
+    return r->previous;
+  }
 
   /// ID-5..ID-7: whether a verified handshake may bind `entity_id` to `key`. UNKNOWN_SENDER when
   /// the policy refuses it; otherwise records it (tofu: first key; open: replaces).
-  result<binding> accept_handshake_key(std::string_view entity_id, const crypto::public_key& key) {
+  /// `now` decides whether a key replaced by a rotation is still in its grace period (KR-6).
+  result<binding> accept_handshake_key(std::string_view entity_id, const crypto::public_key& key, sys_milliseconds now) {
     const auto it = keys_.find(entity_id);
-    if (it != keys_.end() && it->second == key) return binding::known;
-    if (!acceptable(entity_id, key))
+    if (revoked(entity_id)) return failure{errc::unknown_sender, "this entity revoked its key (KR-7)"};
+    if ((it != keys_.end() && it->second == key) || grace_key(entity_id, now) == key) return binding::known;
+    if (!acceptable(entity_id, key, now))
       return failure{errc::unknown_sender, policy_ == trust_policy::pinned
                                                ? "the sender's key is not pinned on this node"
                                                : "the sender presented a different key than the one pinned"};
@@ -61,8 +144,10 @@ class trust_store {
     return it->second;
   }
 
-  /// Would a handshake with this key be accepted? (No change.)
-  bool acceptable(std::string_view entity_id, const crypto::public_key& key) const {
+  /// Would a handshake with this key be accepted at `now`? (No change.)
+  bool acceptable(std::string_view entity_id, const crypto::public_key& key, sys_milliseconds now) const {
+    if (revoked(entity_id)) return false;
+    if (grace_key(entity_id, now) == key) return true;
     const auto it = keys_.find(entity_id);
     if (it != keys_.end()) return it->second == key || policy_ == trust_policy::open;
     return policy_ != trust_policy::pinned;
@@ -71,9 +156,15 @@ class trust_store {
   const std::map<std::string, crypto::public_key, std::less<>>& keys() const noexcept { return keys_; }
 
  private:
+  bool revoked(std::string_view entity_id) const {
+    const auto* r = rotation_of(entity_id);
+    return r && r->revoked;
+  }
+
   trust_policy policy_;
   std::size_t max_bound_;
   std::map<std::string, crypto::public_key, std::less<>> keys_;
+  std::map<std::string, rotation_record, std::less<>> rotations_;
 };
 
 }  // namespace peerproto

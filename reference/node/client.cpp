@@ -181,7 +181,7 @@ result<std::string> client::learn_identity(const peer_url& peer) {
   const auto bytes = key ? hex_decode_fixed<32>(*key) : std::nullopt;
   if (r->status != 200 || !id || !is_entity_id(*id) || !bytes)
     return failure{errc::invalid_format, "GET /public-key did not answer {entity_id, public_key}"};
-  if (const auto b = trust_.accept_handshake_key(*id, *bytes); !b) return b.error();
+  if (const auto b = trust_.accept_handshake_key(*id, *bytes, system_now()); !b) return b.error();
   return std::string(*id);
 }
 

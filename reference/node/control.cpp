@@ -1,5 +1,6 @@
 #include "control.hpp"
 
+#include "pkcs11.hpp"
 #include "server.hpp"
 #include "trace.hpp"
 
@@ -156,6 +157,7 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
   auto& st = *srv_.store_;
   if (op == "send") co_return co_await send(req);
   if (op == "inbox") co_return co_await inbox(req);
+  if (op == "key_rotate" || op == "key_revoke") co_return co_await rotate(req, op == "key_rotate");
   if (op == "outbox") {
     json::array list;
     for (const auto& e : st.outbox_recent(static_cast<std::size_t>(int_arg(req, "limit", 100, 1, 10000)))) list.push_back(to_json(e));
@@ -182,8 +184,12 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
                                   {"public_key", hex_encode(key)},
                                   {"fingerprint", fingerprint(key)},
                                   {"url", it == stored.end() ? "" : it->second.url},
-                                  {"source", it == stored.end() ? "peers file" : it->second.configured ? "ctl" : "handshake"}});
+                                  {"source", it == stored.end() ? "peers file" : it->second.configured ? "ctl" : "handshake"},
+                                  {"rotation", it == stored.end() ? 0 : it->second.rotation.counter}});
     }
+    for (const auto& [id, p] : stored)  // KR-7: revoked entities are listed too
+      if (p.rotation.revoked)
+        list.push_back(json::object{{"entity_id", id}, {"public_key", nullptr}, {"revoked", true}, {"rotation", p.rotation.counter}});
     co_return json::object{{"peers", std::move(list)}};
   }
   if (op == "pin") {
@@ -199,7 +205,7 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
       p.url = canonical_url(*url);
     }
     st.pin_peer(p);
-    srv_.trust_.pin(p.entity_id, p.key);
+    srv_.trust_.pin_by_operator(p.entity_id, p.key);
     co_return json::object{{"pinned", p.entity_id}, {"fingerprint", fingerprint(p.key)}, {"url", p.url}};
   }
   if (op == "unpin") {
@@ -245,6 +251,52 @@ asio::awaitable<json::object> control::send(const json::object& req) {
   if (wait == 0) co_return json::object{{"id", id}, {"state", "queued"}};
   const auto e = co_await srv_.outbound_->settled(id, std::chrono::steady_clock::now() + seconds(wait));
   co_return e ? to_json(*e) : json::object{{"id", id}, {"state", "unknown"}};
+}
+
+// KR-10: records this node's next rotation statement, announces the chain to every peer with a
+// known address (in a session, by the outbound client, still under the current key), waits up to
+// wait_s for each to settle, then signs with the new key. A peer that the announcement does not
+// reach can fetch GET /key-rotation, or be told by its operator.
+asio::awaitable<json::object> control::rotate(const json::object& req, bool to_new_key) {
+  std::unique_ptr<identity> next;
+  if (to_new_key) {
+    node_config c;
+    c.key_file = string_arg(req, "key");
+    if (pkcs11::is_uri(c.key_file.string())) c.entity_id = srv_.self().entity_id;
+    if (member(req, "passphrase")) c.key_passphrase = [p = string_arg(req, "passphrase")] { return p; };
+    try {
+      next = std::make_unique<identity>(load_identity(c));
+    } catch (const config_error& e) {
+      throw bad_request(std::string("the new key: ") + e.what());
+    }
+  }
+  const auto wait = seconds(int_arg(req, "wait_s", 30, 0, 3600));
+  std::set<std::string> urls;
+  for (const auto& p : srv_.store_->peer_records())
+    if (!p.url.empty() && !p.rotation.revoked) urls.insert(p.url);
+  key_rotation r;
+  try {
+    r = srv_.record_rotation(next.get());
+  } catch (const config_error& e) {
+    throw bad_request(e.what());
+  }
+  const auto& chain = srv_.own_chain();
+  const auto from = chain.size() > limits::max_rotation_chain ? chain.end() - limits::max_rotation_chain : chain.begin();
+  const json::object payload{{"chain", to_json(std::vector<key_rotation>(from, chain.end()))}};
+  std::vector<std::pair<std::string, std::int64_t>> queued;
+  for (const auto& url : urls) queued.emplace_back(url, enqueue(url, std::string(msg::key_rotation), payload, srv_.outbound_->options().default_expiry));
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  json::array announced;
+  for (const auto& [url, id] : queued) {
+    const auto e = co_await srv_.outbound_->settled(id, deadline);
+    announced.push_back(json::object{{"to", url}, {"id", id}, {"state", e ? to_string(e->status) : "unknown"}});
+  }
+  json::object out{{"counter", r.counter}, {"statement", to_json(r)}, {"announced", std::move(announced)}};
+  if (next) {
+    out["fingerprint"] = fingerprint(next->key.public_key_bytes());
+    srv_.adopt_identity(std::move(next));
+  }
+  co_return out;
 }
 
 std::int64_t control::enqueue(const std::string& to, const std::string& type, const json::object& payload, seconds expires_in) {

@@ -53,6 +53,7 @@ class control {
   boost::asio::awaitable<boost::json::object> send(const boost::json::object& req);
   boost::asio::awaitable<boost::json::object> inbox(const boost::json::object& req);
   boost::json::object settle_task(const boost::json::object& req, bool completed);
+  boost::asio::awaitable<boost::json::object> rotate(const boost::json::object& req, bool to_new_key);
   std::int64_t enqueue(const std::string& to, const std::string& type, const boost::json::object& payload,
                        std::chrono::seconds expires_in);
 

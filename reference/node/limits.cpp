@@ -35,6 +35,8 @@ void visit_limits(Config& c, F&& f) {
   f("max_pending_handshakes_per_address", p.max_pending_per_address);
   f("max_sessions_per_peer", p.max_sessions_per_peer);
   f("max_pinned_keys", c.max_pinned_keys);
+  f("rotation_grace_ms", p.rotation_grace);
+  f("max_rotation_chain", p.max_rotation_chain);
   f("session_idle_ttl_ms", p.session.idle_ttl);
   f("session_lifetime_ms", p.session.lifetime);
   f("max_messages_per_direction", p.session.max_messages);

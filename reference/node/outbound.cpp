@@ -282,7 +282,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     const auto* key = o ? detail::string_member(*o, "public_key") : nullptr;
     const auto bytes = key ? hex_decode_fixed<32>(*key) : std::nullopt;
     if (r.status != 200 || !id || !is_entity_id(*id) || !bytes) co_return "GET /public-key did not answer {entity_id, public_key}";
-    const auto bound = out_.ctx_.trust.accept_handshake_key(*id, *bytes);
+    const auto bound = out_.ctx_.trust.accept_handshake_key(*id, *bytes, system_now());
     if (!bound) co_return std::string(wire_name(bound.code())) + ": " + bound.error().message;
     state_changes c;
     if (*bound != trust_store::binding::known) c.peers.emplace_back(*id, *bytes);

@@ -46,9 +46,6 @@ engine_options node_config::engine(const std::string& self_id) const {
   return o;
 }
 
-namespace {
-// The identity: a key file (plain or encrypted), or a key in a PKCS#11 token named by a pkcs11:
-// URI, whose entity id comes from --entity-id (a token holds keys, not entity ids).
 identity load_identity(const node_config& cfg) {
   const auto key = cfg.key_file.string();
   if (!pkcs11::is_uri(key)) {
@@ -58,6 +55,8 @@ identity load_identity(const node_config& cfg) {
   if (!is_entity_id(cfg.entity_id)) throw config_error("a pkcs11: --key needs --entity-id, this node's entity id");
   return identity{cfg.entity_id, pkcs11::open_key(pkcs11::parse_uri(key))};
 }
+
+namespace {
 
 
 // ERR-6: the status of an outcome: the table's for an `error`, 200 for any other reply, 400 for
@@ -398,7 +397,7 @@ std::unique_ptr<asio::ssl::context> tls_context(const node_config& cfg) {
 server::server(asio::io_context& ioc, node_config cfg)
     : ioc_(ioc),
       cfg_(std::move(cfg)),
-      id_(load_identity(cfg_)),
+      id_(std::make_unique<identity>(load_identity(cfg_))),
       trust_(parse_trust_policy(cfg_.trust), PEERPROTO_FAULT(no_pin_limit) ? SIZE_MAX : cfg_.max_pinned_keys),
       metrics_({}),
       acceptor_(ioc),
@@ -413,23 +412,42 @@ server::server(asio::io_context& ioc, node_config cfg)
   std::filesystem::create_directories(cfg_.state_dir, fs_ec);
   if (fs_ec) throw config_error("cannot create state directory " + cfg_.state_dir.string() + ": " + fs_ec.message());
   ::chmod(cfg_.state_dir.c_str(), 0700);
-  store_ = std::make_unique<store>(cfg_.state_dir / "state.sqlite3", id_.key);
+  store_ = std::make_unique<store>(cfg_.state_dir / "state.sqlite3", id_->key);
+  own_chain_ = store_->own_chain();
+  // KR-9: a key this node rotated away from is never used again.
+  if (!own_chain_.empty() && own_chain_.back().new_key != id_->key.public_key_bytes())
+    throw config_error("this node's identity rotated to key " +
+                       (own_chain_.back().new_key ? fingerprint(*own_chain_.back().new_key) : std::string("(revoked)")) +
+                       " (rotation " + std::to_string(own_chain_.back().counter) + ", recorded in " + cfg_.state_dir.string() +
+                       "); the key given has fingerprint " + fingerprint(id_->key.public_key_bytes()) + ": start with the new key");
   if (!cfg_.tls_cert.empty() || !cfg_.tls_key.empty()) tls_ = tls_context(cfg_);
 
   if (!cfg_.peers_file.empty())
     for (auto& [peer, key] : load_peers_file(cfg_.peers_file)) trust_.pin(peer, key);
   // Pins made with `ctl peers pin` hold under every policy; tofu and open also keep what
   // handshakes of earlier runs bound.
-  for (const auto& p : store_->peer_records())
+  for (const auto& p : store_->peer_records()) {
     if (p.configured || (trust_.policy() != trust_policy::pinned && (!trust_.key_for(p.entity_id) || trust_.policy() == trust_policy::open)))
       trust_.pin(p.entity_id, p.key);
+    if (p.rotation.counter == 0) continue;
+    // KR-8: a binding moved by a rotation stands over the peers file, which names an older key.
+    trust_.restore_rotation(p.entity_id, p.rotation);
+    if (p.rotation.revoked) {
+      trust_.unpin(p.entity_id);
+    } else {
+      if (const auto configured = trust_.key_for(p.entity_id); configured && *configured != p.key)
+        log_->warn("peer {} rotated its key to {} (rotation {}); the peers file still names {}", p.entity_id, fingerprint(p.key),
+                   p.rotation.counter, fingerprint(*configured));
+      trust_.pin(p.entity_id, p.key);
+    }
+  }
   if (trust_.policy() == trust_policy::open)  // ID-7
     log_->warn("trust policy is OPEN: any key presented in a handshake is accepted and replaces the known one. "
                "Use open only for tests and demonstrations.");
   if (trust_.policy() == trust_policy::pinned && trust_.keys().empty())
     log_->warn("trust policy is pinned and no peers are configured: every peer will get UNKNOWN_SENDER (use --peers)");
 
-  engine_opt_ = cfg_.engine(id_.entity_id);
+  engine_opt_ = cfg_.engine(id_->entity_id);
   limits_ = advertised_limits(cfg_);
   // Faults of the fault-injection node that advertise the configured limit and apply another.
   if (PEERPROTO_FAULT(short_replay_memory)) engine_opt_.replay.window /= 100;
@@ -442,7 +460,7 @@ server::server(asio::io_context& ioc, node_config cfg)
   if (PEERPROTO_FAULT(no_address_pending_limit)) engine_opt_.max_pending_per_address = SIZE_MAX;
   if (PEERPROTO_FAULT(no_sessions_per_peer_limit)) engine_opt_.max_sessions_per_peer = SIZE_MAX;
   register_builtin_handlers(handlers_, {engine_opt_, limits_, trust_, *store_, pending_, cfg_.max_task_queue, cfg_.max_inbox});
-  engine_ = std::make_unique<engine>(engine_opt_, id_.key, trust_, handlers_);
+  engine_ = std::make_unique<engine>(engine_opt_, id_->key, trust_, handlers_);
   const auto t = system_now();
   std::size_t nonces = 0, sessions = 0;
   for (const auto& n : store_->nonces(t)) {
@@ -469,7 +487,7 @@ server::server(asio::io_context& ioc, node_config cfg)
       log_->error("audit record not written ({} so far; peerproto_audit_write_failures_total): {}", failures, why);
   });
   log_->info("{} ({}) restored {} sessions, {} replay entries, {} pinned peers, {} queued tasks, {} outbox messages waiting",
-             id_.entity_id, fingerprint(id_.key.public_key_bytes()), sessions, nonces, trust_.keys().size(), store_->task_count(),
+             id_->entity_id, fingerprint(id_->key.public_key_bytes()), sessions, nonces, trust_.keys().size(), store_->task_count(),
              store_->outbox_waiting());
   outbound_ = std::make_unique<outbound>(
       ioc_, outbound_context{*engine_, trust_, *store_, [this](state_changes c) { commit(std::move(c)); }, log_}, cfg_.outbound);
@@ -585,9 +603,13 @@ void server::persist(outcome& o, std::string_view text, const std::string& remot
   state_changes c = std::exchange(pending_, {});
   for (auto& m : c.inbox) m.trace_id = trace_id;
   const auto pins = [&](const outcome& x) {
-    for (const auto& a : x.audit)
+    for (const auto& a : x.audit) {
       if (a.event == audit_event::key_pinned && a.sender_id)
         if (const auto key = trust_.key_for(*a.sender_id)) c.peers.emplace_back(*a.sender_id, *key);
+      if ((a.event == audit_event::key_rotated || a.event == audit_event::key_revoked) && a.sender_id)
+        if (const auto* r = trust_.rotation_of(*a.sender_id))  // KR-5: durable before the ack leaves
+          c.rotations.push_back({*a.sender_id, trust_.key_for(*a.sender_id).value_or(r->previous.value_or(crypto::public_key{})), *r});
+    }
   };
   pins(o);
   for (const auto& r : o.released) pins(r);
@@ -679,9 +701,11 @@ std::optional<server::resource> server::get(std::string_view path) {
   if (path == "/ready")
     return draining_ ? resource{503, "application/json", R"({"status":"draining"})"} : json(boost::json::object{{"status", "ready"}});
   if (path == "/public-key")
-    return json(boost::json::object{{"entity_id", id_.entity_id},
-                                    {"public_key", hex_encode(id_.key.public_key_bytes())},
-                                    {"fingerprint", fingerprint(id_.key.public_key_bytes())}});
+    return json(boost::json::object{{"entity_id", id_->entity_id},
+                                    {"public_key", hex_encode(id_->key.public_key_bytes())},
+                                    {"fingerprint", fingerprint(id_->key.public_key_bytes())}});
+  if (path == "/key-rotation")  // KR-10
+    return json(boost::json::object{{"entity_id", id_->entity_id}, {"chain", to_json(own_chain_)}});
   if (path == "/capabilities") return json(capabilities(engine_opt_, handlers_, limits_));
   if (path == "/metrics") {
     std::size_t tasks = 0;
@@ -694,6 +718,32 @@ std::optional<server::resource> server::get(std::string_view path) {
   }
   if (path == "/openapi.json") return resource{200, "application/json", std::string(openapi_json)};
   return std::nullopt;
+}
+
+key_rotation server::record_rotation(const identity* next) {
+  if (next && next->entity_id != id_->entity_id)
+    throw config_error("the new key is for entity '" + next->entity_id + "', this node is '" + id_->entity_id + "'");
+  if (next && next->key.public_key_bytes() == id_->key.public_key_bytes()) throw config_error("the new key is the current key");
+  if (!own_chain_.empty() && own_chain_.back().revokes()) throw config_error("this node's key is revoked");
+  auto r = make_key_rotation(id_->entity_id, id_->key, next ? &next->key : nullptr, own_chain_.size() + 1, make_timestamp(std::chrono::system_clock::now()));
+  store_->rotate_identity(r, next ? next->key : id_->key);
+  own_chain_.push_back(r);
+  audit_->info(boost::json::serialize(to_json(audit_record{system_now(), r.revokes() ? audit_event::key_revoked : audit_event::key_rotated,
+                                                           std::nullopt, id_->entity_id, std::nullopt, std::nullopt, std::nullopt,
+                                                           std::nullopt, "this node's own key, rotation " + std::to_string(r.counter), std::nullopt})));
+  return r;
+}
+
+void server::adopt_identity(std::unique_ptr<identity> next) {
+  engine_->set_identity(next->key);
+  retired_ids_.push_back(std::exchange(id_, std::move(next)));
+  // KR-9: a 1.0 session is authenticated by the identity keys of its handshake, so ours end here.
+  std::vector<uuid> old;
+  for (const auto& [sid, s] : engine_->sessions())
+    if (s.version() == version_1_0 && s.state() == session_state::ready) old.push_back(sid);
+  for (const auto& sid : old) engine_->end_session(sid, system_now());
+  commit({});
+  log_->info("identity key rotated to {} (rotation {})", fingerprint(id_->key.public_key_bytes()), own_chain_.back().counter);
 }
 
 void server::shutdown() {

@@ -43,6 +43,10 @@ class connection {
   virtual void abort() = 0;
 };
 
+/// The identity of `cfg`: a key file (plain or encrypted), or a key in a PKCS#11 token named by a
+/// pkcs11: URI, whose entity id comes from cfg.entity_id (a token holds keys, not entity ids).
+identity load_identity(const node_config& cfg);
+
 class server {
  public:
   /// Loads the identity, trust configuration and persisted state. Throws config_error or
@@ -60,7 +64,18 @@ class server {
   void shutdown();
 
   const node_config& config() const noexcept { return cfg_; }
-  const identity& self() const noexcept { return id_; }
+  const identity& self() const noexcept { return *id_; }
+
+  /// KR-10: this node's next rotation statement, to `next` (nullptr: a revocation), signed by the
+  /// current key and `next`. Recorded, with every stored session key wrapped for `next`, before
+  /// it returns; the engine keeps signing with the current key (to announce the statement) until
+  /// adopt_identity(). Throws config_error or store_error, changing nothing.
+  key_rotation record_rotation(const identity* next);
+  /// KR-9: signs with `next` from now on; sessions continue (1.0 sessions, signed by the identity
+  /// keys of their handshake, end).
+  void adopt_identity(std::unique_ptr<identity> next);
+  /// This node's rotation statements (GET /key-rotation).
+  const std::vector<key_rotation>& own_chain() const noexcept { return own_chain_; }
   bool draining() const noexcept { return draining_; }
 
   // ---- used by the connections
@@ -102,7 +117,9 @@ class server {
 
   boost::asio::io_context& ioc_;
   node_config cfg_;
-  identity id_;
+  std::unique_ptr<identity> id_;
+  std::vector<std::unique_ptr<identity>> retired_ids_;  ///< keys rotated away (the engine signed with them)
+  std::vector<key_rotation> own_chain_;                ///< this node's rotation statements (KR-10)
   trust_store trust_;
   std::unique_ptr<store> store_;
   std::unique_ptr<boost::asio::ssl::context> tls_;  ///< with --tls-cert: every connection is TLS

@@ -88,16 +88,33 @@ CREATE INDEX outbox_state ON outbox(state, id);
 PRAGMA user_version = 2;
 )sql";
 
+// Version 3 adds what peers' key rotations left, and this node's own rotation statements.
+constexpr const char* schema_v3 = R"sql(
+ALTER TABLE peers ADD COLUMN rotation_counter INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE peers ADD COLUMN previous_key BLOB;
+ALTER TABLE peers ADD COLUMN previous_until_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE peers ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE own_rotations(counter INTEGER PRIMARY KEY, statement TEXT NOT NULL);
+PRAGMA user_version = 3;
+)sql";
+
+// The key that wraps session keys at rest: HKDF of the identity key's signature of a fixed label
+// (Ed25519 signatures are deterministic, and a key in a token can make one too).
+crypto::secret<32> wrap_key_of(const crypto::ed25519_keypair& identity) {
+  static constexpr std::string_view label = "peerproto-node session key wrap";
+  auto ikm = identity.sign(as_bytes(label));
+  crypto::secret<32> key;
+  const bool failed = crypto::hkdf_sha256(ikm, {}, as_bytes(label), key.span()).operator bool();
+  crypto::wipe(ikm);
+  if (failed) throw store_error("cannot derive the key wrap");
+  return key;
+}
+
 constexpr std::string_view outbox_states[] = {"queued", "delivered", "failed", "expired", "unconfirmed"};
 
 }  // namespace
 
-store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& identity) {
-  static constexpr std::string_view label = "peerproto-node session key wrap";
-  auto ikm = identity.sign(as_bytes(label));
-  const bool failed = crypto::hkdf_sha256(ikm, {}, as_bytes(label), wrap_key_.span()).operator bool();
-  crypto::wipe(ikm);
-  if (failed) throw store_error("cannot derive the key wrap");
+store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& identity) : wrap_key_(wrap_key_of(identity)) {
   // Sessions hold keys: the file is created readable by the owner only, before SQLite opens it.
   const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw store_error("cannot open state database " + file.string());
@@ -120,6 +137,7 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
     const int version = sqlite3_step(v.get()) == SQLITE_ROW ? sqlite3_column_int(v.get(), 0) : 0;
     v.reset();
     if (version < 2) exec(schema_v2);
+    if (version < 3) exec(schema_v3);
     wrap_clear_keys();
     exec("COMMIT");
   } catch (...) {
@@ -212,6 +230,21 @@ void store::apply(const state_changes& c) {
       for (const auto& [id, key] : c.peers) {
         bind_text(s.get(), 1, id);
         bind_blob(s.get(), 2, key.data(), key.size());
+        step(s.get());
+      }
+    }
+    if (!c.rotations.empty()) {
+      statement s(prepare("INSERT INTO peers(entity_id, public_key, rotation_counter, previous_key, previous_until_ms, revoked) "
+                          "VALUES(?,?,?,?,?,?) ON CONFLICT(entity_id) DO UPDATE SET public_key = excluded.public_key, "
+                          "rotation_counter = excluded.rotation_counter, previous_key = excluded.previous_key, "
+                          "previous_until_ms = excluded.previous_until_ms, revoked = excluded.revoked"));
+      for (const auto& r : c.rotations) {
+        bind_text(s.get(), 1, r.entity_id);
+        bind_blob(s.get(), 2, r.key.data(), r.key.size());
+        sqlite3_bind_int64(s.get(), 3, static_cast<std::int64_t>(r.rotation.counter));
+        if (r.rotation.previous) bind_blob(s.get(), 4, r.rotation.previous->data(), r.rotation.previous->size());
+        sqlite3_bind_int64(s.get(), 5, ms(r.rotation.previous_until));
+        sqlite3_bind_int(s.get(), 6, r.rotation.revoked ? 1 : 0);
         step(s.get());
       }
     }
@@ -490,14 +523,23 @@ void store::purge_outbox(sys_milliseconds before) {
 
 std::vector<peer_record> store::peer_records() {
   std::vector<peer_record> out;
-  statement s(prepare("SELECT entity_id, public_key, url, configured FROM peers ORDER BY entity_id"));
-  while (sqlite3_step(s.get()) == SQLITE_ROW)
-    out.push_back({column_text(s.get(), 0), column_fixed<32>(s.get(), 1), column_text(s.get(), 2), sqlite3_column_int(s.get(), 3) != 0});
+  statement s(prepare("SELECT entity_id, public_key, url, configured, rotation_counter, previous_key, previous_until_ms, revoked "
+                      "FROM peers ORDER BY entity_id"));
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    rotation_record r;
+    r.counter = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 4));
+    if (sqlite3_column_bytes(s.get(), 5) == 32) r.previous = column_fixed<32>(s.get(), 5);
+    r.previous_until = from_ms(sqlite3_column_int64(s.get(), 6));
+    r.revoked = sqlite3_column_int(s.get(), 7) != 0;
+    out.push_back({column_text(s.get(), 0), column_fixed<32>(s.get(), 1), column_text(s.get(), 2), sqlite3_column_int(s.get(), 3) != 0, r});
+  }
   return out;
 }
 
 void store::pin_peer(const peer_record& p) {
-  statement s(prepare("INSERT OR REPLACE INTO peers(entity_id, public_key, url, configured) VALUES(?,?,?,1)"));
+  // The rotation counter stays (no older statement may apply again); a revocation is lifted.
+  statement s(prepare("INSERT INTO peers(entity_id, public_key, url, configured) VALUES(?,?,?,1) ON CONFLICT(entity_id) DO UPDATE "
+                      "SET public_key = excluded.public_key, url = excluded.url, configured = 1, revoked = 0, previous_key = NULL"));
   bind_text(s.get(), 1, p.entity_id);
   bind_blob(s.get(), 2, p.key.data(), p.key.size());
   bind_text(s.get(), 3, p.url);
@@ -522,6 +564,45 @@ std::string store::url_of(const std::string& entity_id) {
   statement s(prepare("SELECT url FROM peers WHERE entity_id = ?"));
   bind_text(s.get(), 1, entity_id);
   return sqlite3_step(s.get()) == SQLITE_ROW ? column_text(s.get(), 0) : std::string();
+}
+
+std::vector<key_rotation> store::own_chain() {
+  std::vector<key_rotation> out;
+  statement s(prepare("SELECT statement FROM own_rotations ORDER BY counter"));
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    auto v = jcs::parse_strict(column_text(s.get(), 0));
+    auto r = v ? key_rotation_from_json(*v) : result<key_rotation>(failure{errc::invalid_format, "not JSON"});
+    if (!r) throw store_error("state database: a stored rotation statement is damaged: " + r.error().message);
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+void store::rotate_identity(const key_rotation& rotation, const crypto::ed25519_keypair& next) {
+  auto next_wrap = wrap_key_of(next);
+  const auto all = sessions();
+  auto previous_wrap = std::exchange(wrap_key_, std::move(next_wrap));
+  try {
+    transaction([&] {
+      statement ins(prepare("INSERT INTO own_rotations(counter, statement) VALUES(?,?)"));
+      sqlite3_bind_int64(ins.get(), 1, static_cast<std::int64_t>(rotation.counter));
+      bind_text(ins.get(), 2, jcs::canonicalize(to_json(rotation)));
+      if (sqlite3_step(ins.get()) != SQLITE_DONE) throw error(db_);
+      statement u(prepare("UPDATE sessions SET send_key = ?, receive_key = ? WHERE id = ?"));
+      for (const auto& x : all) {
+        const auto send = wrap(x.id, 's', x.send_key), receive = wrap(x.id, 'r', x.receive_key);
+        bind_blob(u.get(), 1, send.data(), send.size());
+        bind_blob(u.get(), 2, receive.data(), receive.size());
+        bind_blob(u.get(), 3, x.id.bytes.data(), x.id.bytes.size());
+        if (sqlite3_step(u.get()) != SQLITE_DONE) throw error(db_);
+        sqlite3_reset(u.get());
+      }
+      return true;
+    });
+  } catch (...) {
+    wrap_key_ = std::move(previous_wrap);
+    throw;
+  }
 }
 
 }  // namespace peerproto::node

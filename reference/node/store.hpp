@@ -6,8 +6,10 @@
 #pragma once
 
 #include <peerproto/crypto.hpp>
+#include <peerproto/key_rotation.hpp>
 #include <peerproto/replay_cache.hpp>
 #include <peerproto/session.hpp>
+#include <peerproto/trust.hpp>
 
 #include <boost/json.hpp>
 
@@ -74,6 +76,14 @@ struct peer_record {
   crypto::public_key key{};
   std::string url;          ///< empty when unknown
   bool configured = false;  ///< pinned by the operator (ctl peers pin), not learned by a handshake
+  rotation_record rotation; ///< what the peer's key rotations left (KR-5..KR-7)
+};
+
+/// A binding moved by a peer's key rotation: its key (the last one, even when revoked) and record.
+struct peer_rotation {
+  std::string entity_id;
+  crypto::public_key key{};
+  rotation_record rotation;
 };
 
 /// What one engine call changed and must be durable before its reply is sent, with what the
@@ -83,11 +93,12 @@ struct state_changes {
   std::vector<session_snapshot> sessions;         ///< ready sessions to write
   std::vector<uuid> gone;                         ///< sessions no longer ready: removed
   std::vector<std::pair<std::string, crypto::public_key>> peers;  ///< new or replaced pins
+  std::vector<peer_rotation> rotations;           ///< bindings moved or revoked by a peer (KR-5)
   std::vector<task_record> tasks;                 ///< accepted task_delegate (MSG-6)
   std::vector<inbox_entry> inbox;                 ///< delivered messages for the application
   std::vector<outbox_entry> outbox;               ///< outbox rows to update (by id)
   bool empty() const {
-    return nonces.empty() && sessions.empty() && gone.empty() && peers.empty() && tasks.empty() && inbox.empty() &&
+    return nonces.empty() && sessions.empty() && gone.empty() && peers.empty() && rotations.empty() && tasks.empty() && inbox.empty() &&
            outbox.empty();
   }
 };
@@ -152,6 +163,12 @@ class store {
   void remember_url(const std::string& entity_id, const std::string& url);
   /// Where the node of `entity_id` was pinned or last reached; empty when unknown.
   std::string url_of(const std::string& entity_id);
+
+  /// This node's own rotation statements, counter 1 first (KR-10).
+  std::vector<key_rotation> own_chain();
+  /// KR-9: in one transaction, records `statement` (the next of own_chain()) and wraps every
+  /// stored session key again under a key derived from `next`, which the store then uses.
+  void rotate_identity(const key_rotation& statement, const crypto::ed25519_keypair& next);
 
  private:
   void exec(const char* sql);

@@ -73,7 +73,7 @@ inline std::string engine::begin_handshake(std::string_view peer_id, sys_millise
   p.started = now;
   p.ephemeral.emplace(draw<32>(rng_));
   hello h;
-  h.identity_key = identity_.public_key_bytes();
+  h.identity_key = identity_->public_key_bytes();
   h.supported_versions = opt_.versions;
   h.cipher_suites = opt_.suites;
   if (!h.cipher_suites.empty()) h.ephemeral_key = p.ephemeral->public_key_bytes();
@@ -120,7 +120,7 @@ inline result<std::string> engine::confirm_ack(session& s, const envelope& e, co
   if (e.sender_id != s.peer_id()) return failure{errc::unknown_sender, "the reply comes from another entity"};
   if (!verify_signature(e, ack.identity_key) && !PEERPROTO_FAULT(initiator_accepts_bad_ack_signature))
     return failure{errc::invalid_signature, "handshake_ack signature does not verify"};
-  if (!trust_.acceptable(e.sender_id, ack.identity_key))
+  if (!trust_.acceptable(e.sender_id, ack.identity_key, now))
     return failure{errc::unknown_sender, "the peer's key is not acceptable under the trust policy"};
   if (ack.challenge_response != crypto::sha256(as_bytes(p.msg1)) && !PEERPROTO_FAULT(initiator_skips_challenge_response))
     return failure{errc::challenge_invalid, "challenge_response does not match our handshake"};  // HS-7
@@ -133,7 +133,7 @@ inline result<std::string> engine::confirm_ack(session& s, const envelope& e, co
   if (opt_.require_encryption && !ack.selected_suite) return failure{errc::encryption_required, "the responder refused encryption"};
   if (sessions_.size() >= opt_.max_sessions_total) return failure{errc::rate_limited, "too many sessions"};
   if (sessions_.contains(ack.session_id)) return failure{errc::invalid_state, "session id already in use"};
-  if (auto bound = trust_.accept_handshake_key(e.sender_id, ack.identity_key); !bound) return bound.error();
+  if (auto bound = trust_.accept_handshake_key(e.sender_id, ack.identity_key, now); !bound) return bound.error();
 
   const std::string msg2 = serialize(e);
   s.bind_responder(ack.session_id, ack.identity_key);
@@ -152,7 +152,7 @@ inline outcome engine::handle_handshake(request_context& ctx, const envelope& e)
   if (!h) return error_reply(ctx, h.error());
   auto neg = negotiate(*h, opt_.versions, opt_.suites, opt_.require_encryption);
   if (!neg) return error_reply(ctx, neg.error());
-  if (!trust_.acceptable(e.sender_id, h->identity_key))
+  if (!trust_.acceptable(e.sender_id, h->identity_key, ctx.now))
     return auth_failed(ctx, e, {errc::unknown_sender, "the sender's key is not acceptable under the trust policy"});
   if (auto o = authenticate_signed(ctx, e, h->identity_key)) return std::move(*o);
   if (auto o = after_authentication(ctx, e)) return std::move(*o);
@@ -169,7 +169,7 @@ inline outcome engine::handle_handshake(request_context& ctx, const envelope& e)
     return limited(ctx, e, opt_.handshake_timeout, "too many handshakes pending from this address");  // HS-26
   if (pending_total >= opt_.max_pending_total || sessions_.size() >= opt_.max_sessions_total)
     return limited(ctx, e, opt_.handshake_timeout, "too many handshakes or sessions on this node");
-  const auto bound = trust_.accept_handshake_key(e.sender_id, h->identity_key);
+  const auto bound = trust_.accept_handshake_key(e.sender_id, h->identity_key, ctx.now);
   if (!bound) return auth_failed(ctx, e, bound.error());  // ID-10: the table of bound keys is full
   if (*bound != trust_store::binding::known) audit(ctx, audit_event::key_pinned, e, std::nullopt, "key bound to entity id");
 
@@ -179,7 +179,7 @@ inline outcome engine::handle_handshake(request_context& ctx, const envelope& e)
   while (sessions_.contains(ack.session_id)) ack.session_id = make_uuid_v4(draw<16>(rng_));
   ack.selected_version = neg->version;
   ack.selected_suite = neg->suite;
-  ack.identity_key = identity_.public_key_bytes();
+  ack.identity_key = identity_->public_key_bytes();
   ack.challenge = draw<32>(rng_);
   const std::string msg1 = serialize(e);
   ack.challenge_response = crypto::sha256(as_bytes(msg1));

@@ -124,14 +124,18 @@ inline result<handler_reply> engine::dispatch(const envelope& e, const boost::js
 }
 
 inline outcome engine::handle_sessionless(request_context& ctx, const envelope& e) {
-  const auto key = trust_.key_for(e.sender_id);
+  auto key = trust_.key_for(e.sender_id);
+  // KR-6: while a rotation's grace period lasts, the replaced key still signs.
+  if (const auto replaced = trust_.grace_key(e.sender_id, ctx.now); replaced && verify_signature(e, *replaced)) key = replaced;
   if (!key) return auth_failed(ctx, e, {errc::unknown_sender, "no key is known for this sender; run a handshake first"});
   if (auto o = authenticate_signed(ctx, e, *key)) return std::move(*o);
   if (auto o = after_authentication(ctx, e)) return std::move(*o);
-  auto r = dispatch(e, *e.payload, ctx.remote, ctx.now);
+  const bool rotation = e.msg_type == msg::key_rotation;
+  auto r = rotation ? follow_rotation(ctx, e, *e.payload) : dispatch(e, *e.payload, ctx.remote, ctx.now);
   if (!r) return error_reply(ctx, r.error());
   name_request(*r, e);
   const auto reply = signed_envelope(e.version, r->msg_type, e.sender_id, std::move(r->payload), ctx.now);
+  if (rotation && !trust_.key_for(e.sender_id)) close_sessions_of(ctx, e.sender_id);  // KR-7: revoked
   return outcome::answer(serialize(reply), ctx.nonce_hex, std::move(ctx.audit));
 }
 

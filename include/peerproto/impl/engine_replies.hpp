@@ -17,7 +17,7 @@ inline envelope engine::signed_envelope(std::string_view version, std::string_vi
                                         boost::json::object payload, sys_milliseconds now) {
   auto e = make_header(version, msg_type, opt_.self_id, to, now, rng_);
   e.payload = std::move(payload);
-  sign(e, identity_);
+  sign(e, *identity_);
   return e;
 }
 

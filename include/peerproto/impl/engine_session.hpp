@@ -33,7 +33,7 @@ inline outcome engine::handle_session_message(request_context& ctx, envelope e) 
   }
   if (s.encrypted()) rate_.authenticated(e.sender_id);
   if (auto o = after_authentication(ctx, e)) return std::move(*o);
-  if (PEERPROTO_FAULT(handler_lookup_before_ordering) && e.msg_type != msg::chunk && e.msg_type != msg::session_close &&
+  if (PEERPROTO_FAULT(handler_lookup_before_ordering) && !is_core_type(e.msg_type) &&
       !handlers_.find(e.msg_type))
     return error_reply(ctx, {errc::unsupported_message_type, "no handler is registered for '" + e.msg_type + "'"});
   const auto seq = *e.sequence_num;
@@ -75,17 +75,24 @@ inline outcome engine::deliver(request_context& ctx, session& s, const held_mess
     out.audit = std::move(ctx.audit);
     return out;
   }
-  auto r = dispatch(h.request, h.payload, h.remote, ctx.now);
+  const bool rotation = h.request.msg_type == msg::key_rotation;
+  auto r = rotation ? follow_rotation(ctx, h.request, h.payload) : dispatch(h.request, h.payload, h.remote, ctx.now);
   if (!r) return error_reply(ctx, r.error());
   name_request(*r, h.request);
-  return session_reply(ctx, s, std::move(*r));
+  auto out = session_reply(ctx, s, std::move(*r));
+  if (rotation && !trust_.key_for(h.request.sender_id)) {  // KR-7: revoked; the ack above is its last message
+    ctx.audit.clear();  // moved into `out`
+    close_sessions_of(ctx, h.request.sender_id);
+    out.audit.insert(out.audit.end(), ctx.audit.begin(), ctx.audit.end());
+  }
+  return out;
 }
 
 inline outcome engine::session_reply(request_context& ctx, session& s, handler_reply r) {
   auto reply = make_header(s.version(), r.msg_type, opt_.self_id, s.peer_id(), ctx.now, rng_);
   if (auto sealed = s.seal_outbound(reply, r.payload, ctx.now); !sealed)
     return error_reply(ctx, {sealed.code(), "the session cannot send: " + sealed.error().message});
-  if (!s.encrypted()) sign(reply, identity_);
+  if (!s.encrypted()) sign(reply, *identity_);
   return outcome::answer(serialize(reply), ctx.nonce_hex, std::move(ctx.audit));
 }
 
@@ -97,7 +104,7 @@ inline result<std::string> engine::send(const uuid& session_id, std::string_view
   changed_.insert(session_id);
   auto e = make_header(s.version(), msg_type, opt_.self_id, s.peer_id(), now, rng_);
   if (auto sealed = s.seal_outbound(e, payload, now); !sealed) return sealed.error();
-  if (!s.encrypted()) sign(e, identity_);
+  if (!s.encrypted()) sign(e, *identity_);
   // SES-8: the sender's session is closed once its session_close is sealed (keys wiped, ENC-7).
   if (msg_type == msg::session_close)
     if (auto closed = s.apply(session_event::close, now); !closed) return closed.error();
