@@ -13,7 +13,7 @@ const std::vector<test_case>& catalogue() {
     std::vector<test_case> out;
     for (auto add : {add_transport_cases, add_json_cases, add_envelope_cases, add_signature_cases,
                      add_version_cases, add_handshake_cases, add_session_cases, add_ordering_cases, add_chunk_cases,
-                     add_message_cases, add_rate_limit_cases, add_initiator_cases})
+                     add_message_cases, add_rate_limit_cases, add_rotation_cases, add_initiator_cases})
       add(out);
     std::set<std::string> ids;
     for (const auto& c : out)

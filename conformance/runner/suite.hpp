@@ -47,6 +47,7 @@ void add_chunk_cases(std::vector<test_case>& out);
 void add_rate_limit_cases(std::vector<test_case>& out);
 void add_message_cases(std::vector<test_case>& out);
 void add_transport_cases(std::vector<test_case>& out);
+void add_rotation_cases(std::vector<test_case>& out);   ///< key rotation, the node as receiver
 void add_initiator_cases(std::vector<test_case>& out);  ///< the initiator role
 
 /// The whole catalogue, in run order.

@@ -3,6 +3,7 @@
 
 #include <peerproto/crypto.hpp>
 #include <peerproto/error.hpp>
+#include <peerproto/fault.hpp>
 #include <peerproto/key_rotation.hpp>
 #include <peerproto/version.hpp>
 
@@ -75,6 +76,7 @@ class trust_store {
   /// effective time + grace (KR-6); a revocation removes the binding and blocks the entity.
   result<rotation_applied> apply_rotation(std::string_view sender_id, const std::vector<key_rotation>& chain, sys_milliseconds now,
                                           std::chrono::milliseconds grace, std::chrono::milliseconds tolerance) {
+    if (PEERPROTO_FAULT(rotation_ignores_entity)) sender_id = chain.front().entity_id;  // follows the statement's entity
     for (const auto& r : chain)
       if (r.entity_id != sender_id)
         return failure{errc::unknown_sender, "the statement is about entity '" + r.entity_id + "', not its sender"};
@@ -82,15 +84,15 @@ class trust_store {
     rotation_record record = applied ? *applied : rotation_record{};
     if (record.revoked) return failure{errc::unknown_sender, "this entity revoked its key"};
     auto first = chain.begin();
-    while (first != chain.end() && first->counter <= record.counter) ++first;
+    while (first != chain.end() && first->counter <= record.counter && !PEERPROTO_FAULT(rotation_ignores_counter)) ++first;
     if (first == chain.end())
       return failure{errc::replay_detected, "the last rotation applied for this entity has counter " +
                                                 std::to_string(record.counter) + "; the chain holds nothing newer"};
     const auto bound = key_for(sender_id);
-    if (!bound || *bound != first->old_key)
+    if ((!bound || *bound != first->old_key) && !PEERPROTO_FAULT(rotation_ignores_counter))
       return failure{errc::unknown_sender, "the statement's old_key is not the key bound to this entity"};
     for (auto it = first; it != chain.end(); ++it) {
-      if (!verify(*it)) return failure{errc::invalid_signature, "statement " + std::to_string(it->counter) + "'s signatures do not verify"};
+      if (!verify(*it) && !PEERPROTO_FAULT(rotation_skips_signatures)) return failure{errc::invalid_signature, "statement " + std::to_string(it->counter) + "'s signatures do not verify"};
       if (it->effective.time > now + tolerance)
         return failure{errc::replay_detected, "statement " + std::to_string(it->counter) + " takes effect in the future"};
     }

@@ -24,6 +24,7 @@ inline result<handler_reply> engine::follow_rotation(request_context& ctx, const
 
 // KR-7: after a revocation every session of `peer_id` is closed (once the reply is sealed).
 inline void engine::close_sessions_of(request_context& ctx, std::string_view peer_id) {
+  if (PEERPROTO_FAULT(revocation_keeps_sessions)) return;
   for (auto& [id, s] : sessions_)
     if (s.peer_id() == peer_id && s.state() == session_state::ready && s.apply(session_event::close, ctx.now).ok()) {
       changed_.insert(id);
