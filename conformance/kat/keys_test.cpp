@@ -6,6 +6,7 @@
 
 #include <peerproto/key_derivation.hpp>
 #include <peerproto/key_file.hpp>
+#include <peerproto/key_rotation.hpp>
 
 #include <gtest/gtest.h>
 
@@ -205,6 +206,30 @@ TEST(KeyFile, EncryptedRoundTripAndPassphraseChange) {
   EXPECT_EQ(load_key_file(file).key.public_key_bytes(), made.key.public_key_bytes());
   EXPECT_THROW(generate_key_file(d.path / "empty.key", "agent-y", std::string()), config_error);
   EXPECT_FALSE(std::filesystem::exists(d.path / "node.key.new"));
+}
+
+// ---------------------------------------------------------------- SPEC §22.6 (KR-1, KR-2, KR-3)
+
+// The library makes §22.6's statements byte for byte (Ed25519 is deterministic), they verify and
+// parse as one chain, and the text is the specification's.
+TEST(SpecVectors, KeyRotationChain) {
+  const auto seed = [](std::uint8_t first) {
+    std::array<std::uint8_t, 32> s{};
+    for (std::size_t i = 0; i < s.size(); ++i) s[i] = static_cast<std::uint8_t>(first + i);
+    return s;
+  };
+  const crypto::ed25519_keypair alice(seed(0x00)), next(seed(0x40));
+  const auto r1 = make_key_rotation("alice", alice, &next, 1, *parse_timestamp("2026-01-15T10:00:00.000Z"));
+  const auto r2 = make_key_rotation("alice", next, nullptr, 2, *parse_timestamp("2026-01-16T10:00:00.000Z"));
+  const auto spec = kat::read_file(PEERPROTO_SPEC_MD);
+  for (const auto& r : {r1, r2}) {
+    EXPECT_TRUE(verify(r));
+    EXPECT_NE(spec.find("\n" + signing_input(r) + "\n"), std::string::npos) << "§22.6 lacks the signing input " << signing_input(r);
+    EXPECT_NE(spec.find("\n" + jcs::canonicalize(to_json(r)) + "\n"), std::string::npos) << "§22.6 lacks " << jcs::canonicalize(to_json(r));
+  }
+  const auto chain = parse_rotation_chain(boost::json::object{{"chain", to_json(std::vector<key_rotation>{r1, r2})}});
+  ASSERT_TRUE(chain) << chain.error().message;
+  EXPECT_TRUE(chain->back().revokes());
 }
 
 }  // namespace
