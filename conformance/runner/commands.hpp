@@ -17,7 +17,7 @@ struct options {
   std::string target, transport, node_key, key_file, json_file, junit_file, html_file, transcripts_dir, xfail_file, ca_file;
   std::string source_addresses = "auto";
   std::string role = "responder";  ///< responder, initiator or all: which cases are selected
-  std::string shim, listen = "127.0.0.1";
+  std::string shim, rotate_shim, listen = "127.0.0.1";
   std::vector<std::string> cases, exclude;  ///< globs, comma-separated lists already split
   bool list = false, coverage = false, strict = false, verbose = false;
   double timeout_s = 20;

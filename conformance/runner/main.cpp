@@ -35,6 +35,11 @@ int main(int argc, char** argv) {
                  "initiator role: the command that makes the node send a message, with {url}, {type}, {payload}, "
                  "{payload_file} and {expires_in} filled in; exit 0 delivered, 1 refused by the peer, 3 given up "
                  "(README.md: the shim contract)");
+  app.add_option("--rotate-shim", o.rotate_shim,
+                 "initiator role: the command that makes the node rotate its identity key to the key file {key_file} (SPEC "
+                 "ID-12, written by the runner for the node's entity id) and announce it; {url} is the runner's URL for the case. "
+                 "Exit 0 once rotated. The node's key changes for good: give it only for a node you can throw away. Without it "
+                 "the KR-*/initiator-* cases skip");
   app.add_option("--listen", o.listen, "initiator role: the address the runner's peer listens on (the node must reach it)")
       ->capture_default_str();
   app.add_option("--cases", o.cases, "run only cases whose id matches one of these globs (comma-separated), e.g. 'HS-*'");

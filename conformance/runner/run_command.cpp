@@ -190,6 +190,7 @@ settings settings_from(const options& o) {
   }
   cfg.run_tag = random_hex(4);
   cfg.shim = o.shim;
+  cfg.rotate_shim = o.rotate_shim;
   cfg.listen = o.listen;
   return cfg;
 }

@@ -86,6 +86,7 @@ struct settings {
   std::string run_tag;                  ///< distinguishes this run's identities from earlier runs
   std::vector<std::string> source_addresses;  ///< spread over cases (back-off is per address)
   std::string shim;                     ///< initiator role: the command that makes the node send
+  std::string rotate_shim;              ///< initiator role: the command that makes the node rotate its key (KR-10)
   std::string listen = "127.0.0.1";     ///< initiator role: the address the runner's peer listens on
 };
 

@@ -274,7 +274,7 @@ class engine {
   static failure error_of(const envelope& e);
 
   // engine_rotation.hpp
-  result<handler_reply> follow_rotation(request_context& ctx, const envelope& e, const boost::json::object& payload);
+  result<handler_reply> follow_rotation(request_context& ctx, const envelope& e, const boost::json::object& payload, bool& revoked);
   void close_sessions_of(request_context& ctx, std::string_view peer_id);
 
   // engine_timers.hpp

@@ -156,7 +156,8 @@ inline result<std::vector<key_rotation>> parse_rotation_chain(const boost::json:
       const auto& last = chain.back();
       if (last.revokes()) return failure{errc::invalid_format, "a revocation can only be the last statement of a chain"};
       if (r->counter != last.counter + 1 || r->old_key != *last.new_key || r->entity_id != last.entity_id)
-        return failure{errc::invalid_format, "the chain's statements do not follow each other (counter + 1, old_key = the last new_key)"};
+        return failure{errc::invalid_format,
+                       "the chain's statements do not follow each other (one entity_id, counter + 1, old_key = the last new_key)"};
     }
     chain.push_back(std::move(*r));
   }

@@ -7,6 +7,7 @@
 #include <peerproto/key_rotation.hpp>
 #include <peerproto/version.hpp>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -55,7 +56,7 @@ class trust_store {
     keys_.erase(it);
     return true;
   }
-  /// An operator's pin (configuration or `ctl peers pin`): binds the key and lifts a revocation.
+  /// An operator's pin (`ctl peers pin`): binds the key and lifts a revocation.
   void pin_by_operator(std::string entity_id, const crypto::public_key& key) {
     if (auto it = rotations_.find(entity_id); it != rotations_.end()) it->second.revoked = false;
     pin(std::move(entity_id), key);
@@ -69,43 +70,44 @@ class trust_store {
   }
 
   /// KR-4, KR-5, KR-7: applies a chain (parsed by parse_rotation_chain) that `sender_id` sent, or
-  /// changes nothing: UNKNOWN_SENDER for another entity's statement, a revoked entity or an old
-  /// key that is not the bound one; REPLAY_DETECTED when no statement is newer than the last one
-  /// applied or one takes effect after now + tolerance; INVALID_SIGNATURE when a signature of a
-  /// newer statement does not verify. The replaced key stays acceptable until its statement's
-  /// effective time + grace (KR-6); a revocation removes the binding and blocks the entity.
+  /// changes nothing. UNKNOWN_SENDER for a chain about another entity, a revoked entity, or a
+  /// chain with no newer statement leaving the bound key; REPLAY_DETECTED when no statement is
+  /// newer than the last one applied, or one to apply takes effect after now + tolerance;
+  /// INVALID_SIGNATURE when one to apply does not verify. Statements already applied, and those
+  /// before the one that leaves the bound key (a peer may have bound a later key of the chain), are
+  /// passed over. The replaced key stays acceptable until its statement's effective time + grace
+  /// (KR-6); a revocation removes the binding and blocks the entity (KR-7).
   result<rotation_applied> apply_rotation(std::string_view sender_id, const std::vector<key_rotation>& chain, sys_milliseconds now,
                                           std::chrono::milliseconds grace, std::chrono::milliseconds tolerance) {
     if (PEERPROTO_FAULT(rotation_ignores_entity)) sender_id = chain.front().entity_id;  // follows the statement's entity
-    for (const auto& r : chain)
-      if (r.entity_id != sender_id)
-        return failure{errc::unknown_sender, "the statement is about entity '" + r.entity_id + "', not its sender"};
+    if (chain.front().entity_id != sender_id)  // one chain is about one entity (KR-3)
+      return failure{errc::unknown_sender, "the statement is about entity '" + chain.front().entity_id + "', not its sender"};
     const auto* applied = rotation_of(sender_id);
     rotation_record record = applied ? *applied : rotation_record{};
     if (record.revoked) return failure{errc::unknown_sender, "this entity revoked its key"};
-    auto first = chain.begin();
-    while (first != chain.end() && first->counter <= record.counter && !PEERPROTO_FAULT(rotation_ignores_counter)) ++first;
-    if (first == chain.end())
+    auto newer = chain.begin();
+    while (newer != chain.end() && newer->counter <= record.counter && !PEERPROTO_FAULT(rotation_ignores_counter)) ++newer;
+    if (newer == chain.end())
       return failure{errc::replay_detected, "the last rotation applied for this entity has counter " +
                                                 std::to_string(record.counter) + "; the chain holds nothing newer"};
     const auto bound = key_for(sender_id);
-    if ((!bound || *bound != first->old_key) && !PEERPROTO_FAULT(rotation_ignores_counter))
-      return failure{errc::unknown_sender, "the statement's old_key is not the key bound to this entity"};
+    const auto first = std::find_if(newer, chain.end(), [&](const key_rotation& r) { return bound && r.old_key == *bound; });
+    if (first == chain.end()) return failure{errc::unknown_sender, "no newer statement's old_key is the key bound to this entity"};
     for (auto it = first; it != chain.end(); ++it) {
-      if (!verify(*it) && !PEERPROTO_FAULT(rotation_skips_signatures)) return failure{errc::invalid_signature, "statement " + std::to_string(it->counter) + "'s signatures do not verify"};
+      if (!verify(*it) && !PEERPROTO_FAULT(rotation_skips_signatures))
+        return failure{errc::invalid_signature, "statement " + std::to_string(it->counter) + "'s signatures do not verify"};
       if (it->effective.time > now + tolerance)
         return failure{errc::replay_detected, "statement " + std::to_string(it->counter) + " takes effect in the future"};
     }
     const auto& last = chain.back();
     rotation_applied done{record.counter, last.counter, *bound, last.new_key};
     record.counter = last.counter;
+    record.previous = last.old_key;
     if (last.revokes()) {
       record.revoked = true;
-      record.previous = last.old_key;  // kept for the record; no grace after a revocation
-      record.previous_until = {};
-      keys_.erase(keys_.find(sender_id));
+      record.previous_until = {};  // no grace after a revocation
+      keys_.erase(std::string(sender_id));
     } else {
-      record.previous = last.old_key;
       record.previous_until = last.effective.time + grace;
       keys_.insert_or_assign(std::string(sender_id), *last.new_key);
     }

@@ -177,6 +177,9 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
   if (op == "peers") {
     std::map<std::string, peer_record> stored;
     for (auto& p : st.peer_records()) stored.emplace(p.entity_id, std::move(p));
+    std::map<std::string, rotation_record> rotated;
+    for (auto& [id, r] : st.peer_rotations()) rotated.emplace(id, r);
+    const auto counter = [&](const std::string& id) { return rotated.contains(id) ? rotated[id].counter : 0; };
     json::array list;
     for (const auto& [id, key] : srv_.trust_.keys()) {
       const auto it = stored.find(id);
@@ -185,11 +188,10 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
                                   {"fingerprint", fingerprint(key)},
                                   {"url", it == stored.end() ? "" : it->second.url},
                                   {"source", it == stored.end() ? "peers file" : it->second.configured ? "ctl" : "handshake"},
-                                  {"rotation", it == stored.end() ? 0 : it->second.rotation.counter}});
+                                  {"rotation", counter(id)}});
     }
-    for (const auto& [id, p] : stored)  // KR-7: revoked entities are listed too
-      if (p.rotation.revoked)
-        list.push_back(json::object{{"entity_id", id}, {"public_key", nullptr}, {"revoked", true}, {"rotation", p.rotation.counter}});
+    for (const auto& [id, r] : rotated)  // KR-7: revoked entities are listed too
+      if (r.revoked) list.push_back(json::object{{"entity_id", id}, {"public_key", nullptr}, {"revoked", true}, {"rotation", r.counter}});
     co_return json::object{{"peers", std::move(list)}};
   }
   if (op == "pin") {
@@ -255,8 +257,9 @@ asio::awaitable<json::object> control::send(const json::object& req) {
 
 // KR-10: records this node's next rotation statement, announces the chain to every peer with a
 // known address (in a session, by the outbound client, still under the current key), waits up to
-// wait_s for each to settle, then signs with the new key. A peer that the announcement does not
-// reach can fetch GET /key-rotation, or be told by its operator.
+// wait_s for each to settle, then signs with the new key (or, after a revocation, stops). An
+// announcement still queued then goes out under the new key, which a peer that did not follow
+// refuses: its operator can check GET /key-rotation and pin the new key.
 asio::awaitable<json::object> control::rotate(const json::object& req, bool to_new_key) {
   std::unique_ptr<identity> next;
   if (to_new_key) {
@@ -273,7 +276,7 @@ asio::awaitable<json::object> control::rotate(const json::object& req, bool to_n
   const auto wait = seconds(int_arg(req, "wait_s", 30, 0, 3600));
   std::set<std::string> urls;
   for (const auto& p : srv_.store_->peer_records())
-    if (!p.url.empty() && !p.rotation.revoked) urls.insert(p.url);
+    if (!p.url.empty()) urls.insert(p.url);
   key_rotation r;
   try {
     r = srv_.record_rotation(next.get());
@@ -281,7 +284,8 @@ asio::awaitable<json::object> control::rotate(const json::object& req, bool to_n
     throw bad_request(e.what());
   }
   const auto& chain = srv_.own_chain();
-  const auto from = chain.size() > limits::max_rotation_chain ? chain.end() - limits::max_rotation_chain : chain.begin();
+  const auto most = static_cast<std::ptrdiff_t>(srv_.engine_opt_.max_rotation_chain);
+  const auto from = static_cast<std::ptrdiff_t>(chain.size()) > most ? chain.end() - most : chain.begin();
   const json::object payload{{"chain", to_json(std::vector<key_rotation>(from, chain.end()))}};
   std::vector<std::pair<std::string, std::int64_t>> queued;
   for (const auto& url : urls) queued.emplace_back(url, enqueue(url, std::string(msg::key_rotation), payload, srv_.outbound_->options().default_expiry));
@@ -295,6 +299,10 @@ asio::awaitable<json::object> control::rotate(const json::object& req, bool to_n
   if (next) {
     out["fingerprint"] = fingerprint(next->key.public_key_bytes());
     srv_.adopt_identity(std::move(next));
+  } else {
+    // KR-9: with its key revoked the node has nothing left to sign with, so it stops.
+    srv_.log_->warn("identity key revoked (rotation {}): stopping", r.counter);
+    asio::post(srv_.ioc_, [this] { srv_.shutdown(); });
   }
   co_return out;
 }

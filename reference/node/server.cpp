@@ -426,20 +426,25 @@ server::server(asio::io_context& ioc, node_config cfg)
     for (auto& [peer, key] : load_peers_file(cfg_.peers_file)) trust_.pin(peer, key);
   // Pins made with `ctl peers pin` hold under every policy; tofu and open also keep what
   // handshakes of earlier runs bound.
+  std::map<std::string, crypto::public_key, std::less<>> stored;
   for (const auto& p : store_->peer_records()) {
+    stored.emplace(p.entity_id, p.key);
     if (p.configured || (trust_.policy() != trust_policy::pinned && (!trust_.key_for(p.entity_id) || trust_.policy() == trust_policy::open)))
       trust_.pin(p.entity_id, p.key);
-    if (p.rotation.counter == 0) continue;
-    // KR-8: a binding moved by a rotation stands over the peers file, which names an older key.
-    trust_.restore_rotation(p.entity_id, p.rotation);
-    if (p.rotation.revoked) {
-      trust_.unpin(p.entity_id);
-    } else {
-      if (const auto configured = trust_.key_for(p.entity_id); configured && *configured != p.key)
-        log_->warn("peer {} rotated its key to {} (rotation {}); the peers file still names {}", p.entity_id, fingerprint(p.key),
-                   p.rotation.counter, fingerprint(*configured));
-      trust_.pin(p.entity_id, p.key);
+  }
+  // KR-5, KR-7, KR-8: what peers' rotations left. A binding a rotation moved stands over the peers
+  // file, which names an older key; a revoked entity stays blocked whatever the file says.
+  for (const auto& [peer, r] : store_->peer_rotations()) {
+    trust_.restore_rotation(peer, r);
+    const auto it = stored.find(peer);
+    if (r.revoked || it == stored.end()) {
+      trust_.unpin(peer);
+      continue;
     }
+    if (const auto configured = trust_.key_for(peer); configured && *configured != it->second)
+      log_->warn("peer {} rotated its key to {} (rotation {}); the peers file still names {}", peer, fingerprint(it->second), r.counter,
+                 fingerprint(*configured));
+    trust_.pin(peer, it->second);
   }
   if (trust_.policy() == trust_policy::open)  // ID-7
     log_->warn("trust policy is OPEN: any key presented in a handshake is accepted and replaces the known one. "
@@ -610,7 +615,7 @@ void server::persist(outcome& o, std::string_view text, const std::string& remot
         if (const auto key = trust_.key_for(*a.sender_id)) c.peers.emplace_back(*a.sender_id, *key);
       if ((a.event == audit_event::key_rotated || a.event == audit_event::key_revoked) && a.sender_id)
         if (const auto* r = trust_.rotation_of(*a.sender_id))  // KR-5: durable before the ack leaves
-          c.rotations.push_back({*a.sender_id, trust_.key_for(*a.sender_id).value_or(r->previous.value_or(crypto::public_key{})), *r});
+          c.rotations.push_back({*a.sender_id, trust_.key_for(*a.sender_id), *r});
     }
   };
   pins(o);
@@ -727,7 +732,10 @@ key_rotation server::record_rotation(const identity* next) {
     throw config_error("the new key is for entity '" + next->entity_id + "', this node is '" + id_->entity_id + "'");
   if (next && next->key.public_key_bytes() == id_->key.public_key_bytes()) throw config_error("the new key is the current key");
   if (!own_chain_.empty() && own_chain_.back().revokes()) throw config_error("this node's key is revoked");
+  if (!own_chain_.empty() && own_chain_.back().new_key != id_->key.public_key_bytes())
+    throw config_error("a rotation is being announced; try again when it has finished");
   auto r = make_key_rotation(id_->entity_id, id_->key, next ? &next->key : nullptr, own_chain_.size() + 1, make_timestamp(std::chrono::system_clock::now()));
+  if (PEERPROTO_FAULT(rotation_without_countersignature) && r.new_signature) (*r.new_signature)[0] ^= 1;
   store_->rotate_identity(r, next ? next->key : id_->key);
   own_chain_.push_back(r);
   audit_->info(boost::json::serialize(to_json(audit_record{system_now(), r.revokes() ? audit_event::key_revoked : audit_event::key_rotated,

@@ -88,12 +88,12 @@ CREATE INDEX outbox_state ON outbox(state, id);
 PRAGMA user_version = 2;
 )sql";
 
-// Version 3 adds what peers' key rotations left, and this node's own rotation statements.
+// Version 3 adds what peers' key rotations left (kept apart from the binding, which an operator
+// may remove), and this node's own rotation statements.
 constexpr const char* schema_v3 = R"sql(
-ALTER TABLE peers ADD COLUMN rotation_counter INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE peers ADD COLUMN previous_key BLOB;
-ALTER TABLE peers ADD COLUMN previous_until_ms INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE peers ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE peer_rotations(
+  entity_id TEXT PRIMARY KEY, counter INTEGER NOT NULL, previous_key BLOB, previous_until_ms INTEGER NOT NULL,
+  revoked INTEGER NOT NULL);
 CREATE TABLE own_rotations(counter INTEGER PRIMARY KEY, statement TEXT NOT NULL);
 PRAGMA user_version = 3;
 )sql";
@@ -234,18 +234,20 @@ void store::apply(const state_changes& c) {
       }
     }
     if (!c.rotations.empty()) {
-      statement s(prepare("INSERT INTO peers(entity_id, public_key, rotation_counter, previous_key, previous_until_ms, revoked) "
-                          "VALUES(?,?,?,?,?,?) ON CONFLICT(entity_id) DO UPDATE SET public_key = excluded.public_key, "
-                          "rotation_counter = excluded.rotation_counter, previous_key = excluded.previous_key, "
-                          "previous_until_ms = excluded.previous_until_ms, revoked = excluded.revoked"));
+      statement s(prepare("INSERT OR REPLACE INTO peer_rotations VALUES(?,?,?,?,?)"));
+      statement bind(prepare("INSERT INTO peers(entity_id, public_key) VALUES(?,?) "
+                             "ON CONFLICT(entity_id) DO UPDATE SET public_key = excluded.public_key"));
       for (const auto& r : c.rotations) {
         bind_text(s.get(), 1, r.entity_id);
-        bind_blob(s.get(), 2, r.key.data(), r.key.size());
-        sqlite3_bind_int64(s.get(), 3, static_cast<std::int64_t>(r.rotation.counter));
-        if (r.rotation.previous) bind_blob(s.get(), 4, r.rotation.previous->data(), r.rotation.previous->size());
-        sqlite3_bind_int64(s.get(), 5, ms(r.rotation.previous_until));
-        sqlite3_bind_int(s.get(), 6, r.rotation.revoked ? 1 : 0);
+        sqlite3_bind_int64(s.get(), 2, static_cast<std::int64_t>(r.rotation.counter));
+        if (r.rotation.previous) bind_blob(s.get(), 3, r.rotation.previous->data(), r.rotation.previous->size());
+        sqlite3_bind_int64(s.get(), 4, ms(r.rotation.previous_until));
+        sqlite3_bind_int(s.get(), 5, r.rotation.revoked ? 1 : 0);
         step(s.get());
+        if (!r.key) continue;
+        bind_text(bind.get(), 1, r.entity_id);
+        bind_blob(bind.get(), 2, r.key->data(), r.key->size());
+        step(bind.get());
       }
     }
     if (!c.tasks.empty()) {
@@ -523,27 +525,39 @@ void store::purge_outbox(sys_milliseconds before) {
 
 std::vector<peer_record> store::peer_records() {
   std::vector<peer_record> out;
-  statement s(prepare("SELECT entity_id, public_key, url, configured, rotation_counter, previous_key, previous_until_ms, revoked "
-                      "FROM peers ORDER BY entity_id"));
+  statement s(prepare("SELECT entity_id, public_key, url, configured FROM peers ORDER BY entity_id"));
+  while (sqlite3_step(s.get()) == SQLITE_ROW)
+    out.push_back({column_text(s.get(), 0), column_fixed<32>(s.get(), 1), column_text(s.get(), 2), sqlite3_column_int(s.get(), 3) != 0});
+  return out;
+}
+
+std::vector<std::pair<std::string, rotation_record>> store::peer_rotations() {
+  std::vector<std::pair<std::string, rotation_record>> out;
+  statement s(prepare("SELECT entity_id, counter, previous_key, previous_until_ms, revoked FROM peer_rotations ORDER BY entity_id"));
   while (sqlite3_step(s.get()) == SQLITE_ROW) {
     rotation_record r;
-    r.counter = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 4));
-    if (sqlite3_column_bytes(s.get(), 5) == 32) r.previous = column_fixed<32>(s.get(), 5);
-    r.previous_until = from_ms(sqlite3_column_int64(s.get(), 6));
-    r.revoked = sqlite3_column_int(s.get(), 7) != 0;
-    out.push_back({column_text(s.get(), 0), column_fixed<32>(s.get(), 1), column_text(s.get(), 2), sqlite3_column_int(s.get(), 3) != 0, r});
+    r.counter = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 1));
+    if (sqlite3_column_bytes(s.get(), 2) == 32) r.previous = column_fixed<32>(s.get(), 2);
+    r.previous_until = from_ms(sqlite3_column_int64(s.get(), 3));
+    r.revoked = sqlite3_column_int(s.get(), 4) != 0;
+    out.emplace_back(column_text(s.get(), 0), r);
   }
   return out;
 }
 
 void store::pin_peer(const peer_record& p) {
-  // The rotation counter stays (no older statement may apply again); a revocation is lifted.
-  statement s(prepare("INSERT INTO peers(entity_id, public_key, url, configured) VALUES(?,?,?,1) ON CONFLICT(entity_id) DO UPDATE "
-                      "SET public_key = excluded.public_key, url = excluded.url, configured = 1, revoked = 0, previous_key = NULL"));
-  bind_text(s.get(), 1, p.entity_id);
-  bind_blob(s.get(), 2, p.key.data(), p.key.size());
-  bind_text(s.get(), 3, p.url);
-  if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+  transaction([&] {
+    statement s(prepare("INSERT OR REPLACE INTO peers(entity_id, public_key, url, configured) VALUES(?,?,?,1)"));
+    bind_text(s.get(), 1, p.entity_id);
+    bind_blob(s.get(), 2, p.key.data(), p.key.size());
+    bind_text(s.get(), 3, p.url);
+    if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+    // The rotation counter stays (no older statement may apply again); a revocation is lifted.
+    statement r(prepare("UPDATE peer_rotations SET revoked = 0, previous_key = NULL WHERE entity_id = ?"));
+    bind_text(r.get(), 1, p.entity_id);
+    if (sqlite3_step(r.get()) != SQLITE_DONE) throw error(db_);
+    return true;
+  });
 }
 
 bool store::unpin_peer(const std::string& entity_id) {

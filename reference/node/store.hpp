@@ -76,13 +76,13 @@ struct peer_record {
   crypto::public_key key{};
   std::string url;          ///< empty when unknown
   bool configured = false;  ///< pinned by the operator (ctl peers pin), not learned by a handshake
-  rotation_record rotation; ///< what the peer's key rotations left (KR-5..KR-7)
 };
 
-/// A binding moved by a peer's key rotation: its key (the last one, even when revoked) and record.
+/// What a peer's key rotation changed: its binding (none once revoked) and its rotation record,
+/// which outlives an unpin so that no older statement applies again and a revocation holds.
 struct peer_rotation {
   std::string entity_id;
-  crypto::public_key key{};
+  std::optional<crypto::public_key> key;
   rotation_record rotation;
 };
 
@@ -156,7 +156,10 @@ class store {
   void purge_outbox(sys_milliseconds before);
 
   std::vector<peer_record> peer_records();
-  /// Pins `p` as configured by the operator (replacing an earlier pin of the id).
+  /// What peers' key rotations left, by entity id (KR-5).
+  std::vector<std::pair<std::string, rotation_record>> peer_rotations();
+  /// Pins `p` as configured by the operator (replacing an earlier pin of the id), and lifts a
+  /// revocation of it (KR-7).
   void pin_peer(const peer_record& p);
   bool unpin_peer(const std::string& entity_id);
   /// Records where a pinned peer was reached (for task results and `ctl send --to ENTITY`).

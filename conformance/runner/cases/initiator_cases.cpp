@@ -5,6 +5,8 @@
 #include "common.hpp"
 
 #include <peerproto/envelope.hpp>
+#include <peerproto/key_file.hpp>
+#include <peerproto/key_rotation.hpp>
 
 #include <set>
 
@@ -56,7 +58,8 @@ json::object next_message(peer_context& c, peer_session& s, const std::string& w
 }
 
 // One message, delivered the ordinary way; every check of the node's side runs on the way.
-void deliver_one(peer_context& c) {
+// Returns the session it went in.
+peer_session deliver_one(peer_context& c) {
   const json::object payload{{"text", "hello from " + c.node.entity_id + " to the runner"}};
   c.send("heartbeat", payload);
   auto s = c.handshake();
@@ -64,6 +67,25 @@ void deliver_one(peer_context& c) {
   c.check(m.at("payload") == payload, "ENC-3", "the payload given to the shim: " + canonical(payload), canonical(m.at("payload")));
   c.answer_delivered(s, m);
   c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
+  return s;
+}
+
+// KR-10, KR-2, KR-3: the key_rotation the node announces: a chain about itself that links its
+// current key to `next`, every statement signed by both keys. Acked as KR-5 says.
+void check_announcement(peer_context& c, peer_session& s, const json::object& m, const crypto::public_key& old_key, const identity& next) {
+  const auto& payload = m.at("payload").as_object();
+  const auto* arr = payload.if_contains("chain");
+  auto chain = parse_rotation_chain(payload, arr && arr->is_array() ? std::max<std::size_t>(arr->as_array().size(), 1) : 1);
+  c.check(chain.ok(), "KR-3", "a payload {chain: [statement, ...]} as KR-1 and KR-3 describe", chain ? "" : chain.error().message);
+  for (const auto& r : *chain) {
+    c.check(r.entity_id == c.node.entity_id, "KR-1", "statements about " + c.node.entity_id, r.entity_id);
+    c.check(verify(r), "KR-2", "statement " + std::to_string(r.counter) + " signed by its old and its new key", "signatures that do not verify");
+  }
+  const bool links = std::any_of(chain->begin(), chain->end(), [&](const key_rotation& r) { return r.old_key == old_key; });
+  c.check(links, "KR-10", "a statement whose old_key is the node's key before the rotation " + fingerprint(old_key), "none");
+  c.check(chain->back().new_key == next.key.public_key_bytes(), "KR-10", "the chain ends at the new key " + fingerprint(next.key.public_key_bytes()),
+          chain->back().new_key ? fingerprint(*chain->back().new_key) : "a revocation");
+  c.answer_delivered(s, m, {{"status", "key_rotated"}, {"counter", chain->back().counter}});
 }
 
 // The runner answers every handshake as `o` says (message 3 too, with a session_ready sealed with
@@ -265,6 +287,33 @@ void add_initiator_cases(std::vector<test_case>& out) {
                                  c.answer_delivered(r.s, r.opened);
                                  c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
                                }));
+
+  // ---- its own key rotation (--rotate-shim; last, because the node's key changes for good)
+  out.push_back(initiator_case(
+      "KR-10/initiator-announces", {"KR-10", "KR-9", "KR-2", "KR-3"},
+      "the node rotating its key announces, under its old key, a chain that verifies and ends at the new key; then it signs with the new key",
+      [](peer_context& c) {
+        auto s = deliver_one(c);  // a session, and an address the node knows the runner by
+        const auto old_key = c.node_key();
+        const identity next{c.node.entity_id, crypto::ed25519_keypair::generate()};
+        c.rotate(next);
+        for (;;) {
+          const auto m = next_message(c, s, "the key_rotation announcing the node's new key", "KR-10");
+          if (m.at("msg_type") == "key_rotation") {
+            check_announcement(c, s, m, old_key, next);
+            break;
+          }
+          c.answer_delivered(s, m);
+        }
+        c.expect_outcome(0, "SHIM", "the rotation shim reports the rotation done");
+        c.node_rotated(next.key.public_key_bytes());
+        // KR-9: the 1.1 session continues, or a new handshake comes under the new key.
+        c.send("heartbeat");
+        const auto m = next_message(c, s, "a message after the rotation", "KR-9");
+        c.answer_delivered(s, m);
+        c.expect_outcome(0, "SHIM", "a message after the rotation, answered as delivered");
+      },
+      std::chrono::seconds(40)));
 }
 
 }  // namespace peerproto::conformance

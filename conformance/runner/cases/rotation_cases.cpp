@@ -1,6 +1,7 @@
 // §2.2 key rotation and revocation, the node as the receiver: the case's identity rotates its own
 // key in front of the node (the node's trust policy must let the case's identities bind, as for
-// every other case: tofu or open).
+// every other case: tofu or open). Whether a refused statement changed nothing is judged by the
+// rotation the node accepts next (its counter), not by a handshake, which `open` accepts anyway.
 #include "common.hpp"
 
 #include <peerproto/key_rotation.hpp>
@@ -111,7 +112,6 @@ void add_rotation_cases(std::vector<test_case>& out) {
                    auto s = c.handshake(who);
                    expect_applied(c, s, {statement(who, &k1, 1), statement(k1, &k2, 2)}, "key_rotated", 2);
                    ping_as(c, k2, std::nullopt, "KR-5");
-                   handshake_refused(c, next_key(who, 3), "KR-5");  // only the chain's keys
                  }});
   out.push_back({"KR-4/replayed", {"KR-4"}, g, "the same statement again is REPLAY_DETECTED", [](context& c) {
                    const auto& who = c.fresh();
@@ -132,6 +132,14 @@ void add_rotation_cases(std::vector<test_case>& out) {
                    expect_refused(c, s, {r1}, errc::replay_detected, "KR-4");
                    expect_applied(c, s, {r1, r2, statement(k2, &k3, 3)}, "key_rotated", 3, "KR-4");
                  }});
+  out.push_back({"KR-4/joins-later", {"KR-4", "KR-5"}, g,
+                 "a node that bound a later key of the chain applies the statements from that key on", [](context& c) {
+                   const auto& who = c.fresh();
+                   const auto k1 = next_key(who, 1), k2 = next_key(who, 2);
+                   auto s = c.handshake(k1);  // the node binds k1 first (tofu or open), at counter 0
+                   expect_applied(c, s, {statement(who, &k1, 1), statement(k1, &k2, 2)}, "key_rotated", 2);
+                   ping_as(c, k2, std::nullopt, "KR-5");
+                 }});
   out.push_back({"KR-4/forged-old-signature", {"KR-4", "KR-2"}, g,
                  "a statement whose old_signature does not verify is INVALID_SIGNATURE, and changes nothing", [](context& c) {
                    const auto& who = c.fresh();
@@ -140,8 +148,7 @@ void add_rotation_cases(std::vector<test_case>& out) {
                    auto forged = statement(who, &next, 1);
                    forged.old_signature[7] ^= 0x04;
                    expect_refused(c, s, {forged}, errc::invalid_signature, "KR-4");
-                   handshake_refused(c, next, "KR-4");
-                   expect_applied(c, s, {statement(who, &next, 1)}, "key_rotated", 1, "KR-4");
+                   expect_applied(c, s, {statement(who, &next, 1)}, "key_rotated", 1, "KR-4");  // nothing changed before
                  }});
   out.push_back({"KR-4/forged-new-signature", {"KR-4", "KR-2"}, g,
                  "a statement countersigned by another key than new_key is INVALID_SIGNATURE", [](context& c) {
@@ -152,7 +159,7 @@ void add_rotation_cases(std::vector<test_case>& out) {
                    forged.new_signature = other.key.sign(as_bytes(signing_input(forged)));
                    forged.old_signature = who.key.sign(as_bytes(signing_input(forged)));
                    expect_refused(c, s, {forged}, errc::invalid_signature, "KR-4");
-                   handshake_refused(c, next, "KR-4");
+                   expect_applied(c, s, {statement(who, &next, 1)}, "key_rotated", 1, "KR-4");
                  }});
   out.push_back({"KR-4/cross-entity", {"KR-4", "KR-8"}, g,
                  "a valid statement about another entity id than the sender's is UNKNOWN_SENDER, and the other binding stays",
@@ -160,11 +167,11 @@ void add_rotation_cases(std::vector<test_case>& out) {
                    const auto& who = c.fresh();
                    const auto& other = c.fresh();
                    auto s = c.handshake(who);
-                   c.handshake(other);
+                   auto theirs = c.handshake(other);
                    const auto next = next_key(other, 1);
                    expect_refused(c, s, {statement(other, &next, 1)}, errc::unknown_sender, "KR-4");
                    ping_as(c, other, std::nullopt, "KR-8");
-                   handshake_refused(c, next, "KR-8");
+                   expect_applied(c, theirs, {statement(other, &next, 1)}, "key_rotated", 1, "KR-8");  // still at counter 0
                  }});
   out.push_back({"KR-4/unbound-old-key", {"KR-4"}, g, "a statement whose old_key is not the bound key is UNKNOWN_SENDER", [](context& c) {
                    const auto& who = c.fresh();
@@ -206,17 +213,17 @@ void add_rotation_cases(std::vector<test_case>& out) {
                    c.handshake(who);
                  }});
   out.push_back({"KR-6/grace-ends", {"KR-6", "ID-8"}, g,
-                 "after effective + rotation_grace_ms a handshake with the replaced key is UNKNOWN_SENDER, a message signed by it "
-                 "INVALID_SIGNATURE", [](context& c) {
+                 "after effective + rotation_grace_ms a sessionless message signed by the replaced key is INVALID_SIGNATURE",
+                 [](context& c) {
                    const auto grace = std::chrono::milliseconds(c.node.limit("rotation_grace_ms"));
-                   require_time_for(c, "rotation_grace_ms", grace);
+                   require_time_for(c, "rotation_grace_ms", grace + std::chrono::seconds(2));
                    const auto& who = c.fresh();
                    const auto next = next_key(who, 1);
                    auto s = c.handshake(who);
                    const auto effective = make_timestamp(std::chrono::system_clock::now());
                    expect_applied(c, s, {statement(who, &next, 1, effective)}, "key_rotated", 1);
-                   std::this_thread::sleep_until(std::chrono::system_clock::time_point(effective.time) + grace + std::chrono::milliseconds(500));
-                   handshake_refused(c, who, "KR-6");
+                   // 1.5 s past the end: the node's clock may differ from the runner's by a little.
+                   std::this_thread::sleep_until(std::chrono::system_clock::time_point(effective.time) + grace + std::chrono::milliseconds(1500));
                    ping_as(c, who, errc::invalid_signature, "KR-6");
                    ping_as(c, next, std::nullopt, "KR-6");
                  }});

@@ -223,6 +223,9 @@ inline outcome engine::handle_confirm(request_context& ctx, const envelope& e) {
   }
   if (auto o = authenticate_signed(ctx, e, s.peer_key())) return std::move(*o);
   if (auto o = after_authentication(ctx, e)) return std::move(*o);
+  // KR-7: a key revoked (or rotated past its grace period) since message 1 opens no session.
+  if (!trust_.acceptable(e.sender_id, s.peer_key(), ctx.now))
+    return auth_failed(ctx, e, {errc::unknown_sender, "the sender's key is no longer acceptable (rotated or revoked)"});
   const pending_handshake& p = *s.pending();
   // HS-3: absent where the table requires it is MISSING_FIELDS; HS-13: present in 1.0 is INVALID_FORMAT.
   if (p.confirmation && !c->key_confirmation)

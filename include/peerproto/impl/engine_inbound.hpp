@@ -130,12 +130,12 @@ inline outcome engine::handle_sessionless(request_context& ctx, const envelope& 
   if (!key) return auth_failed(ctx, e, {errc::unknown_sender, "no key is known for this sender; run a handshake first"});
   if (auto o = authenticate_signed(ctx, e, *key)) return std::move(*o);
   if (auto o = after_authentication(ctx, e)) return std::move(*o);
-  const bool rotation = e.msg_type == msg::key_rotation;
-  auto r = rotation ? follow_rotation(ctx, e, *e.payload) : dispatch(e, *e.payload, ctx.remote, ctx.now);
+  bool revoked = false;
+  auto r = e.msg_type == msg::key_rotation ? follow_rotation(ctx, e, *e.payload, revoked) : dispatch(e, *e.payload, ctx.remote, ctx.now);
   if (!r) return error_reply(ctx, r.error());
   name_request(*r, e);
   const auto reply = signed_envelope(e.version, r->msg_type, e.sender_id, std::move(r->payload), ctx.now);
-  if (rotation && !trust_.key_for(e.sender_id)) close_sessions_of(ctx, e.sender_id);  // KR-7: revoked
+  if (revoked) close_sessions_of(ctx, e.sender_id);  // KR-7
   return outcome::answer(serialize(reply), ctx.nonce_hex, std::move(ctx.audit));
 }
 

@@ -5,21 +5,24 @@
 namespace peerproto {
 
 // KR-3..KR-7: applies the chain of `e` and builds the ack, or the failure (audited as key_refused).
-inline result<handler_reply> engine::follow_rotation(request_context& ctx, const envelope& e, const boost::json::object& payload) {
+// `revoked` says whether the sender revoked its key.
+inline result<handler_reply> engine::follow_rotation(request_context& ctx, const envelope& e, const boost::json::object& payload,
+                                                     bool& revoked) {
   auto chain = parse_rotation_chain(payload, opt_.max_rotation_chain);
-  if (!chain) return chain.error();
-  auto applied = trust_.apply_rotation(e.sender_id, *chain, ctx.now, opt_.rotation_grace, opt_.replay.tolerance);
+  auto applied = chain ? trust_.apply_rotation(e.sender_id, *chain, ctx.now, opt_.rotation_grace, opt_.replay.tolerance)
+                       : result<rotation_applied>(chain.error());
   if (!applied) {
     audit(ctx, audit_event::key_refused, e, applied.code(), "key rotation refused: " + applied.error().message);
     return applied.error();
   }
+  revoked = !applied->to_key;
   const auto counters = "counter " + std::to_string(applied->from_counter) + " -> " + std::to_string(applied->to_counter) + ": ";
-  if (applied->to_key) {
-    audit(ctx, audit_event::key_rotated, e, std::nullopt, counters + fingerprint(applied->from_key) + " -> " + fingerprint(*applied->to_key));
-    return handler_reply{std::string(msg::ack), {{"status", "key_rotated"}, {"counter", applied->to_counter}}};
+  if (revoked) {
+    audit(ctx, audit_event::key_revoked, e, std::nullopt, counters + fingerprint(applied->from_key) + " revoked");
+    return handler_reply{std::string(msg::ack), {{"status", "key_revoked"}, {"counter", applied->to_counter}}};
   }
-  audit(ctx, audit_event::key_revoked, e, std::nullopt, counters + fingerprint(applied->from_key) + " revoked");
-  return handler_reply{std::string(msg::ack), {{"status", "key_revoked"}, {"counter", applied->to_counter}}};
+  audit(ctx, audit_event::key_rotated, e, std::nullopt, counters + fingerprint(applied->from_key) + " -> " + fingerprint(*applied->to_key));
+  return handler_reply{std::string(msg::ack), {{"status", "key_rotated"}, {"counter", applied->to_counter}}};
 }
 
 // KR-7: after a revocation every session of `peer_id` is closed (once the reply is sealed).

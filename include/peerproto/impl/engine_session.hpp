@@ -75,12 +75,13 @@ inline outcome engine::deliver(request_context& ctx, session& s, const held_mess
     out.audit = std::move(ctx.audit);
     return out;
   }
-  const bool rotation = h.request.msg_type == msg::key_rotation;
-  auto r = rotation ? follow_rotation(ctx, h.request, h.payload) : dispatch(h.request, h.payload, h.remote, ctx.now);
+  bool revoked = false;
+  auto r = h.request.msg_type == msg::key_rotation ? follow_rotation(ctx, h.request, h.payload, revoked)
+                                                    : dispatch(h.request, h.payload, h.remote, ctx.now);
   if (!r) return error_reply(ctx, r.error());
   name_request(*r, h.request);
   auto out = session_reply(ctx, s, std::move(*r));
-  if (rotation && !trust_.key_for(h.request.sender_id)) {  // KR-7: revoked; the ack above is its last message
+  if (revoked) {  // KR-7: the ack above is the session's last message
     ctx.audit.clear();  // moved into `out`
     close_sessions_of(ctx, h.request.sender_id);
     out.audit.insert(out.audit.end(), ctx.audit.begin(), ctx.audit.end());
