@@ -108,6 +108,18 @@ def node_table(rows):
                      f"{b.get('bytes_per_second', 0) / (1 << 20):.1f} MiB/s | | | | |")
     return "\n".join(lines), ratios
 
+# Targets that no benchmark of this run measures yet; listed so that the table says so.
+NOT_YET = [
+    ("node server CPU per message vs Beast echo (thread CPU time / messages)", "≤ 1.5×"),
+    ("node p99 latency vs Beast echo p99", "≤ 3×"),
+    ("sessionless signed messages vs the crypto bound 1 / (verify + sign)", "≥ 70%"),
+    ("sustained sessionless signed traffic for 10 min, rate limits raised", "≥ 5,000/s, no refusals"),
+    ("chunked transfer through the node over loopback, HTTP and WebSocket", "≥ 150 MiB/s"),
+    ("peak memory of a 64 MiB transfer", "≤ 2.5× the payload"),
+    ("node throughput and CPU per message with --threads 1 and 2", "reported"),
+]
+
+
 def main(results, outdir):
     ctx, crypto = load(os.path.join(results, "crypto.json"))
     _, framing = load(os.path.join(results, "framing.json"))
@@ -144,16 +156,24 @@ def main(results, outdir):
         ok = ratio is not None and cmp(ratio, goal)
         return f"| {label} | {ratio:.1%} | {goal} | {'met' if ok else 'missed'} |" if ratio is not None else f"| {label} | n/a | {goal} | not measured |"
     sign_r, verify_r = cr.get(("ed25519_sign", "")), cr.get(("ed25519_verify", ""))
+    chunk = framing.get("chunk_split_reassemble/peerproto/64")
+    chunk_rate = 64 / (ns(chunk) / 1e9) if chunk else None  # MiB/s
+    chunk_target = (f"| chunk split + reassemble in process, 64 MiB | {chunk_rate:.0f} MiB/s | ≥ 300 MiB/s | "
+                    f"{'met' if chunk_rate >= 300 else 'missed'} |" if chunk_rate else
+                    "| chunk split + reassemble in process, 64 MiB | n/a | ≥ 300 MiB/s | not measured |")
     targets = "\n".join([
         "| target | measured | goal | |", "|---|---|---|---|",
-        target("seal at 1 MiB vs raw Crypto++ GCM", cr.get(("seal", "1048576")), "≥ 90%", lambda r, g: r >= 0.90),
-        target("open at 1 MiB vs raw Crypto++ GCM", cr.get(("open", "1048576")), "≥ 90%", lambda r, g: r >= 0.90),
+    ] + [target(f"{op} at {human_size(s)} (keyed context) vs raw Crypto++ GCM", cr.get((op, s)), "≥ 90%", lambda r, g: r >= 0.90)
+         for op in ("seal", "open") for s in ("64", "1024", "1048576")] + [
         target("Ed25519 sign vs raw Crypto++", sign_r, "within 5%", lambda r, g: abs(1 - r) <= 0.05),
         target("Ed25519 verify vs raw Crypto++", verify_r, "within 5%", lambda r, g: abs(1 - r) <= 0.05),
-    ] + [target(f"parse + validate vs boost::json::parse, {human_size(s)}", pr.get(("parse_validate", s)), "≥ 50%",
-                lambda r, g: r >= 0.50) for s in ("100", "1024", "16384", "1048576")] + [
-    ] + [target(f"node WebSocket encrypted throughput vs Beast echo, {c} connection{'s' if c != '1' else ''}",
-                nr.get(("ws_encrypted", c)), "≥ 60%", lambda r, g: r >= 0.60) for c in ("1", "4")])
+    ] + [target(f"parse + validate vs boost::json::parse, {human_size(s)}", pr.get(("parse_validate", s)), "≥ 60%",
+                lambda r, g: r >= 0.60) for s in ("100", "1024", "16384", "1048576")] + [
+         target(f"canonical serialization vs boost::json::serialize, {human_size(s)}", sr.get(("serialize", s)), "≥ 50%",
+                lambda r, g: r >= 0.50) for s in ("100", "1024")
+    ] + [target(f"node {t.split('_')[0]} encrypted throughput vs Beast echo, {c} connection{'s' if c != '1' else ''}",
+                nr.get((t, c)), "≥ 70%", lambda r, g: r >= 0.70) for t in ("http_encrypted", "ws_encrypted") for c in ("1", "4")]
+      + [chunk_target] + [f"| {label} | not measured | {goal} | not measured: no benchmark yet |" for label, goal in NOT_YET])
 
     doc = f"""# Performance
 

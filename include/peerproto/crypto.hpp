@@ -411,4 +411,78 @@ inline std::optional<bytes> aes_gcm_open(byte_view key, byte_view nonce, byte_vi
   return out;
 }
 
+/// AES-256-GCM keyed once, for the many messages of one session direction: the key schedule and
+/// the GHASH tables are computed on first use instead of for every message, which at 64 bytes is
+/// most of the cost. Each direction of a session only seals or only opens, so each half is made
+/// when first needed. Movable, not copyable; wipe() (or destruction) forgets the key: Crypto++
+/// zeroes its key schedule when it is destroyed, and the copy kept here is wiped.
+class aes_gcm_key {
+ public:
+  aes_gcm_key() = default;
+  /// A context for a 32-byte key; an unkeyed one (every call fails) for any other size.
+  explicit aes_gcm_key(byte_view key) {
+    if (key.size() != 32) return;
+    state_ = std::make_unique<state>();
+    std::copy(key.begin(), key.end(), state_->key.data());
+  }
+  bool keyed() const noexcept { return state_ != nullptr; }
+  void wipe() noexcept { state_.reset(); }
+
+  /// As aes_gcm_seal() with this key.
+  std::error_code seal(byte_view nonce, byte_view aad, byte_view plaintext, std::span<std::uint8_t> out) const noexcept {
+    if (!state_ || nonce.size() != gcm_nonce_bytes || out.size() != plaintext.size() + gcm_tag_bytes) return errc::invalid_argument;
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+    return aes_gcm_seal(state_->key.view(), nonce, aad, plaintext, out);
+#else
+    try {
+      if (!state_->enc) {
+        state_->enc.emplace();
+        state_->enc->SetKeyWithIV(state_->key.data(), 32, nonce.data(), nonce.size());
+      }
+      state_->enc->EncryptAndAuthenticate(out.data(), out.data() + plaintext.size(), gcm_tag_bytes, nonce.data(), gcm_nonce_bytes,
+                                          aad.data(), aad.size(), plaintext.data(), plaintext.size());
+    } catch (const CryptoPP::Exception&) {
+      return errc::invalid_argument;
+    }
+    return {};
+#endif
+  }
+
+  /// As aes_gcm_open() with this key: on any failure `out` is zeroed.
+  std::error_code open(byte_view nonce, byte_view aad, byte_view sealed, std::span<std::uint8_t> out) const noexcept {
+    if (!state_ || nonce.size() != gcm_nonce_bytes || sealed.size() < gcm_tag_bytes || out.size() != sealed.size() - gcm_tag_bytes)
+      return errc::decryption_failed;
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+    return aes_gcm_open(state_->key.view(), nonce, aad, sealed, out);
+#else
+    bool ok = false;
+    try {
+      if (!state_->dec) {
+        state_->dec.emplace();
+        state_->dec->SetKeyWithIV(state_->key.data(), 32, nonce.data(), nonce.size());
+      }
+      ok = state_->dec->DecryptAndVerify(out.data(), sealed.data() + out.size(), gcm_tag_bytes, nonce.data(), gcm_nonce_bytes,
+                                         aad.data(), aad.size(), sealed.data(), out.size());
+    } catch (const CryptoPP::Exception&) {
+      ok = false;
+    }
+    if (!ok) {
+      std::fill(out.begin(), out.end(), std::uint8_t{0});
+      return errc::decryption_failed;
+    }
+    return {};
+#endif
+  }
+
+ private:
+  struct state {
+    secret<32> key;
+#ifndef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+    std::optional<CryptoPP::GCM<CryptoPP::AES>::Encryption> enc;
+    std::optional<CryptoPP::GCM<CryptoPP::AES>::Decryption> dec;
+#endif
+  };
+  std::unique_ptr<state> state_;
+};
+
 }  // namespace peerproto::crypto

@@ -282,31 +282,44 @@ inline std::string associated_data(const envelope& e) {
 /// header (version "1.1", session_id and sequence_num set); otherwise errc::invalid_argument and e
 /// is unchanged. The caller guarantees the sequence number is never reused under `key` (ENC-4).
 /// seal_text() seals a plaintext given as text (for tests that need one that is not an object).
-inline std::error_code seal_text(envelope& e, byte_view key, std::string_view plaintext) {
-  if (!e.is_sealed_session_message() || !e.sequence_num || key.size() != 32) return errc::invalid_argument;
+/// A session seals with its direction's keyed context (crypto::aes_gcm_key); the byte_view forms
+/// key one for the call.
+inline std::error_code seal_text(envelope& e, const crypto::aes_gcm_key& key, std::string_view plaintext) {
+  if (!e.is_sealed_session_message() || !e.sequence_num || !key.keyed()) return errc::invalid_argument;
   e.payload.reset();
   e.signature.reset();
   e.encrypted_payload.reset();
   const auto nonce = session_nonce(*e.sequence_num);
-  e.encrypted_payload = crypto::aes_gcm_seal(key, nonce, as_bytes(associated_data(e)), as_bytes(plaintext));
+  bytes sealed(plaintext.size() + crypto::gcm_tag_bytes);
+  if (const auto ec = key.seal(nonce, as_bytes(associated_data(e)), as_bytes(plaintext), sealed)) return ec;
+  e.encrypted_payload = std::move(sealed);
   return {};
 }
-inline std::error_code seal(envelope& e, byte_view key, const boost::json::object& payload) {
+inline std::error_code seal_text(envelope& e, byte_view key, std::string_view plaintext) {
+  return seal_text(e, crypto::aes_gcm_key(key), plaintext);
+}
+inline std::error_code seal(envelope& e, const crypto::aes_gcm_key& key, const boost::json::object& payload) {
   return seal_text(e, key, jcs::canonicalize(payload));
+}
+inline std::error_code seal(envelope& e, byte_view key, const boost::json::object& payload) {
+  return seal_text(e, crypto::aes_gcm_key(key), jcs::canonicalize(payload));
 }
 
 /// Opens the encrypted payload of `e` with the direction's key. DECRYPTION_FAILED when the tag
 /// does not verify (ENC-5), INVALID_FORMAT when the plaintext is not a JSON object (ENC-6).
 /// Never changes `e`.
-inline result<boost::json::object> open(const envelope& e, byte_view key) {
-  if (!e.encrypted_payload || !e.sequence_num) return failure{errc::decryption_failed, "no encrypted payload"};
+inline result<boost::json::object> open(const envelope& e, const crypto::aes_gcm_key& key) {
+  if (!e.encrypted_payload || !e.sequence_num || e.encrypted_payload->size() < crypto::gcm_tag_bytes)
+    return failure{errc::decryption_failed, "no encrypted payload"};
   const auto nonce = session_nonce(*e.sequence_num);
-  auto plaintext = crypto::aes_gcm_open(key, nonce, as_bytes(associated_data(e)), *e.encrypted_payload);
-  if (!plaintext) return failure{errc::decryption_failed, "the authentication tag does not verify"};
-  auto value = jcs::parse_strict(std::string_view(reinterpret_cast<const char*>(plaintext->data()), plaintext->size()));
+  bytes plaintext(e.encrypted_payload->size() - crypto::gcm_tag_bytes);
+  if (key.open(nonce, as_bytes(associated_data(e)), *e.encrypted_payload, plaintext))
+    return failure{errc::decryption_failed, "the authentication tag does not verify"};
+  auto value = jcs::parse_strict(std::string_view(reinterpret_cast<const char*>(plaintext.data()), plaintext.size()));
   if (!value) return failure{errc::invalid_format, "the decrypted payload is not valid JSON: " + value.error().message};
   if (!value->is_object()) return failure{errc::invalid_format, "the decrypted payload is not a JSON object"};
   return std::move(value->get_object());
 }
+inline result<boost::json::object> open(const envelope& e, byte_view key) { return open(e, crypto::aes_gcm_key(key)); }
 
 }  // namespace peerproto

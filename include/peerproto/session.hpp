@@ -141,6 +141,7 @@ class session {
     out.version_ = s.version;
     out.send_key_ = s.send_key;
     out.receive_key_ = s.receive_key;
+    out.key_contexts();
     out.next_send_ = s.next_send;
     out.received_ = sequencer<held_message>(opt.ordering, s.next_expected);
     out.ready_at_ = s.ready_at;
@@ -162,6 +163,8 @@ class session {
     if (state_ == session_state::expired || state_ == session_state::closed || state_ == session_state::failed) {
       send_key_.wipe();
       receive_key_.wipe();
+      send_aead_.wipe();
+      receive_aead_.wipe();
       terminal_at_ = now;
     }
     return {};
@@ -201,6 +204,7 @@ class session {
     if (k_i2r && k_r2i) {
       send_key_ = role_ == session_role::initiator ? *k_i2r : *k_r2i;
       receive_key_ = role_ == session_role::initiator ? *k_r2i : *k_i2r;
+      key_contexts();
     }
   }
 
@@ -248,7 +252,7 @@ class session {
   result<boost::json::object> open_inbound(const envelope& e) const {
     if (encrypted()) {
       if (!e.encrypted_payload) return failure{errc::invalid_format, "a v1.1 session message must be sealed"};
-      return open(e, receive_key_.view());
+      return open(e, receive_aead_);
     }
     if (!e.payload) return failure{errc::invalid_format, "a v1.0 session message carries a payload"};
     if (!verify_signature(e, peer_key_)) return failure{errc::invalid_signature, "the signature does not verify"};
@@ -271,7 +275,8 @@ class session {
     e.session_id = id_;
     e.sequence_num = PEERPROTO_FAULT(reuse_reply_sequence) ? next_send_ : next_send_++;
     if (encrypted()) {
-      if (const auto ec = seal(e, PEERPROTO_FAULT(same_key_both_directions) ? receive_key_.view() : send_key_.view(), payload))
+      const auto& key = PEERPROTO_FAULT(same_key_both_directions) ? receive_aead_ : send_aead_;
+      if (const auto ec = seal(e, key, payload))
         return to_failure(ec, "sealing failed: ");
     } else {
       e.payload = payload;
@@ -281,6 +286,12 @@ class session {
   }
 
  private:
+  // The keyed AEAD of each direction, made once per key (crypto::aes_gcm_key).
+  void key_contexts() {
+    send_aead_ = crypto::aes_gcm_key(send_key_.view());
+    receive_aead_ = crypto::aes_gcm_key(receive_key_.view());
+  }
+
   uuid id_;
   session_role role_;
   std::string peer_id_;
@@ -289,6 +300,7 @@ class session {
   session_state state_ = session_state::idle;
   std::string version_;
   crypto::secret<32> send_key_, receive_key_;
+  crypto::aes_gcm_key send_aead_, receive_aead_;
   std::uint64_t next_send_ = 1;
   sequencer<held_message> received_;
   sys_milliseconds ready_at_{}, last_activity_{};
