@@ -14,11 +14,6 @@
 namespace peerproto::node {
 namespace {
 
-struct finalize {
-  void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
-};
-using statement = std::unique_ptr<sqlite3_stmt, finalize>;
-
 std::int64_t ms(sys_milliseconds t) { return t.time_since_epoch().count(); }
 sys_milliseconds from_ms(std::int64_t v) { return sys_milliseconds(std::chrono::milliseconds(v)); }
 
@@ -148,7 +143,10 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
 
 std::string_view to_string(outbox_entry::state s) { return outbox_states[static_cast<int>(s)]; }
 
-store::~store() { sqlite3_close(db_); }
+store::~store() {
+  for (auto& [sql, slot] : statements_) sqlite3_finalize(slot.stmt);
+  sqlite3_close(db_);
+}
 
 void store::exec(const char* sql) {
   char* err = nullptr;
@@ -174,11 +172,30 @@ auto store::transaction(F&& f) {
   }
 }
 
-sqlite3_stmt* store::prepare(const char* sql) {
-  sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK)
-    throw error(db_);
-  return s;
+void store::release::operator()(sqlite3_stmt* s) const noexcept {
+  if (!slot) {
+    sqlite3_finalize(s);
+    return;
+  }
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+  slot->busy = false;
+}
+
+store::statement store::prepare(const std::string& sql) {
+  auto& slot = statements_[sql];
+  const bool shared = !slot.busy;
+  sqlite3_stmt* s = shared ? slot.stmt : nullptr;
+  if (!s) {
+    if (sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &s, nullptr) != SQLITE_OK) {
+      if (!slot.stmt) statements_.erase(sql);
+      throw error(db_);
+    }
+    if (shared) slot.stmt = s;
+  }
+  if (!shared) return statement(s, release{});
+  slot.busy = true;
+  return statement(s, release{&slot});
 }
 
 void store::apply(const state_changes& c) {
@@ -496,7 +513,7 @@ outbox_entry outbox_at(sqlite3_stmt* s) {
 }  // namespace
 
 std::optional<outbox_entry> store::outbox_get(std::int64_t id) {
-  statement s(prepare((std::string(outbox_columns) + "WHERE id = ?").c_str()));
+  statement s(prepare(std::string(outbox_columns) + "WHERE id = ?"));
   sqlite3_bind_int64(s.get(), 1, id);
   if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
   return outbox_at(s.get());
@@ -511,7 +528,7 @@ std::vector<std::pair<std::int64_t, std::string>> store::outbox_queued() {
 
 std::vector<outbox_entry> store::outbox_recent(std::size_t limit) {
   std::vector<outbox_entry> out;
-  statement s(prepare((std::string(outbox_columns) + "ORDER BY id DESC LIMIT ?").c_str()));
+  statement s(prepare(std::string(outbox_columns) + "ORDER BY id DESC LIMIT ?"));
   sqlite3_bind_int64(s.get(), 1, static_cast<std::int64_t>(limit));
   while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(outbox_at(s.get()));
   return out;

@@ -17,6 +17,8 @@
 #include <cstddef>
 #include <optional>
 #include <filesystem>
+#include <memory>
+#include <unordered_map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -179,11 +181,23 @@ class store {
   std::int64_t insert_outbox(const outbox_entry& e);
   template <class F>
   auto transaction(F&& f);
-  sqlite3_stmt* prepare(const char* sql);
+  // Prepared statements are kept, one per SQL text, and reset when a use ends: SQLite parses each
+  // statement once per process, not on every call. A text already in use is prepared anew.
+  struct statement_slot {
+    sqlite3_stmt* stmt = nullptr;
+    bool busy = false;
+  };
+  struct release {
+    statement_slot* slot = nullptr;  ///< null: a statement of its own, finalized
+    void operator()(sqlite3_stmt* s) const noexcept;
+  };
+  using statement = std::unique_ptr<sqlite3_stmt, release>;
+  statement prepare(const std::string& sql);
   void wrap_clear_keys();
   bytes wrap(const uuid& session, char direction, const crypto::secret<32>& key) const;
   crypto::secret<32> unwrap(const uuid& session, char direction, sqlite3_stmt* s, int column) const;
   sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, statement_slot> statements_;
   crypto::secret<32> wrap_key_;  ///< HKDF of the identity key (session keys at rest)
 };
 
