@@ -13,7 +13,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <csignal>
+
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace peerproto::node {
 namespace asio = boost::asio;
@@ -300,9 +303,10 @@ asio::awaitable<json::object> control::rotate(const json::object& req, bool to_n
     out["fingerprint"] = fingerprint(next->key.public_key_bytes());
     srv_.adopt_identity(std::move(next));
   } else {
-    // KR-9: with its key revoked the node has nothing left to sign with, so it stops.
+    // KR-9: with its key revoked the node has nothing left to sign with, so it stops, the way
+    // SIGTERM stops it (the serve command's signal handler drains and ends the run).
     srv_.log_->warn("identity key revoked (rotation {}): stopping", r.counter);
-    asio::post(srv_.ioc_, [this] { srv_.shutdown(); });
+    ::kill(::getpid(), SIGTERM);
   }
   co_return out;
 }

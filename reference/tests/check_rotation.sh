@@ -88,12 +88,18 @@ ctl alice send --to "$bob_url" --type status_report --payload '{"n":3}' --wait 2
 msgs=$(ctl bob inbox)
 [ "$(wc -l <<<"$msgs")" = 3 ] || fail "bob's inbox should hold all three messages: $msgs"
 
-# Revocation: bob refuses alice from then on.
+# Revocation: bob refuses alice from then on, and alice's node stops (it has no key left).
 out=$(ctl alice key revoke --wait 20) || fail "ctl key revoke failed: $out"
 grep -q '"state":"delivered"' <<<"$out" || fail "the revocation did not reach bob: $out"
 grep -q '"event":"key_revoked"' "$work/bob/audit.jsonl" || fail "bob did not audit key_revoked"
 ctl bob peers list | grep -q '"revoked":true' || fail "bob does not list alice as revoked"
-status=0
-ctl alice send --to "$bob_url" --type status_report --payload '{"n":4}' --expires-in 3 --wait 10 >/dev/null || status=$?
-[ "$status" != 0 ] || fail "bob accepted a message from alice after her revocation"
+running() { [ -n "$(ps -o stat= -p "$1" | grep -v Z)" ]; }  # an exited child stays a zombie until waited for
+for _ in $(seq 1 100); do running "$alice_pid" || break; sleep 0.1; done
+! running "$alice_pid" || fail "alice's node still runs after revoking its key"
+out=$("$node" send --key "$work/alice-2.key" --to "$bob_url" --type ping 2>&1) && fail "bob accepted a handshake from alice's revoked key: $out"
+grep -q UNKNOWN_SENDER <<<"$out" || fail "bob did not refuse alice's revoked key with UNKNOWN_SENDER: $out"
+if "$node" serve --key "$work/alice-2.key" --state-dir "$work/alice" --port 0 >/dev/null 2>"$work/revoked.err"; then
+  fail "alice started with her revoked key"
+fi
+grep -q "revoked" "$work/revoked.err" || fail "starting with the revoked key did not say why: $(cat "$work/revoked.err")"
 echo "rotation: ok"
