@@ -341,66 +341,109 @@ inline void fuzzing_tag(byte_view key, byte_view nonce, byte_view aad, byte_view
 }
 }  // namespace detail
 
-/// AES-GCM encryption with a 96-bit nonce and a 128-bit tag; writes ciphertext ‖ tag into `out`,
-/// which must hold plaintext.size() + 16 bytes. The key is 16, 24 or 32 bytes (the protocol
-/// uses 32). Fails only with errc::invalid_argument for wrong sizes.
+/// AES-GCM keyed once, for the many messages of one session direction: the key schedule and the
+/// GHASH tables are computed on first use instead of for every message, which at 64 bytes is most
+/// of the cost. Each direction of a session only seals or only opens, so each half is made when
+/// first needed. The key is 16, 24 or 32 bytes (the protocol uses 32); any other size gives an
+/// unkeyed context, on which every call fails. Movable, not copyable; wipe() (or destruction)
+/// forgets the key: Crypto++ zeroes its key schedule when it is destroyed, and the copy kept here
+/// is wiped.
+class aes_gcm_key {
+ public:
+  aes_gcm_key() = default;
+  explicit aes_gcm_key(byte_view key) {
+    if (key.size() != 16 && key.size() != 24 && key.size() != 32) return;
+    state_ = std::make_unique<state>();
+    std::copy(key.begin(), key.end(), state_->key.data());
+    state_->size = key.size();
+  }
+  bool keyed() const noexcept { return state_ != nullptr; }
+  void wipe() noexcept { state_.reset(); }
+
+  /// Encryption with a 96-bit nonce and a 128-bit tag; writes ciphertext ‖ tag into `out`, which
+  /// must hold plaintext.size() + 16 bytes. Fails only with errc::invalid_argument for wrong sizes
+  /// or an unkeyed context.
+  std::error_code seal(byte_view nonce, byte_view aad, byte_view plaintext, std::span<std::uint8_t> out) const noexcept {
+    if (!state_ || nonce.size() != gcm_nonce_bytes || out.size() != plaintext.size() + gcm_tag_bytes) return errc::invalid_argument;
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+    std::copy(plaintext.begin(), plaintext.end(), out.begin());
+    detail::fuzzing_tag(state_->view(), nonce, aad, plaintext, out.data() + plaintext.size());
+#else
+    try {
+      if (!state_->enc) {
+        state_->enc.emplace();
+        state_->enc->SetKeyWithIV(state_->key.data(), state_->size, nonce.data(), nonce.size());
+      }
+      state_->enc->EncryptAndAuthenticate(out.data(), out.data() + plaintext.size(), gcm_tag_bytes, nonce.data(), gcm_nonce_bytes,
+                                          aad.data(), aad.size(), plaintext.data(), plaintext.size());
+    } catch (const CryptoPP::Exception&) {
+      return errc::invalid_argument;
+    }
+#endif
+    return {};
+  }
+
+  /// Decryption of ciphertext ‖ tag into `out` (sized sealed.size() - 16). On any failure (wrong
+  /// sizes, a tag that does not verify) returns errc::decryption_failed and zeroes `out`, so no
+  /// unauthenticated plaintext escapes.
+  std::error_code open(byte_view nonce, byte_view aad, byte_view sealed, std::span<std::uint8_t> out) const noexcept {
+    if (!state_ || nonce.size() != gcm_nonce_bytes || sealed.size() < gcm_tag_bytes || out.size() != sealed.size() - gcm_tag_bytes)
+      return errc::decryption_failed;
+    bool ok = false;
+#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+    std::array<std::uint8_t, gcm_tag_bytes> tag;
+    detail::fuzzing_tag(state_->view(), nonce, aad, sealed.first(out.size()), tag.data());
+    ok = equal_constant_time(tag, sealed.subspan(out.size()));
+    if (ok) std::copy_n(sealed.begin(), out.size(), out.begin());
+#else
+    try {
+      if (!state_->dec) {
+        state_->dec.emplace();
+        state_->dec->SetKeyWithIV(state_->key.data(), state_->size, nonce.data(), nonce.size());
+      }
+      ok = state_->dec->DecryptAndVerify(out.data(), sealed.data() + out.size(), gcm_tag_bytes, nonce.data(), gcm_nonce_bytes,
+                                         aad.data(), aad.size(), sealed.data(), out.size());
+    } catch (const CryptoPP::Exception&) {
+      ok = false;
+    }
+#endif
+    if (!ok) {
+      std::fill(out.begin(), out.end(), std::uint8_t{0});
+      return errc::decryption_failed;
+    }
+    return {};
+  }
+
+ private:
+  struct state {
+    secret<32> key;
+    std::size_t size = 0;
+    byte_view view() const noexcept { return key.view().first(size); }
+#ifndef PEERPROTO_FUZZING_UNSAFE_CRYPTO
+    std::optional<CryptoPP::GCM<CryptoPP::AES>::Encryption> enc;
+    std::optional<CryptoPP::GCM<CryptoPP::AES>::Decryption> dec;
+#endif
+  };
+  std::unique_ptr<state> state_;
+};
+
+/// One message with a key used once (a key wrap, a test): aes_gcm_key's seal for this key.
 inline std::error_code aes_gcm_seal(byte_view key, byte_view nonce, byte_view aad, byte_view plaintext,
                                     std::span<std::uint8_t> out) noexcept {
-  if ((key.size() != 16 && key.size() != 24 && key.size() != 32) || nonce.size() != gcm_nonce_bytes ||
-      out.size() != plaintext.size() + gcm_tag_bytes)
-    return errc::invalid_argument;
-#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
-  std::copy(plaintext.begin(), plaintext.end(), out.begin());
-  detail::fuzzing_tag(key, nonce, aad, plaintext, out.data() + plaintext.size());
-#else
-  try {
-    CryptoPP::GCM<CryptoPP::AES>::Encryption enc;
-    enc.SetKeyWithIV(key.data(), key.size(), nonce.data(), nonce.size());
-    enc.EncryptAndAuthenticate(out.data(), out.data() + plaintext.size(), gcm_tag_bytes, nonce.data(), gcm_nonce_bytes,
-                               aad.data(), aad.size(), plaintext.data(), plaintext.size());
-  } catch (const CryptoPP::Exception&) {
-    return errc::invalid_argument;
-  }
-#endif
-  return {};
+  return aes_gcm_key(key).seal(nonce, aad, plaintext, out);
 }
 
-/// Convenience form returning ciphertext ‖ tag.
+/// Convenience form returning ciphertext ‖ tag (empty on failure).
 inline bytes aes_gcm_seal(byte_view key, byte_view nonce, byte_view aad, byte_view plaintext) {
   bytes out(plaintext.size() + gcm_tag_bytes);
   if (aes_gcm_seal(key, nonce, aad, plaintext, out)) out.clear();
   return out;
 }
 
-/// AES-GCM decryption of ciphertext ‖ tag into `out` (sized sealed.size() - 16). On any failure
-/// (wrong sizes, a tag that does not verify) returns errc::decryption_failed and zeroes `out`, so
-/// no unauthenticated plaintext escapes.
+/// One message with a key used once: aes_gcm_key's open for this key.
 inline std::error_code aes_gcm_open(byte_view key, byte_view nonce, byte_view aad, byte_view sealed,
                                     std::span<std::uint8_t> out) noexcept {
-  if ((key.size() != 16 && key.size() != 24 && key.size() != 32) || nonce.size() != gcm_nonce_bytes ||
-      sealed.size() < gcm_tag_bytes || out.size() != sealed.size() - gcm_tag_bytes)
-    return errc::decryption_failed;
-  bool ok = false;
-#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
-  std::array<std::uint8_t, gcm_tag_bytes> tag;
-  detail::fuzzing_tag(key, nonce, aad, sealed.first(out.size()), tag.data());
-  ok = equal_constant_time(tag, sealed.subspan(out.size()));
-  if (ok) std::copy_n(sealed.begin(), out.size(), out.begin());
-#else
-  try {
-    CryptoPP::GCM<CryptoPP::AES>::Decryption dec;
-    dec.SetKeyWithIV(key.data(), key.size(), nonce.data(), nonce.size());
-    ok = dec.DecryptAndVerify(out.data(), sealed.data() + out.size(), gcm_tag_bytes, nonce.data(), gcm_nonce_bytes,
-                              aad.data(), aad.size(), sealed.data(), out.size());
-  } catch (const CryptoPP::Exception&) {
-    ok = false;
-  }
-#endif
-  if (!ok) {
-    std::fill(out.begin(), out.end(), std::uint8_t{0});
-    return errc::decryption_failed;
-  }
-  return {};
+  return aes_gcm_key(key).open(nonce, aad, sealed, out);
 }
 
 /// Convenience form returning the plaintext, or nothing when the tag does not verify.
@@ -410,79 +453,5 @@ inline std::optional<bytes> aes_gcm_open(byte_view key, byte_view nonce, byte_vi
   if (aes_gcm_open(key, nonce, aad, sealed, out)) return std::nullopt;
   return out;
 }
-
-/// AES-256-GCM keyed once, for the many messages of one session direction: the key schedule and
-/// the GHASH tables are computed on first use instead of for every message, which at 64 bytes is
-/// most of the cost. Each direction of a session only seals or only opens, so each half is made
-/// when first needed. Movable, not copyable; wipe() (or destruction) forgets the key: Crypto++
-/// zeroes its key schedule when it is destroyed, and the copy kept here is wiped.
-class aes_gcm_key {
- public:
-  aes_gcm_key() = default;
-  /// A context for a 32-byte key; an unkeyed one (every call fails) for any other size.
-  explicit aes_gcm_key(byte_view key) {
-    if (key.size() != 32) return;
-    state_ = std::make_unique<state>();
-    std::copy(key.begin(), key.end(), state_->key.data());
-  }
-  bool keyed() const noexcept { return state_ != nullptr; }
-  void wipe() noexcept { state_.reset(); }
-
-  /// As aes_gcm_seal() with this key.
-  std::error_code seal(byte_view nonce, byte_view aad, byte_view plaintext, std::span<std::uint8_t> out) const noexcept {
-    if (!state_ || nonce.size() != gcm_nonce_bytes || out.size() != plaintext.size() + gcm_tag_bytes) return errc::invalid_argument;
-#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
-    return aes_gcm_seal(state_->key.view(), nonce, aad, plaintext, out);
-#else
-    try {
-      if (!state_->enc) {
-        state_->enc.emplace();
-        state_->enc->SetKeyWithIV(state_->key.data(), 32, nonce.data(), nonce.size());
-      }
-      state_->enc->EncryptAndAuthenticate(out.data(), out.data() + plaintext.size(), gcm_tag_bytes, nonce.data(), gcm_nonce_bytes,
-                                          aad.data(), aad.size(), plaintext.data(), plaintext.size());
-    } catch (const CryptoPP::Exception&) {
-      return errc::invalid_argument;
-    }
-    return {};
-#endif
-  }
-
-  /// As aes_gcm_open() with this key: on any failure `out` is zeroed.
-  std::error_code open(byte_view nonce, byte_view aad, byte_view sealed, std::span<std::uint8_t> out) const noexcept {
-    if (!state_ || nonce.size() != gcm_nonce_bytes || sealed.size() < gcm_tag_bytes || out.size() != sealed.size() - gcm_tag_bytes)
-      return errc::decryption_failed;
-#ifdef PEERPROTO_FUZZING_UNSAFE_CRYPTO
-    return aes_gcm_open(state_->key.view(), nonce, aad, sealed, out);
-#else
-    bool ok = false;
-    try {
-      if (!state_->dec) {
-        state_->dec.emplace();
-        state_->dec->SetKeyWithIV(state_->key.data(), 32, nonce.data(), nonce.size());
-      }
-      ok = state_->dec->DecryptAndVerify(out.data(), sealed.data() + out.size(), gcm_tag_bytes, nonce.data(), gcm_nonce_bytes,
-                                         aad.data(), aad.size(), sealed.data(), out.size());
-    } catch (const CryptoPP::Exception&) {
-      ok = false;
-    }
-    if (!ok) {
-      std::fill(out.begin(), out.end(), std::uint8_t{0});
-      return errc::decryption_failed;
-    }
-    return {};
-#endif
-  }
-
- private:
-  struct state {
-    secret<32> key;
-#ifndef PEERPROTO_FUZZING_UNSAFE_CRYPTO
-    std::optional<CryptoPP::GCM<CryptoPP::AES>::Encryption> enc;
-    std::optional<CryptoPP::GCM<CryptoPP::AES>::Decryption> dec;
-#endif
-  };
-  std::unique_ptr<state> state_;
-};
 
 }  // namespace peerproto::crypto
