@@ -46,7 +46,6 @@ inline constexpr std::array limit_names{
     limit_name{"max_msg_type_chars", limit_unit::count, detail::n(limits::max_msg_type_chars), "ENV-5"},
     limit_name{"max_sequence_num", limit_unit::count, detail::n(limits::max_sequence_num), "ENV-14"},
     limit_name{"timestamp_tolerance_ms", limit_unit::duration_ms, detail::ms(limits::timestamp_tolerance), "RPL-1"},
-    limit_name{"replay_window_ms", limit_unit::duration_ms, detail::ms(limits::replay_window), "RPL-2"},
     limit_name{"max_replay_entries", limit_unit::count, detail::n(limits::max_replay_entries), "RPL-4"},
     limit_name{"handshake_timeout_ms", limit_unit::duration_ms, detail::ms(limits::handshake_timeout), "HS-16"},
     limit_name{"max_pending_handshakes_per_peer", limit_unit::count, detail::n(limits::max_pending_handshakes_per_peer), "HS-17"},

@@ -1,19 +1,29 @@
 // Replay protection for signed messages (SPEC §6): the timestamp tolerance and the bounded
 // (sender_id, nonce) cache, which fails closed when full instead of evicting live entries.
+//
+// An entry is kept exactly as long as the same envelope would pass the timestamp check (RPL-2):
+// until the node's clock is past the envelope's timestamp plus the tolerance. After that, RPL-1
+// refuses the envelope by its timestamp, so the nonce need not be remembered. The cache also
+// remembers how far it has forgotten (RPL-5), and refuses any envelope whose entry it may already
+// have forgotten, so that a clock stepping back never makes a used nonce acceptable again.
 #pragma once
 
 #include <peerproto/encoding.hpp>
 #include <peerproto/error.hpp>
+#include <peerproto/fault.hpp>
 #include <peerproto/version.hpp>
 
-#include <chrono>
-#include <cstdint>
+#include <boost/unordered/unordered_flat_map.hpp>
+
 #include <algorithm>
 #include <array>
-#include <deque>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -21,8 +31,7 @@ namespace peerproto {
 
 /// Limits of the replay cache (SPEC §18).
 struct replay_options {
-  std::chrono::milliseconds tolerance = limits::timestamp_tolerance;  ///< RPL-1
-  std::chrono::milliseconds window = limits::replay_window;           ///< RPL-2
+  std::chrono::milliseconds tolerance = limits::timestamp_tolerance;  ///< RPL-1, and how long an entry lives (RPL-2)
   std::size_t max_entries = limits::max_replay_entries;               ///< RPL-4
   /// RPL-6 for nodes without durable storage: refuse signed messages with a timestamp earlier
   /// than this (start time + tolerance). Leave at the epoch when the cache is persisted instead.
@@ -51,23 +60,26 @@ class replay_cache {
     return {};
   }
 
-  /// RPL-2: REPLAY_DETECTED when (sender, nonce) was accepted within the window. Changes nothing.
-  std::error_code check(std::string_view sender, const std::array<std::uint8_t, 16>& nonce,
+  /// RPL-2: REPLAY_DETECTED when (sender, nonce) is still remembered, or when an envelope with
+  /// timestamp `ts` could have been forgotten already (RPL-5). Changes nothing.
+  std::error_code check(std::string_view sender, const std::array<std::uint8_t, 16>& nonce, sys_milliseconds ts,
                         sys_milliseconds now) const {
+    if (expiry_of(ts) <= forgotten_through_) return errc::replay_detected;
     const auto it = seen_.find(key(sender, nonce));
     if (it != seen_.end() && it->second > now) return errc::replay_detected;
     return {};
   }
 
-  /// Records an accepted (sender, nonce), after its signature verified (RPL-3). Removes expired
-  /// entries first (RPL-5); if the cache is still full, returns RATE_LIMITED and records nothing
-  /// (RPL-4); retry_after() then says when a slot frees up.
-  std::error_code insert(std::string_view sender, const std::array<std::uint8_t, 16>& nonce, sys_milliseconds now) {
+  /// Records an accepted (sender, nonce) with its envelope's timestamp, after its signature
+  /// verified (RPL-3). Forgets expired entries first (RPL-5); if the cache is still full, returns
+  /// RATE_LIMITED and records nothing (RPL-4); retry_after() then says when a slot frees up.
+  std::error_code insert(std::string_view sender, const std::array<std::uint8_t, 16>& nonce, sys_milliseconds ts,
+                         sys_milliseconds now) {
     purge(now);
     if (seen_.size() >= opt_.max_entries) return errc::rate_limited;
-    auto k = key(sender, nonce);
-    const auto expiry = now + opt_.window;
-    if (seen_.insert_or_assign(k, expiry).second) order_.push_back({expiry, std::move(k)});
+    auto expiry = expiry_of(ts);
+    if (PEERPROTO_FAULT(short_replay_memory)) expiry = now + std::chrono::seconds(1);  // forgets too soon
+    add(key(sender, nonce), expiry);
     if (opt_.journal) journal_.push_back({std::string(sender), nonce, expiry});
     return {};
   }
@@ -76,59 +88,79 @@ class replay_cache {
   /// grows by at most one entry per accepted message between two calls.
   std::vector<replay_entry> take_journal() { return std::exchange(journal_, {}); }
 
-  /// Seconds (at least 1) until the oldest entry expires: the retry hint when the cache is full.
+  /// Seconds (at least 1) until the earliest entries expire: the retry hint when the cache is full.
   std::chrono::seconds retry_after(sys_milliseconds now) const {
-    if (order_.empty()) return std::chrono::seconds(1);
-    const auto wait = std::chrono::ceil<std::chrono::seconds>(order_.front().expiry - now);
+    if (by_second_.empty()) return std::chrono::seconds(1);
+    const auto wait = std::chrono::ceil<std::chrono::seconds>(by_second_.begin()->first - now);
     return std::max(wait, std::chrono::seconds(1));
   }
 
   std::size_t size() const noexcept { return seen_.size(); }
 
-  /// Visits every live entry as (sender, nonce, expiry), for persisting the cache (RPL-6).
-  template <class F>
-  void for_each(F&& f) const {
-    for (const auto& e : order_) {
-      const auto it = seen_.find(e.key);
-      if (it == seen_.end() || it->second != e.expiry) continue;
-      std::array<std::uint8_t, 16> nonce{};
-      std::copy_n(e.key.end() - 16, 16, nonce.begin());
-      f(std::string_view(e.key).substr(0, e.key.size() - 16), nonce, e.expiry);
-    }
-  }
+  /// Every entry that expires at or before this time may have been forgotten (RPL-5). A node that
+  /// persists the cache persists this with each purge and restores it after a restart.
+  sys_milliseconds forgotten_through() const noexcept { return forgotten_through_; }
 
-  /// Restores a persisted entry (after a restart). Expired entries and entries beyond the bound
-  /// are ignored.
+  /// Restores a persisted entry after a restart; expired ones are ignored. Entries beyond the bound
+  /// are restored too (the bound may have been lowered): the cache then refuses new entries
+  /// until enough expire, rather than forget a live one.
   void restore(std::string_view sender, const std::array<std::uint8_t, 16>& nonce, sys_milliseconds expiry,
                sys_milliseconds now) {
-    if (expiry <= now || seen_.size() >= opt_.max_entries) return;
-    auto k = key(sender, nonce);
-    if (seen_.insert_or_assign(k, expiry).second) order_.push_back({expiry, std::move(k)});
+    if (expiry > now) add(key(sender, nonce), expiry);
+  }
+
+  /// Restores forgotten_through() after a restart, and forgets nothing later than `now` was.
+  void restore_forgotten_through(sys_milliseconds t, sys_milliseconds now) {
+    forgotten_through_ = std::max({forgotten_through_, t, now});
   }
 
  private:
-  struct entry {
-    sys_milliseconds expiry;
-    std::string key;
+  // The sender is kept as a 64-bit hash beside the exact nonce: 24 bytes an entry instead of a
+  // string. Two senders whose hashes collide share their nonces' entries, which can only refuse a
+  // message (a nonce is random and used once), never accept one.
+  struct entry_key {
+    std::uint64_t sender;
+    std::array<std::uint8_t, 16> nonce;
+    bool operator==(const entry_key&) const = default;
   };
-  static std::string key(std::string_view sender, const std::array<std::uint8_t, 16>& nonce) {
-    std::string k(sender);
-    k.append(reinterpret_cast<const char*>(nonce.data()), nonce.size());
-    return k;
-  }
-  void purge(sys_milliseconds now) {
-    // Entries are appended with non-decreasing expiry as long as `now` does not go backwards; if it
-    // does, an entry may outlive its window by that step, which errs on the side of refusing.
-    while (!order_.empty() && order_.front().expiry <= now) {
-      const auto it = seen_.find(order_.front().key);
-      if (it != seen_.end() && it->second <= now) seen_.erase(it);
-      order_.pop_front();
+  struct key_hash {
+    std::size_t operator()(const entry_key& k) const noexcept {
+      std::uint64_t a = 0, b = 0;
+      std::memcpy(&a, k.nonce.data(), 8);
+      std::memcpy(&b, k.nonce.data() + 8, 8);
+      return static_cast<std::size_t>(k.sender ^ a ^ (b * 0x9e3779b97f4a7c15ULL));
     }
+  };
+
+  sys_milliseconds expiry_of(sys_milliseconds ts) const noexcept { return ts + opt_.tolerance + std::chrono::milliseconds(1); }
+  static entry_key key(std::string_view sender, const std::array<std::uint8_t, 16>& nonce) {
+    return {std::hash<std::string_view>{}(sender), nonce};
+  }
+
+  // Entries are grouped by the second after their expiry, so that forgetting walks whole groups
+  // in time order whatever order the timestamps arrived in.
+  void add(const entry_key& k, sys_milliseconds expiry) {
+    const auto [it, inserted] = seen_.try_emplace(k, expiry);
+    if (!inserted) {
+      if (it->second >= expiry) return;
+      it->second = expiry;  // the later expiry wins; the earlier group's copy is skipped when purged
+    }
+    by_second_[std::chrono::ceil<std::chrono::seconds>(expiry)].push_back(k);
+  }
+
+  void purge(sys_milliseconds now) {
+    while (!by_second_.empty() && by_second_.begin()->first <= now) {
+      for (const auto& k : by_second_.begin()->second)
+        if (const auto it = seen_.find(k); it != seen_.end() && it->second <= now) seen_.erase(it);
+      by_second_.erase(by_second_.begin());
+    }
+    forgotten_through_ = std::max(forgotten_through_, now);
   }
 
   replay_options opt_;
-  std::unordered_map<std::string, sys_milliseconds> seen_;
-  std::deque<entry> order_;
+  boost::unordered_flat_map<entry_key, sys_milliseconds, key_hash> seen_;
+  std::map<sys_milliseconds, std::vector<entry_key>> by_second_;  ///< whole seconds
+  sys_milliseconds forgotten_through_{};
   std::vector<replay_entry> journal_;
 };
 

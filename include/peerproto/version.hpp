@@ -44,8 +44,7 @@ inline constexpr std::size_t max_close_reason_chars = 256;             ///< SES-
 
 // Replay protection (SPEC §6).
 inline constexpr seconds timestamp_tolerance = 60s;                    ///< RPL-1
-inline constexpr seconds replay_window = 300s;                         ///< RPL-2
-inline constexpr std::size_t max_replay_entries = 100'000;             ///< RPL-4
+inline constexpr std::size_t max_replay_entries = 1'000'000;           ///< RPL-4
 
 // Handshake and sessions (SPEC §8, §9).
 inline constexpr seconds handshake_timeout = 30s;                      ///< HS-16

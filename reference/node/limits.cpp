@@ -26,7 +26,6 @@ void visit_limits(Config& c, F&& f) {
   fixed("max_msg_type_chars", limits::max_msg_type_chars);
   fixed("max_sequence_num", limits::max_sequence_num);
   f("timestamp_tolerance_ms", p.replay.tolerance);
-  f("replay_window_ms", p.replay.window);
   f("max_replay_entries", p.replay.max_entries);
   f("handshake_timeout_ms", p.handshake_timeout);
   f("max_pending_handshakes_per_peer", p.max_pending_per_peer);

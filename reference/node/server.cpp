@@ -455,7 +455,6 @@ server::server(asio::io_context& ioc, node_config cfg)
   engine_opt_ = cfg_.engine(id_->entity_id);
   limits_ = advertised_limits(cfg_);
   // Faults of the fault-injection node that advertise the configured limit and apply another.
-  if (PEERPROTO_FAULT(short_replay_memory)) engine_opt_.replay.window /= 100;
   if (PEERPROTO_FAULT(wide_timestamp_tolerance)) engine_opt_.replay.tolerance *= 2;
   if (PEERPROTO_FAULT(long_handshake_timeout)) engine_opt_.handshake_timeout *= 2;
   if (PEERPROTO_FAULT(long_session_idle)) engine_opt_.session.idle_ttl *= 2;
@@ -474,6 +473,7 @@ server::server(asio::io_context& ioc, node_config cfg)
     engine_->replay().restore(n.sender, n.nonce, n.expiry, t);
     ++nonces;
   }
+  engine_->replay().restore_forgotten_through(store_->nonces_forgotten_through(), t);
   for (const auto& s : store_->sessions()) sessions += engine_->restore_session(s) ? 1 : 0;
   (void)engine_->take_changed_sessions();
 

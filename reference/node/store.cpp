@@ -93,6 +93,14 @@ CREATE TABLE own_rotations(counter INTEGER PRIMARY KEY, statement TEXT NOT NULL)
 PRAGMA user_version = 3;
 )sql";
 
+// Version 4 adds how far the nonce table has been purged (RPL-5), so that a clock set back across
+// a restart does not make a purged nonce acceptable again.
+constexpr const char* schema_v4 = R"sql(
+CREATE TABLE nonce_floor(id INTEGER PRIMARY KEY CHECK(id = 0), forgotten_through_ms INTEGER NOT NULL);
+INSERT INTO nonce_floor VALUES(0, 0);
+PRAGMA user_version = 4;
+)sql";
+
 // The key that wraps session keys at rest: HKDF of the identity key's signature of a fixed label
 // (Ed25519 signatures are deterministic, and a key in a token can make one too).
 crypto::secret<32> wrap_key_of(const crypto::ed25519_keypair& identity) {
@@ -133,6 +141,7 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
     v.reset();
     if (version < 2) exec(schema_v2);
     if (version < 3) exec(schema_v3);
+    if (version < 4) exec(schema_v4);
     wrap_clear_keys();
     exec("COMMIT");
   } catch (...) {
@@ -310,10 +319,23 @@ void store::apply(const state_changes& c) {
   }
 }
 
+// RPL-5: the floor moves with the purge, in one transaction, and never back.
 void store::purge_nonces(sys_milliseconds now) {
-  statement s(prepare("DELETE FROM nonces WHERE expiry_ms <= ?"));
-  sqlite3_bind_int64(s.get(), 1, ms(now));
-  if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+  transaction([&] {
+    statement s(prepare("DELETE FROM nonces WHERE expiry_ms <= ?"));
+    sqlite3_bind_int64(s.get(), 1, ms(now));
+    if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+    statement f(prepare("UPDATE nonce_floor SET forgotten_through_ms = max(forgotten_through_ms, ?)"));
+    sqlite3_bind_int64(f.get(), 1, ms(now));
+    if (sqlite3_step(f.get()) != SQLITE_DONE) throw error(db_);
+    return true;
+  });
+}
+
+sys_milliseconds store::nonces_forgotten_through() {
+  statement s(prepare("SELECT forgotten_through_ms FROM nonce_floor"));
+  if (sqlite3_step(s.get()) != SQLITE_ROW) throw error(db_);
+  return from_ms(sqlite3_column_int64(s.get(), 0));
 }
 
 std::vector<replay_entry> store::nonces(sys_milliseconds now) {

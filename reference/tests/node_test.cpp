@@ -232,6 +232,30 @@ TEST(Node, SigkillAndRestartKeepAckedTasksAndRefuseReplays) {
   EXPECT_EQ(error_code_of((*again)[0].body), "REPLAY_DETECTED");
 }
 
+// RPL-5: the store's purge moves the nonce floor, never back, and the floor survives reopening.
+TEST(Node, NonceFloorMovesWithThePurgeAndSurvivesReopening) {
+  using namespace std::chrono_literals;
+  temp_dir dir;
+  const auto key = pp::crypto::ed25519_keypair::generate();
+  const pp::sys_milliseconds t{std::chrono::hours(500000)};
+  {
+    pn::store s(dir.path / "state.sqlite3", key);
+    EXPECT_EQ(s.nonces_forgotten_through(), pp::sys_milliseconds{});
+    pn::state_changes c;
+    c.nonces.push_back({"alice", {1}, t + 10s});
+    c.nonces.push_back({"alice", {2}, t + 100s});
+    s.apply(c);
+    s.purge_nonces(t + 50s);
+    s.purge_nonces(t + 20s);  // a clock set back does not move the floor back
+    EXPECT_EQ(s.nonces_forgotten_through(), t + 50s);
+  }
+  pn::store s(dir.path / "state.sqlite3", key);
+  EXPECT_EQ(s.nonces_forgotten_through(), t + 50s);
+  const auto live = s.nonces(t);
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(live[0].nonce[0], 2);
+}
+
 // Session keys at rest are wrapped under a key derived from the identity key: the database files
 // hold neither direction's key, and a database opened with another identity key refuses to give
 // its sessions.

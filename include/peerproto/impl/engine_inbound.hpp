@@ -78,13 +78,13 @@ inline outcome engine::process(request_context& ctx, std::string_view text) {
 // PROC-5, PROC-6 for a signature-authenticated message: replay cache, then signature.
 inline std::optional<outcome> engine::authenticate_signed(request_context& ctx, const envelope& e,
                                                           const crypto::public_key& key) {
-  if (replay_.check(e.sender_id, e.nonce, ctx.now) && !PEERPROTO_FAULT(skip_replay_check)) {
+  if (replay_.check(e.sender_id, e.nonce, e.timestamp.time, ctx.now) && !PEERPROTO_FAULT(skip_replay_check)) {
     audit(ctx, audit_event::replay_detected, e, errc::replay_detected, "nonce reused");
     return error_reply(ctx, {errc::replay_detected, "this nonce was already used by the sender"});
   }
   if (!verify_signature(e, key) && !PEERPROTO_FAULT(accept_any_signature))
     return auth_failed(ctx, e, {errc::invalid_signature, "the signature does not verify"});
-  if (replay_.insert(e.sender_id, e.nonce, ctx.now))
+  if (replay_.insert(e.sender_id, e.nonce, e.timestamp.time, ctx.now))
     return limited(ctx, e, replay_.retry_after(ctx.now), "the replay cache is full");
   rate_.authenticated(e.sender_id);
   return std::nullopt;
