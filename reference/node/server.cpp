@@ -583,16 +583,37 @@ void server::submit(std::string_view text, const std::string& remote, reply_fn d
   output_faults(o);
   if (trace_id.empty()) trace_id = new_trace_id();
   for (auto& a : o.audit) a.trace_id = trace_id;
-  persist(o, text, remote, trace_id);
-  after_commit_faults(o);
-  record(o, started);
-  if (o.what == outcome::kind::held) {
-    metrics_.held();
-    waiting_[o.request_nonce] = {std::move(done), started};
-  } else {
-    done(o);
+  for (auto& m : pending_.inbox)
+    if (m.trace_id.empty()) m.trace_id = trace_id;
+  note_trust_changes(o);
+  // Every request the event loop has ready now is handled before the commit, which it then shares.
+  if (batch_.empty()) asio::post(ioc_, [this] { flush(); });
+  batch_.push_back({std::move(o), std::string(text), remote, std::move(done), started});
+}
+
+void server::flush() {
+  auto batch = std::exchange(batch_, {});
+  bool failed = std::exchange(batch_lost_, false);
+  try {
+    commit(std::exchange(pending_, {}));
+  } catch (const store_error& e) {
+    log_->error("{}", e.what());
+    failed = true;
   }
-  for (const auto& r : o.released) route(r);
+  for (auto& h : batch) {
+    // ERR-7: nothing is acknowledged that is not stored.
+    if (failed && h.o.what != outcome::kind::silent)
+      h.o = engine_->refuse({errc::internal_error, "the node could not store its state"}, h.text, h.remote, system_now());
+    after_commit_faults(h.o);
+    record(h.o, h.started);
+    if (h.o.what == outcome::kind::held) {
+      metrics_.held();
+      waiting_[h.o.request_nonce] = {std::move(h.done), h.started};
+    } else {
+      h.done(h.o);
+    }
+    for (const auto& r : h.o.released) route(r);
+  }
   rearm();
 }
 
@@ -604,28 +625,27 @@ outcome server::refuse(const failure& f, std::string_view text, const std::strin
   return o;
 }
 
-// Everything the engine call changed is written before any reply leaves (RPL-6, SES-13). If the
-// write fails, the reply becomes INTERNAL_ERROR (ERR-7): nothing is acknowledged that is not stored.
-void server::persist(outcome& o, std::string_view text, const std::string& remote, const std::string& trace_id) {
-  state_changes c = std::exchange(pending_, {});
-  for (auto& m : c.inbox) m.trace_id = trace_id;
-  const auto pins = [&](const outcome& x) {
-    for (const auto& a : x.audit) {
-      if (a.event == audit_event::key_pinned && a.sender_id)
-        if (const auto key = trust_.key_for(*a.sender_id)) c.peers.emplace_back(*a.sender_id, *key);
-      if ((a.event == audit_event::key_rotated || a.event == audit_event::key_revoked) && a.sender_id)
-        if (const auto* r = trust_.rotation_of(*a.sender_id))  // KR-5: durable before the ack leaves
-          c.rotations.push_back({*a.sender_id, trust_.key_for(*a.sender_id), *r});
-    }
-  };
-  pins(o);
-  for (const auto& r : o.released) pins(r);
+void server::note_trust_changes(const outcome& o) {
+  for (const auto& a : o.audit) {
+    if (a.event == audit_event::key_pinned && a.sender_id)
+      if (const auto key = trust_.key_for(*a.sender_id)) pending_.peers.emplace_back(*a.sender_id, *key);
+    if ((a.event == audit_event::key_rotated || a.event == audit_event::key_revoked) && a.sender_id)
+      if (const auto* r = trust_.rotation_of(*a.sender_id))  // KR-5: durable before the ack leaves
+        pending_.rotations.push_back({*a.sender_id, trust_.key_for(*a.sender_id), *r});
+  }
+  for (const auto& r : o.released) note_trust_changes(r);
+}
+
+// Everything the engine changed is written before any reply leaves (RPL-6, SES-13). If the write
+// fails, the reply becomes INTERNAL_ERROR (ERR-7): nothing is acknowledged that is not stored.
+void server::persist(outcome& o) {
+  note_trust_changes(o);
   try {
-    commit(std::move(c));
+    commit(std::exchange(pending_, {}));
   } catch (const store_error& e) {
     log_->error("{}", e.what());
     if (o.what == outcome::kind::silent) return;
-    o = engine_->refuse({errc::internal_error, "the node could not store its state"}, text, remote, system_now());
+    o = engine_->refuse({errc::internal_error, "the node could not store its state"}, "", "", system_now());
   }
 }
 
@@ -638,7 +658,13 @@ void server::commit(state_changes c) {
     else c.gone.push_back(id);
   }
   const bool inbox = !c.inbox.empty();
-  store_->apply(c);
+  try {
+    store_->apply(c);
+  } catch (const store_error&) {
+    // The open batch's nonces and sessions were in this transaction: its replies must not claim them.
+    if (!batch_.empty()) batch_lost_ = true;
+    throw;
+  }
   if (inbox) control_->inbox_changed();
   rearm();
 }
@@ -681,7 +707,7 @@ void server::on_poll() {
   auto outs = engine_->poll(system_now());
   for (auto& o : outs) {
     output_faults(o);
-    persist(o, "", "");
+    persist(o);
     record(o, started);
     route(o);
   }

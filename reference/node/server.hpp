@@ -105,9 +105,15 @@ class server {
  private:
   friend class control;
   void accept();
-  void persist(outcome& o, std::string_view text, const std::string& remote, const std::string& trace_id = {});
+  /// Adds the trust changes an outcome's audit records name (pins, rotations) to pending_.
+  void note_trust_changes(const outcome& o);
+  /// Commits everything pending for an outcome of a timer; on failure, it becomes INTERNAL_ERROR.
+  void persist(outcome& o);
   /// Writes what the engine changed, with `extra`, in one transaction. Throws store_error.
   void commit(state_changes extra);
+  /// Group commit: commits what the requests of one turn of the event loop changed, in one
+  /// transaction, then sends their replies.
+  void flush();
   void record(const outcome& o, std::chrono::steady_clock::time_point started);
   void route(const outcome& o);
   void rearm();
@@ -143,6 +149,15 @@ class server {
     std::chrono::steady_clock::time_point started;
   };
   std::unordered_map<std::string, waiter> waiting_;  ///< held requests by nonce
+  // Requests handled since the last flush(), whose replies wait for its commit (RPL-6, SES-13).
+  struct handled {
+    outcome o;
+    std::string text, remote;
+    reply_fn done;
+    std::chrono::steady_clock::time_point started;
+  };
+  std::vector<handled> batch_;
+  bool batch_lost_ = false;  ///< a commit failed while a batch was open: its replies become INTERNAL_ERROR
 };
 
 }  // namespace peerproto::node

@@ -1,6 +1,7 @@
 #include "store.hpp"
 
 #include <peerproto/encoding.hpp>
+#include <peerproto/fault.hpp>
 
 #include <sqlite3.h>
 
@@ -209,6 +210,8 @@ store::statement store::prepare(const std::string& sql) {
 
 void store::apply(const state_changes& c) {
   if (c.empty()) return;
+  if (PEERPROTO_FAULT(store_write_fails) && !c.nonces.empty())  // a full disk, for the tests of ERR-7
+    throw store_error("state database: database or disk is full (injected)");
   exec("BEGIN IMMEDIATE");
   try {
     const auto step = [&](sqlite3_stmt* s) {

@@ -23,7 +23,10 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 
 namespace pp = peerproto;
 namespace pn = peerproto::node;
@@ -487,6 +490,38 @@ TEST(Node, PinnedTrustRefusesUnknownKeysAndAcceptsPinnedOnes) {
   const auto refused = bad.handshake(peer, *bad.learn_identity(peer));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.code(), pp::errc::unknown_sender);
+}
+
+// ERR-7 with group commit: requests from several connections share a transaction; when it cannot
+// be written, every one of them gets INTERNAL_ERROR and none is acknowledged, and the node goes on.
+TEST(Node, AStoreThatCannotWriteAcknowledgesNoRequestOfTheBatch) {
+  temp_dir dir;
+  const auto alice_key = dir.path / "alice.key";
+  const auto alice = peerproto::generate_key_file(alice_key, "alice");
+  std::ofstream(dir.path / "peers") << "alice " << pp::hex_encode(alice.key.public_key_bytes()) << "\n";
+  ::setenv("PEERPROTO_FAULT", "store_write_fails", 1);
+  node_process bob(dir.path, "bob", {"--peers", (dir.path / "peers").string(), "--rate-multiplier", "1000"},
+                   PEERPROTO_NODE_FAULTS_BINARY);
+  ::unsetenv("PEERPROTO_FAULT");
+  const auto peer = url(bob.http_url());
+  std::mutex m;
+  std::map<std::string, int> answers;  // "status code" -> count
+  std::vector<std::thread> senders;
+  for (int t = 0; t < 4; ++t)
+    senders.emplace_back([&] {
+      pn::client c(peerproto::load_key_file(alice_key));
+      for (int i = 0; i < 25; ++i) {
+        const auto msg = c.protocol().send_sessionless("bob", "ping", {{"n", i}}, pp::system_now());
+        const auto r = c.exchange(peer, {msg});
+        std::lock_guard lock(m);
+        ++answers[r ? std::to_string((*r)[0].status) + " " + error_code_of((*r)[0].body) : "transport error"];
+      }
+    });
+  for (auto& s : senders) s.join();
+  EXPECT_EQ(answers, (std::map<std::string, int>{{"500 INTERNAL_ERROR", 100}}));
+  raw_socket health(bob.port());
+  health.send("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(status_of(health.read_until_close().first), 200);
 }
 
 TEST(Node, ThousandSessionsAndResidentMemory) {
