@@ -61,6 +61,18 @@ RC_GTEST_PROP(Envelope, SerializeThenParseGivesTheSameEnvelope, ()) {
   RC_ASSERT(pp::serialize(*parsed) == text);
 }
 
+// The direct writer (members in their fixed order) gives exactly the JCS of the envelope's JSON
+// object, for the wire form, the signing input and the associated data.
+RC_GTEST_PROP(Envelope, DirectCanonicalFormEqualsJcsOfTheJsonObject, ()) {
+  auto e = *complete_envelope();
+  if (*rc::gen::arbitrary<bool>()) e.signature = pp::crypto::signature{};  // both members at once
+  for (const auto leave_out : {pp::omit::none, pp::omit::signature, pp::omit::signature_and_ciphertext}) {
+    std::string direct;
+    pp::append_canonical(direct, e, leave_out);
+    RC_ASSERT(direct == pp::jcs::canonicalize(pp::to_json(e, leave_out)));
+  }
+}
+
 RC_GTEST_PROP(Envelope, SealedPayloadOpensToWhatWasSealed, ()) {
   auto e = *pp::gen::header();
   e.version = "1.1";

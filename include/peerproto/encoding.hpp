@@ -213,18 +213,24 @@ inline std::string format_timestamp(const utc_timestamp& ts) {
   const auto day = floor<days>(ts.time);
   const year_month_day ymd{day};
   const hh_mm_ss hms{ts.time - day};
-  char buf[32];
-  int n = std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d", static_cast<int>(ymd.year()),
-                        static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                        static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
-                        static_cast<int>(hms.seconds().count()));
-  std::string out(buf, static_cast<std::size_t>(n));
-  const auto ms = static_cast<int>(hms.subseconds().count());
+  const auto ms = static_cast<unsigned>(hms.subseconds().count());
   const int needed = ms % 1000 == 0 ? 0 : ms % 100 == 0 ? 1 : ms % 10 == 0 ? 2 : 3;
-  if (const int digits = std::max(ts.fraction_digits, needed); digits > 0) {
-    std::snprintf(buf, sizeof buf, "%03d", ms);
-    out += '.';
-    out.append(buf, static_cast<std::size_t>(digits));
+  const int digits = std::max(ts.fraction_digits, needed);
+  std::string out("0000-00-00T00:00:00.000Z");
+  const auto put = [&out](std::size_t at, unsigned value, int width) {
+    for (int i = width - 1; i >= 0; --i, value /= 10) out[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + value % 10);
+  };
+  put(0, static_cast<unsigned>(static_cast<int>(ymd.year())), 4);
+  put(5, static_cast<unsigned>(ymd.month()), 2);
+  put(8, static_cast<unsigned>(ymd.day()), 2);
+  put(11, static_cast<unsigned>(hms.hours().count()), 2);
+  put(14, static_cast<unsigned>(hms.minutes().count()), 2);
+  put(17, static_cast<unsigned>(hms.seconds().count()), 2);
+  put(20, ms, 3);
+  if (digits == 0) {
+    out.resize(19);
+  } else {
+    out.resize(20 + static_cast<std::size_t>(digits));
   }
   out += 'Z';
   return out;

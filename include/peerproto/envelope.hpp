@@ -121,7 +121,8 @@ inline result<void> check_members(const boost::json::object& o, std::string_view
 /// handshake (ENV-4, VER-4). Does not check the recipient, the clock, or the signature.
 inline result<envelope> envelope_from_json(const boost::json::value& value);
 
-/// The same, taking the payload out of `value` instead of copying it.
+/// The same, taking the payload out of `value` (moved when `value` uses the default resource,
+/// copied into it otherwise: an envelope owns its payload).
 inline result<envelope> envelope_from_json(boost::json::value&& value) {
   boost::json::object payload;
   if (auto* o = value.if_object())
@@ -192,7 +193,7 @@ inline result<envelope> envelope_from_json(const boost::json::value& value) {
   if (payload) {
     if (!payload->is_object()) return bad("payload", "is not a JSON object");
     if (e.is_sealed_session_message()) return bad("payload", "is not allowed in a v1.1 session message (use encrypted_payload)");
-    e.payload = payload->get_object();
+    e.payload.emplace(payload->get_object(), boost::json::storage_ptr());  // owned, whatever `value` was parsed into
   } else {
     if (!e.is_sealed_session_message()) return bad("encrypted_payload", "is only allowed in a v1.1 session message");
     const auto* s = sealed->if_string();
@@ -221,7 +222,11 @@ inline result<envelope> envelope_from_json(const boost::json::value& value) {
 /// Parses and validates envelope text: the strict JSON rules of §3 (PAYLOAD_TOO_LARGE over
 /// lim.max_bytes, INVALID_FORMAT otherwise), then envelope_from_json.
 inline result<envelope> parse_envelope(std::string_view text, const jcs::parse_limits& lim = {}) {
-  auto value = jcs::parse_strict(text, lim);
+  // The parsed tree lives in one arena (on the stack for small envelopes) and dies here; only the
+  // payload is copied out, with the default resource, into the envelope.
+  std::array<unsigned char, 4096> first_block;
+  boost::json::monotonic_resource arena(first_block.data(), first_block.size());
+  auto value = jcs::parse_strict(text, lim, &arena);
   if (!value) return value.error();
   return envelope_from_json(std::move(*value));
 }
@@ -248,11 +253,73 @@ inline boost::json::object to_json(const envelope& e, omit leave_out = omit::non
   return o;
 }
 
+/// Appends the canonical form (JCS-1) of to_json(e, leave_out) without building it: the members
+/// are written in their fixed order (RFC 8785 §3.2.3 sorts these names the same way every time,
+/// and they need no escapes), and only the payload goes through the general canonicalizer.
+inline void append_canonical(std::string& out, const envelope& e, omit leave_out = omit::none) {
+  out.reserve(out.size() + 160 + e.msg_type.size() + e.sender_id.size() + e.recipient_id.size() +
+              (e.encrypted_payload ? e.encrypted_payload->size() * 4 / 3 + 4 : 0));
+  char separator = '{';
+  const auto name = [&](std::string_view member) {
+    out += separator;
+    separator = ',';
+    out += '"';
+    out += member;
+    out += "\":";
+  };
+  const auto quoted = [&](const std::string& text) {
+    out += '"';
+    out += text;
+    out += '"';
+  };
+  if (e.encrypted_payload && leave_out != omit::signature_and_ciphertext) {
+    name("encrypted_payload");
+    quoted(base64_encode(*e.encrypted_payload));
+  }
+  name("msg_type");
+  jcs::append_string(out, e.msg_type);
+  name("nonce");
+  quoted(hex_encode(e.nonce));
+  if (e.payload) {
+    name("payload");
+    jcs::append_canonical(out, *e.payload);
+  }
+  name("recipient_id");
+  jcs::append_string(out, e.recipient_id);
+  name("sender_id");
+  jcs::append_string(out, e.sender_id);
+  if (e.sequence_num) {
+    name("sequence_num");
+    jcs::append_number(out, static_cast<double>(*e.sequence_num));
+  }
+  if (e.session_id) {
+    name("session_id");
+    quoted(format_uuid(*e.session_id));
+  }
+  if (e.signature && leave_out == omit::none) {
+    name("signature");
+    quoted(hex_encode(*e.signature));
+  }
+  name("timestamp");
+  quoted(format_timestamp(e.timestamp));
+  name("version");
+  jcs::append_string(out, e.version);
+  out += '}';
+}
+
 /// The envelope's canonical JSON text (JCS-3: what senders put on the wire).
-inline std::string serialize(const envelope& e) { return jcs::canonicalize(to_json(e)); }
+inline std::string serialize(const envelope& e) {
+  std::string out;
+  append_canonical(out, e);
+  return out;
+}
 
 /// The bytes an Ed25519 signature covers: JCS of the envelope without `signature` (SIG-1).
-inline std::string signing_input(const envelope& e) { return jcs::canonicalize(to_json(e, omit::signature)); }
+inline std::string signing_input(const envelope& e) {
+  std::string out;
+  append_canonical(out, e, omit::signature);
+  return out;
+}
 
 /// Signs `e` with `key`, replacing any earlier signature.
 inline void sign(envelope& e, const crypto::ed25519_keypair& key) {
@@ -274,7 +341,9 @@ inline std::array<std::uint8_t, 12> session_nonce(std::uint64_t sequence_num) no
 
 /// ENC-3: the associated data, JCS of the envelope without `encrypted_payload` and `signature`.
 inline std::string associated_data(const envelope& e) {
-  return jcs::canonicalize(to_json(e, omit::signature_and_ciphertext));
+  std::string out;
+  append_canonical(out, e, omit::signature_and_ciphertext);
+  return out;
 }
 
 /// Seals `payload` into `e` with the direction's 32-byte key (ENC-1..ENC-3): sets

@@ -14,10 +14,12 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,12 +57,12 @@ namespace detail {
 
 class strict_parser {
  public:
-  strict_parser(std::string_view text, const parse_limits& lim)
-      : begin_(text.data()), p_(text.data()), end_(text.data() + text.size()), lim_(lim) {}
+  strict_parser(std::string_view text, const parse_limits& lim, boost::json::storage_ptr sp)
+      : begin_(text.data()), p_(text.data()), end_(text.data() + text.size()), lim_(lim), sp_(std::move(sp)) {}
 
   result<boost::json::value> run() {
     skip_ws();
-    boost::json::value v;
+    boost::json::value v(sp_);
     if (!parse_value(v, 1)) return fail();
     skip_ws();
     if (p_ != end_) return failure{errc::invalid_format, "unexpected data after the JSON value" + where()};
@@ -72,6 +74,7 @@ class strict_parser {
   const char* p_;
   const char* const end_;
   const parse_limits& lim_;
+  boost::json::storage_ptr sp_;  ///< where every value is allocated
   std::string error_;
 
   result<boost::json::value> fail() { return failure{errc::invalid_format, error_ + where()}; }
@@ -97,7 +100,7 @@ class strict_parser {
       case '{': return parse_object(out, depth);
       case '[': return parse_array(out, depth);
       case '"': {
-        boost::json::string s;
+        boost::json::string s(sp_);
         if (!parse_string(s)) return false;
         out = std::move(s);
         return true;
@@ -112,7 +115,7 @@ class strict_parser {
   bool parse_object(boost::json::value& out, std::size_t depth) {
     if (depth > lim_.max_depth) return error("nesting deeper than the limit");
     ++p_;  // '{'
-    boost::json::object obj;
+    boost::json::object obj(sp_);
     skip_ws();
     if (p_ != end_ && *p_ == '}') {
       ++p_;
@@ -128,7 +131,7 @@ class strict_parser {
       if (p_ == end_ || *p_ != ':') return error("expected ':'");
       ++p_;
       skip_ws();
-      boost::json::value v;
+      boost::json::value v(sp_);
       if (!parse_value(v, depth + 1)) return false;
       if (!obj.emplace(key, std::move(v)).second && !PEERPROTO_FAULT(accept_duplicate_members)) return error("duplicate member name");  // emplace never overwrites
       skip_ws();
@@ -144,7 +147,7 @@ class strict_parser {
   bool parse_array(boost::json::value& out, std::size_t depth) {
     if (depth > lim_.max_depth) return error("nesting deeper than the limit");
     ++p_;  // '['
-    boost::json::array arr;
+    boost::json::array arr(sp_);
     skip_ws();
     if (p_ != end_ && *p_ == ']') {
       ++p_;
@@ -153,7 +156,7 @@ class strict_parser {
     }
     for (;;) {
       skip_ws();
-      boost::json::value v;
+      boost::json::value v(sp_);
       if (!parse_value(v, depth + 1)) return false;
       arr.push_back(std::move(v));
       skip_ws();
@@ -309,12 +312,14 @@ class strict_parser {
 /// Parses `text` strictly (SPEC §3). Errors: PAYLOAD_TOO_LARGE when text is longer than
 /// lim.max_bytes (checked before any parsing), INVALID_FORMAT for everything else, with a message
 /// naming the problem and its byte offset. Any JSON value is accepted at the top level; callers
-/// that need an object check for one.
-inline result<boost::json::value> parse_strict(std::string_view text, const parse_limits& lim = {}) {
+/// that need an object check for one. Every value is allocated from `sp` (default: the default
+/// resource); the caller keeps that resource alive as long as the value.
+inline result<boost::json::value> parse_strict(std::string_view text, const parse_limits& lim = {},
+                                               boost::json::storage_ptr sp = {}) {
   if (text.size() > lim.max_bytes)
     return failure{errc::payload_too_large, "the text is " + std::to_string(text.size()) + " bytes; the limit is " +
                                                 std::to_string(lim.max_bytes)};
-  return detail::strict_parser(text, lim).run();
+  return detail::strict_parser(text, lim, std::move(sp)).run();
 }
 
 // ---------------------------------------------------------------- serialization
@@ -330,6 +335,13 @@ inline void append_number(std::string& out, double v) {
   if (v < 0) {
     out += '-';
     v = -v;
+  }
+  // An integer below 2^53 is exact, and its shortest form is its digits in plain notation (n ≤ 16).
+  if (v < 9007199254740992.0 && v == static_cast<double>(static_cast<std::uint64_t>(v))) {
+    char buf[20];
+    const auto r = std::to_chars(buf, buf + sizeof buf, static_cast<std::uint64_t>(v));
+    out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+    return;
   }
   // Shortest round-trip digits from to_chars in scientific form: "d[.ddd]e±xx".
   char buf[64];
@@ -446,9 +458,12 @@ inline void append_canonical(std::string& out, const boost::json::value& v) {
     }
     case boost::json::kind::object: {
       const auto& obj = v.get_object();
-      std::vector<const boost::json::key_value_pair*> members;
-      members.reserve(obj.size());
-      for (const auto& kv : obj) members.push_back(&kv);
+      // Small objects (most payloads) sort on the stack.
+      std::array<const boost::json::key_value_pair*, 16> few;
+      std::vector<const boost::json::key_value_pair*> many(obj.size() > few.size() ? obj.size() : 0);
+      const std::span<const boost::json::key_value_pair*> members(many.empty() ? few.data() : many.data(), obj.size());
+      std::size_t i = 0;
+      for (const auto& kv : obj) members[i++] = &kv;
       std::sort(members.begin(), members.end(),
                 [](const auto* a, const auto* b) { return detail::utf16_less(a->key(), b->key()); });
       out += '{';
