@@ -1,12 +1,37 @@
 // Framing: canonicalization, envelope parse + validate, serialize, sign + serialize, parse +
 // verify, session seal and open of whole envelopes, and chunk split + reassembly; baselines
-// boost::json::parse / serialize of the same bytes and memcpy, in the same binary.
+// boost::json::parse / serialize of the same bytes and memcpy, in the same binary. Also the peak
+// heap memory of the receiving side of a transfer, counted by this binary's operator new.
 #include <peerproto/chunking.hpp>
 #include <peerproto/envelope.hpp>
 
 #include <benchmark/benchmark.h>
 
+#include <malloc.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
+
+// Heap accounting for chunk_reassembly_peak: while `counting`, the bytes allocated and not yet
+// freed (as malloc_usable_size counts them) and their peak. Off, it costs one branch per call.
+namespace heap {
+bool counting = false;
+std::size_t live = 0, peak = 0;
+}  // namespace heap
+
+void* operator new(std::size_t n) {
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (!p) throw std::bad_alloc();
+  if (heap::counting) heap::peak = std::max(heap::peak, heap::live += malloc_usable_size(p));
+  return p;
+}
+void operator delete(void* p) noexcept {
+  if (p && heap::counting) heap::live -= std::min(heap::live, malloc_usable_size(p));
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
 
 namespace pp = peerproto;
 namespace json = boost::json;
@@ -146,6 +171,35 @@ void chunk_roundtrip_peerproto(benchmark::State& st) {
   }
   bytes_done(st, static_cast<std::size_t>(st.range(0)) << 20);
 }
+// The receiving side of an N MiB transfer: the sender's chunks are made first; then the heap
+// bytes the reassembler holds, at their peak, while it takes each chunk (a fresh copy, as one
+// parsed off the wire is) and parses the payload. Counter: peak_over_payload (target ≤ 2.5).
+void chunk_reassembly_peak(benchmark::State& st) {
+  const std::size_t size = static_cast<std::size_t>(st.range(0)) << 20;
+  const json::object payload{{"blob", std::string(size - 11, 'x')}};
+  const auto chunks = pp::split(payload, "task_delegate", pp::limits::max_chunk_data_bytes, pp::make_uuid_v4(pp::crypto::random_array<16>()));
+  if (!chunks) return st.SkipWithError(chunks.error().message.c_str());
+  double worst = 0;
+  for (auto _ : st) {
+    heap::live = heap::peak = 0;
+    heap::counting = true;
+    {
+      pp::reassembler r;
+      for (const auto& c : *chunks) {
+        auto copy = c;
+        auto out = r.add("alice", std::move(copy), {});
+        if (!out) heap::counting = false;
+        benchmark::DoNotOptimize(out);
+      }
+    }
+    const bool complete = heap::counting;
+    heap::counting = false;
+    if (!complete) return st.SkipWithError("a chunk was refused");
+    worst = std::max(worst, static_cast<double>(heap::peak) / static_cast<double>(size));
+  }
+  st.counters["peak_over_payload"] = worst;
+  bytes_done(st, size);
+}
 void chunk_roundtrip_memcpy(benchmark::State& st) {
   const std::string src(static_cast<std::size_t>(st.range(0)) << 20, 'x');
   std::string dst(src.size(), '\0');
@@ -169,5 +223,6 @@ BENCHMARK(seal_envelope_peerproto)->Name("seal_envelope/peerproto")->Apply(sizes
 BENCHMARK(open_envelope_peerproto)->Name("open_envelope/peerproto")->Apply(sizes);
 BENCHMARK(chunk_roundtrip_peerproto)->Name("chunk_split_reassemble/peerproto")->Arg(1)->Arg(16)->Arg(64)->Unit(benchmark::kMillisecond);
 BENCHMARK(chunk_roundtrip_memcpy)->Name("chunk_split_reassemble/memcpy")->Arg(1)->Arg(16)->Arg(64)->Unit(benchmark::kMillisecond);
+BENCHMARK(chunk_reassembly_peak)->Name("chunk_reassembly_peak/peerproto")->Arg(64)->Unit(benchmark::kMillisecond)->Iterations(2);
 
 BENCHMARK_MAIN();

@@ -5,7 +5,8 @@
 // is in both figures; only the node's reply is opened and checked.
 //
 // Names: "<transport>_<mode>/<peerproto|echo>/<connections>"; each iteration is 64 round trips per
-// connection; counters p50_us and p99_us are per round trip.
+// connection; counters p50_us and p99_us are per round trip, and server_cpu_us is the server
+// thread's CPU time per message (its thread CPU clock over the timed iterations).
 #include "node/client.hpp"
 #include "node/server.hpp"
 
@@ -35,6 +36,14 @@ namespace {
 
 constexpr int round_trips = 64;
 
+// CPU time a thread has used so far, in seconds.
+double thread_cpu_seconds(std::thread& t) {
+  clockid_t id{};
+  timespec ts{};
+  if (pthread_getcpuclockid(t.native_handle(), &id) != 0 || clock_gettime(id, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 
 // ------------------------------------------------------------ the baseline: a Beast echo server
 
@@ -49,6 +58,7 @@ class echo_server {
     thread_.join();
   }
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  double cpu_seconds() { return thread_cpu_seconds(thread_); }
 
  private:
   struct session : std::enable_shared_from_this<session> {
@@ -132,6 +142,7 @@ class node_under_test {
   }
   std::uint16_t port() const { return server_->port(); }
   std::filesystem::path client_key() const { return dir_ / "client.key"; }
+  double cpu_seconds() { return thread_cpu_seconds(thread_); }
 
  private:
   std::filesystem::path dir_;
@@ -189,8 +200,11 @@ void bench_round_trips(benchmark::State& state, bool ws, bool encrypted, bool to
   std::vector<double> latencies;
   std::mutex m;
   bool failed = false;
+  double server_cpu = 0;
+  const auto server_cpu_now = [&] { return to_node ? node().cpu_seconds() : echo().cpu_seconds(); };
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
+    const auto cpu0 = server_cpu_now();
     std::vector<std::thread> threads;
     for (auto& w : workers)
       threads.emplace_back([&, wp = w.get()] {
@@ -206,13 +220,16 @@ void bench_round_trips(benchmark::State& state, bool ws, bool encrypted, bool to
         latencies.insert(latencies.end(), mine.begin(), mine.end());
       });
     for (auto& t : threads) t.join();
+    server_cpu += server_cpu_now() - cpu0;
     state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (failed) {
       state.SkipWithError("a round trip failed");
       break;
     }
   }
-  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(connections) * round_trips);
+  const auto messages = state.iterations() * static_cast<std::int64_t>(connections) * round_trips;
+  state.SetItemsProcessed(messages);
+  if (messages > 0) state.counters["server_cpu_us"] = server_cpu * 1e6 / static_cast<double>(messages);
   if (!latencies.empty()) {
     std::sort(latencies.begin(), latencies.end());
     state.counters["p50_us"] = latencies[latencies.size() / 2];

@@ -4,6 +4,7 @@
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <tuple>
@@ -65,14 +66,16 @@ RC_GTEST_PROP(ReplayCache, NoEnvelopeIsEverAcceptedTwiceWhateverTheClockAndResta
         RC_ASSERT(may_remember || maybe_forgotten);  // refused only for a reason RPL-2/RPL-5 gives
       } else {
         RC_ASSERT(!must_remember && !maybe_forgotten);
-        const auto before = cache.size();
+        // RPL-4, RPL-5: refused only when the entries the cache must still remember fill it.
+        const auto limit = std::max(forgotten, now);
+        const auto remembered = std::count_if(live.begin(), live.end(), [&](const auto& kv) { return kv.second > limit; });
         if (!cache.insert(s, nonce_of(x.nonce), ts, now)) {
           RC_ASSERT(accepted.insert({x.sender, x.nonce, ts.time_since_epoch().count()}).second);  // never twice
           live[pair] = std::max(live[pair], expiry);
         } else {
-          RC_ASSERT(before >= max_entries);  // refused only when full
+          RC_ASSERT(static_cast<std::size_t>(remembered) >= max_entries);
         }
-        forgotten = std::max(forgotten, now);  // insert purges up to now
+        forgotten = limit;  // insert purges up to the limit
       }
     }
     for (auto& e : cache.take_journal()) {
@@ -134,6 +137,17 @@ TEST(ReplayCache, FailsClosedWhenFullAndReportsRetryAfter) {
   EXPECT_EQ(cache.retry_after(t + 20s), 41s);  // the first entry's second ends at t + 61 s
   EXPECT_EQ(cache.size(), 2u);
   EXPECT_FALSE(cache.insert("a", nonce_of(3), t + 61s, t + 61s));  // the first entry expired
+  EXPECT_EQ(cache.size(), 2u);
+}
+
+// RPL-5: entries that expired within the current second do not keep a full cache full.
+TEST(ReplayCache, EntriesExpiredWithinTheSecondDoNotCountWhenFull) {
+  const pp::sys_milliseconds t{std::chrono::hours(500000) + 100ms};
+  pp::replay_cache cache({60s, 2, {}});
+  ASSERT_FALSE(cache.insert("a", nonce_of(1), t, t));              // expires t + 60.001 s
+  ASSERT_FALSE(cache.insert("a", nonce_of(2), t + 500ms, t));      // expires t + 60.501 s, same second
+  EXPECT_EQ(cache.insert("a", nonce_of(3), t, t + 60s), pp::errc::rate_limited);
+  EXPECT_FALSE(cache.insert("a", nonce_of(3), t + 60s, t + 60100ms));  // the first has expired
   EXPECT_EQ(cache.size(), 2u);
 }
 

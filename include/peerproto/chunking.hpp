@@ -1,6 +1,13 @@
 // Chunked transfer (SPEC §12): the `chunk` payload, the sender's split, and the receiver's
 // reassembler. The reassembler's memory grows only with data that has arrived (CHK-12), never
 // with a claimed total or size, and every limit is in reassembly_options.
+//
+// The reassembler keeps each chunk's bytes as they arrived (no copy) and hashes the chunks in
+// order as soon as they continue the hashed prefix, so the SHA-256 is mostly done when the last
+// chunk arrives. At the end the chunks are copied into one buffer of exactly the received size,
+// each freed once copied (so the resident memory stays near the payload's size while it is
+// copied), and the payload is parsed from it: the peak is the payload twice, the text and the
+// parsed value.
 #pragma once
 
 #include <peerproto/fault.hpp>
@@ -153,7 +160,7 @@ class reassembler {
         return failure{errc::chunk_error, "too many transfers in progress from this sender"};
       if (bytes_held_ + c.data.size() > opt_.max_total_bytes)
         return failure{errc::rate_limited, "reassembly memory is full"};
-      it = transfers_.emplace(std::move(k), transfer{c.total, c.total_size, c.sha256, c.original_msg_type, {}, 0, now}).first;
+      it = transfers_.emplace(std::move(k), transfer(c, now)).first;
     }
     transfer& t = it->second;
     if (t.total != c.total || t.total_size != c.total_size || t.sha256 != c.sha256 ||
@@ -169,8 +176,9 @@ class reassembler {
       return failure{errc::rate_limited, "reassembly memory is full"};
     t.received += c.data.size();
     bytes_held_ += c.data.size();
-    t.parts.emplace(c.index, std::move(c.data));
     t.last_activity = now;
+    t.parts.emplace(c.index, std::move(c.data));
+    for (auto p = t.parts.find(t.hashed); p != t.parts.end() && p->first == t.hashed; ++p, ++t.hashed) t.hash.update(p->second);
     if (t.parts.size() < t.total) return outcome{outcome::kind::stored, std::nullopt, {}};
     return finish(it, now);
   }
@@ -207,9 +215,16 @@ class reassembler {
     std::uint64_t total_size;
     crypto::digest sha256;
     std::string original_msg_type;
-    std::map<std::uint32_t, bytes> parts;  ///< only chunks that arrived
-    std::uint64_t received;
+    std::map<std::uint32_t, bytes> parts;   ///< only chunks that arrived
+    std::uint32_t hashed = 0;               ///< chunks 0 .. hashed-1 are in `hash`
+    crypto::sha256_stream hash;
+    std::uint64_t received = 0;             ///< bytes of every chunk that arrived
     sys_milliseconds last_activity;
+
+    /// A transfer as its first chunk to arrive describes it.
+    transfer(const chunk& first, sys_milliseconds now)
+        : total(first.total), total_size(first.total_size), sha256(first.sha256),
+          original_msg_type(first.original_msg_type), last_activity(now) {}
   };
   using map_type = std::map<key, transfer>;
 
@@ -230,10 +245,10 @@ class reassembler {
   result<outcome> finish(map_type::iterator it, sys_milliseconds now) {
     transfer& t = it->second;
     if (t.received != t.total_size) return drop(it, "reassembled size differs from total_size");
+    if (t.hash.final() != t.sha256 && !PEERPROTO_FAULT(skip_chunk_hash)) return drop(it, "reassembled bytes do not match sha256");
     std::string text;
-    text.reserve(t.received);
-    for (const auto& [index, part] : t.parts) text.append(part.begin(), part.end());
-    if (crypto::sha256(as_bytes(text)) != t.sha256 && !PEERPROTO_FAULT(skip_chunk_hash)) return drop(it, "reassembled bytes do not match sha256");
+    text.reserve(t.received);  // all of it has arrived (CHK-12)
+    for (auto p = t.parts.begin(); p != t.parts.end(); p = t.parts.erase(p)) text.append(p->second.begin(), p->second.end());
     std::string type = std::move(t.original_msg_type);
     bytes_held_ -= t.received;
     remember_completed(it->first, now);

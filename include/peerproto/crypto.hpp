@@ -26,6 +26,7 @@
 #include <crypto++/misc.h>
 #include <crypto++/osrng.h>
 #include <crypto++/sha.h>
+#include <crypto++/siphash.h>
 #include <crypto++/xed25519.h>
 
 #include <algorithm>
@@ -34,6 +35,7 @@
 #include <stdexcept>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -102,14 +104,39 @@ inline digest sha256(byte_view data) noexcept {
   return d;
 }
 
+/// SipHash-2-4 of `data` under a 128-bit key (Aumasson and Bernstein, 2012): a hash for tables
+/// whose keys others choose, which they cannot make collide without the key.
+inline std::uint64_t siphash24(const std::array<std::uint8_t, 16>& key, byte_view data) noexcept {
+  CryptoPP::SipHash<2, 4, false> h(key.data(), static_cast<unsigned>(key.size()));
+  h.Update(data.data(), data.size());
+  std::array<std::uint8_t, 8> out;
+  h.Final(out.data());
+  std::uint64_t v;
+  std::memcpy(&v, out.data(), sizeof v);
+  return v;
+}
+
+/// SHA-256 of data given in pieces (a reassembled transfer hashed as its chunks arrive).
+class sha256_stream {
+ public:
+  void update(byte_view data) noexcept { h_.Update(data.data(), data.size()); }
+  /// The digest of everything given so far; the stream starts again empty.
+  digest final() noexcept {
+    digest d;
+    h_.Final(d.data());
+    return d;
+  }
+
+ private:
+  CryptoPP::SHA256 h_;
+};
+
 namespace detail {
 /// SHA-256 over the concatenation of `parts`.
 inline digest sha256_of(std::initializer_list<byte_view> parts) noexcept {
-  CryptoPP::SHA256 h;
-  for (const auto p : parts) h.Update(p.data(), p.size());
-  digest d;
-  h.Final(d.data());
-  return d;
+  sha256_stream h;
+  for (const auto p : parts) h.update(p);
+  return h.final();
 }
 }  // namespace detail
 

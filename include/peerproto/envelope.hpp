@@ -222,11 +222,13 @@ inline result<envelope> envelope_from_json(const boost::json::value& value) {
 /// Parses and validates envelope text: the strict JSON rules of §3 (PAYLOAD_TOO_LARGE over
 /// lim.max_bytes, INVALID_FORMAT otherwise), then envelope_from_json.
 inline result<envelope> parse_envelope(std::string_view text, const jcs::parse_limits& lim = {}) {
-  // The parsed tree lives in one arena (on the stack for small envelopes) and dies here; only the
-  // payload is copied out, with the default resource, into the envelope.
+  // A small envelope is parsed into an arena on the stack, which dies here: its payload is copied
+  // out into the envelope. A large one is parsed as usual and its payload moved: an arena would
+  // keep every buffer a growing string left behind.
   std::array<unsigned char, 4096> first_block;
   boost::json::monotonic_resource arena(first_block.data(), first_block.size());
-  auto value = jcs::parse_strict(text, lim, &arena);
+  const bool small = text.size() <= first_block.size() / 2;
+  auto value = jcs::parse_strict(text, lim, small ? boost::json::storage_ptr(&arena) : boost::json::storage_ptr());
   if (!value) return value.error();
   return envelope_from_json(std::move(*value));
 }

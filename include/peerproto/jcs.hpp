@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,6 +55,30 @@ void append_utf8(String& s, std::uint32_t cp) {
 }
 
 namespace detail {
+
+/// The length of the run at the start of [p, end) of bytes a JSON string holds as they are: no
+/// '"', no '\\', no control character, and (with `ascii_only`) nothing from 0x80 up. Eight bytes
+/// at a time: a word has a byte below n when (w - n·0x01..) & ~w & 0x80.. is not zero, and a byte
+/// equal to c when (w ^ c·0x01..) has a zero byte. The word with a hit is then walked bytewise.
+inline std::size_t plain_run(const char* p, const char* end, bool ascii_only) noexcept {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  const auto has_below = [](std::uint64_t w, std::uint64_t n) { return (w - ones * n) & ~w & highs; };
+  const char* const start = p;
+  while (end - p >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, sizeof w);
+    std::uint64_t hit = has_below(w, 0x20) | has_below(w ^ (ones * '"'), 1) | has_below(w ^ (ones * '\\'), 1);
+    if (ascii_only) hit |= w & highs;
+    if (hit) break;
+    p += 8;
+  }
+  while (p != end) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c < 0x20 || c == '"' || c == '\\' || (ascii_only && c >= 0x80)) break;
+    ++p;
+  }
+  return static_cast<std::size_t>(p - start);
+}
 
 class strict_parser {
  public:
@@ -210,9 +235,7 @@ class strict_parser {
     for (;;) {
       // Copy the run of plain ASCII characters in one go.
       const char* run = p_;
-      while (p_ != end_ && *p_ != '"' && *p_ != '\\' && static_cast<unsigned char>(*p_) >= 0x20 &&
-             static_cast<unsigned char>(*p_) < 0x80)
-        ++p_;
+      p_ += plain_run(p_, end_, true);
       s.append(std::string_view(run, static_cast<std::size_t>(p_ - run)));
       if (p_ == end_) return error("unterminated string");
       const auto c = static_cast<unsigned char>(*p_);
@@ -348,9 +371,11 @@ inline void append_number(std::string& out, double v) {
   const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
   const std::string_view sci(buf, static_cast<std::size_t>(r.ptr - buf));
   const auto epos = sci.find('e');
-  std::string digits;
+  char digit_buf[32];  // at most 17 significant digits
+  std::size_t count = 0;
   for (char c : sci.substr(0, epos))
-    if (c != '.') digits += c;
+    if (c != '.') digit_buf[count++] = c;
+  const std::string_view digits(digit_buf, count);
   int exp10 = 0;
   std::from_chars(sci.data() + epos + (sci[epos + 1] == '+' ? 2 : 1), sci.data() + sci.size(), exp10);
   const int k = static_cast<int>(digits.size());
@@ -374,7 +399,9 @@ inline void append_number(std::string& out, double v) {
     }
     out += 'e';
     out += n - 1 < 0 ? '-' : '+';
-    out += std::to_string(std::abs(n - 1));
+    char exp_buf[8];
+    const auto e = std::to_chars(exp_buf, exp_buf + sizeof exp_buf, std::abs(n - 1));
+    out.append(exp_buf, static_cast<std::size_t>(e.ptr - exp_buf));
   }
 }
 
@@ -386,8 +413,7 @@ inline void append_string(std::string& out, std::string_view s) {
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
     // Copy the run of characters that need no escape in one go.
-    std::size_t j = i;
-    while (j < s.size() && static_cast<unsigned char>(s[j]) >= 0x20 && s[j] != '"' && s[j] != '\\') ++j;
+    const std::size_t j = i + detail::plain_run(s.data() + i, s.data() + s.size(), false);
     out.append(s, i, j - i);
     if (j == s.size()) break;
     const char ch = s[j];
@@ -437,6 +463,8 @@ inline bool utf16_less(std::string_view a, std::string_view b) noexcept {
 
 /// Appends the canonical form (JCS-1) of `v`. Strings must be valid UTF-8 (true of every value
 /// from parse_strict); doubles must be finite.
+inline void append_canonical(std::string& out, const boost::json::object& obj);
+
 inline void append_canonical(std::string& out, const boost::json::value& v) {
   switch (v.kind()) {
     case boost::json::kind::null: out += "null"; break;
@@ -456,35 +484,43 @@ inline void append_canonical(std::string& out, const boost::json::value& v) {
       out += ']';
       break;
     }
-    case boost::json::kind::object: {
-      const auto& obj = v.get_object();
-      // Small objects (most payloads) sort on the stack.
-      std::array<const boost::json::key_value_pair*, 16> few;
-      std::vector<const boost::json::key_value_pair*> many(obj.size() > few.size() ? obj.size() : 0);
-      const std::span<const boost::json::key_value_pair*> members(many.empty() ? few.data() : many.data(), obj.size());
-      std::size_t i = 0;
-      for (const auto& kv : obj) members[i++] = &kv;
-      std::sort(members.begin(), members.end(),
-                [](const auto* a, const auto* b) { return detail::utf16_less(a->key(), b->key()); });
-      out += '{';
-      bool first = true;
-      for (const auto* kv : members) {
-        if (!first) out += ',';
-        first = false;
-        append_string(out, kv->key());
-        out += ':';
-        append_canonical(out, kv->value());
-      }
-      out += '}';
-      break;
-    }
+    case boost::json::kind::object: append_canonical(out, v.get_object()); break;
   }
+}
+
+/// Appends the canonical form of an object: its members sorted by their UTF-16 code units.
+inline void append_canonical(std::string& out, const boost::json::object& obj) {
+  // Small objects (most payloads) sort on the stack.
+  std::array<const boost::json::key_value_pair*, 16> few;
+  std::vector<const boost::json::key_value_pair*> many(obj.size() > few.size() ? obj.size() : 0);
+  const std::span<const boost::json::key_value_pair*> members(many.empty() ? few.data() : many.data(), obj.size());
+  std::size_t i = 0;
+  for (const auto& kv : obj) members[i++] = &kv;
+  std::sort(members.begin(), members.end(),
+            [](const auto* a, const auto* b) { return detail::utf16_less(a->key(), b->key()); });
+  out += '{';
+  bool first = true;
+  for (const auto* kv : members) {
+    if (!first) out += ',';
+    first = false;
+    append_string(out, kv->key());
+    out += ':';
+    append_canonical(out, kv->value());
+  }
+  out += '}';
 }
 
 /// The canonical form (JCS-1) of `v` as a string.
 inline std::string canonicalize(const boost::json::value& v) {
   std::string out;
   append_canonical(out, v);
+  return out;
+}
+
+/// The same for an object (without converting it to a value, which would copy it).
+inline std::string canonicalize(const boost::json::object& o) {
+  std::string out;
+  append_canonical(out, o);
   return out;
 }
 

@@ -8,6 +8,7 @@
 // have forgotten, so that a clock stepping back never makes a used nonce acceptable again.
 #pragma once
 
+#include <peerproto/crypto.hpp>
 #include <peerproto/encoding.hpp>
 #include <peerproto/error.hpp>
 #include <peerproto/fault.hpp>
@@ -50,7 +51,8 @@ struct replay_entry {
 
 class replay_cache {
  public:
-  explicit replay_cache(replay_options opt = {}) : opt_(opt) {}
+  explicit replay_cache(replay_options opt = {})
+      : opt_(opt), hash_key_(crypto::random_array<16>()), seen_(0, key_hash{hash_key_}) {}
 
   /// RPL-1 (and RPL-6's alternative): REPLAY_DETECTED when `ts` is more than the tolerance away
   /// from `now` in either direction, or earlier than not_before.
@@ -60,11 +62,15 @@ class replay_cache {
     return {};
   }
 
-  /// RPL-2: REPLAY_DETECTED when (sender, nonce) is still remembered, or when an envelope with
-  /// timestamp `ts` could have been forgotten already (RPL-5). Changes nothing.
+  /// RPL-5: true when an envelope with timestamp `ts` could have been forgotten already, which
+  /// happens only after the clock stepped back (now, or across a restart).
+  bool may_have_forgotten(sys_milliseconds ts) const noexcept { return expiry_of(ts) <= forgotten_through_; }
+
+  /// RPL-2: REPLAY_DETECTED when (sender, nonce) is still remembered, or when
+  /// may_have_forgotten(ts). Changes nothing.
   std::error_code check(std::string_view sender, const std::array<std::uint8_t, 16>& nonce, sys_milliseconds ts,
                         sys_milliseconds now) const {
-    if (expiry_of(ts) <= forgotten_through_) return errc::replay_detected;
+    if (may_have_forgotten(ts)) return errc::replay_detected;
     const auto it = seen_.find(key(sender, nonce));
     if (it != seen_.end() && it->second > now) return errc::replay_detected;
     return {};
@@ -115,26 +121,29 @@ class replay_cache {
   }
 
  private:
-  // The sender is kept as a 64-bit hash beside the exact nonce: 24 bytes an entry instead of a
-  // string. Two senders whose hashes collide share their nonces' entries, which can only refuse a
-  // message (a nonce is random and used once), never accept one.
+  // The sender is kept as a 64-bit keyed hash beside the exact nonce: 24 bytes an entry instead of
+  // a string. Two senders whose hashes collide would share their nonces' entries, which can only
+  // refuse a message (a nonce is random and used once), never accept one. Both that hash and the
+  // table's are SipHash under a key of this process, so nobody can choose senders or nonces that
+  // collide and make lookups (done before the signature is checked) walk long chains.
   struct entry_key {
     std::uint64_t sender;
     std::array<std::uint8_t, 16> nonce;
     bool operator==(const entry_key&) const = default;
   };
   struct key_hash {
+    std::array<std::uint8_t, 16> key;
     std::size_t operator()(const entry_key& k) const noexcept {
-      std::uint64_t a = 0, b = 0;
-      std::memcpy(&a, k.nonce.data(), 8);
-      std::memcpy(&b, k.nonce.data() + 8, 8);
-      return static_cast<std::size_t>(k.sender ^ a ^ (b * 0x9e3779b97f4a7c15ULL));
+      std::array<std::uint8_t, 24> packed;
+      std::memcpy(packed.data(), &k.sender, 8);
+      std::memcpy(packed.data() + 8, k.nonce.data(), 16);
+      return static_cast<std::size_t>(crypto::siphash24(key, packed));
     }
   };
 
   sys_milliseconds expiry_of(sys_milliseconds ts) const noexcept { return ts + opt_.tolerance + std::chrono::milliseconds(1); }
-  static entry_key key(std::string_view sender, const std::array<std::uint8_t, 16>& nonce) {
-    return {std::hash<std::string_view>{}(sender), nonce};
+  entry_key key(std::string_view sender, const std::array<std::uint8_t, 16>& nonce) const {
+    return {crypto::siphash24(hash_key_, as_bytes(sender)), nonce};
   }
 
   // Entries are grouped by the second after their expiry, so that forgetting walks whole groups
@@ -148,16 +157,29 @@ class replay_cache {
     by_second_[std::chrono::ceil<std::chrono::seconds>(expiry)].push_back(k);
   }
 
+  // Forgets every entry that expires by `now` (or by the floor, if the clock stepped back: those
+  // are refused by the floor anyway). Whole groups go first; when the cache is still full, the
+  // group the limit falls in is sifted entry by entry, so that nothing the cache need not
+  // remember counts towards the bound (RPL-5).
   void purge(sys_milliseconds now) {
-    while (!by_second_.empty() && by_second_.begin()->first <= now) {
-      for (const auto& k : by_second_.begin()->second)
-        if (const auto it = seen_.find(k); it != seen_.end() && it->second <= now) seen_.erase(it);
+    const auto limit = std::max(now, forgotten_through_);
+    const auto forget = [&](const entry_key& k) {
+      const auto it = seen_.find(k);
+      if (it == seen_.end()) return true;  // forgotten already: only this stale copy was left
+      if (it->second > limit) return false;
+      seen_.erase(it);
+      return true;
+    };
+    while (!by_second_.empty() && by_second_.begin()->first <= limit) {
+      for (const auto& k : by_second_.begin()->second) forget(k);
       by_second_.erase(by_second_.begin());
     }
-    forgotten_through_ = std::max(forgotten_through_, now);
+    if (seen_.size() >= opt_.max_entries && !by_second_.empty()) std::erase_if(by_second_.begin()->second, forget);
+    forgotten_through_ = limit;
   }
 
   replay_options opt_;
+  std::array<std::uint8_t, 16> hash_key_;
   boost::unordered_flat_map<entry_key, sys_milliseconds, key_hash> seen_;
   std::map<sys_milliseconds, std::vector<entry_key>> by_second_;  ///< whole seconds
   sys_milliseconds forgotten_through_{};

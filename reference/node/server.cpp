@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <array>
 #include <deque>
+#include <iterator>
 
 namespace peerproto::node {
 namespace asio = boost::asio;
@@ -586,6 +587,11 @@ void server::submit(std::string_view text, const std::string& remote, reply_fn d
   for (auto& m : pending_.inbox)
     if (m.trace_id.empty()) m.trace_id = trace_id;
   note_trust_changes(o);
+  // A held request waits from now: a timer may release it before the flush (ORD-6).
+  if (o.what == outcome::kind::held) {
+    metrics_.held();
+    waiting_[o.request_nonce] = {std::move(done), started};
+  }
   // Every request the event loop has ready now is handled before the commit, which it then shares.
   if (batch_.empty()) asio::post(ioc_, [this] { flush(); });
   batch_.push_back({std::move(o), std::string(text), remote, std::move(done), started});
@@ -595,26 +601,40 @@ void server::flush() {
   auto batch = std::exchange(batch_, {});
   bool failed = std::exchange(batch_lost_, false);
   try {
-    commit(std::exchange(pending_, {}));
+    commit({});
   } catch (const store_error& e) {
     log_->error("{}", e.what());
     failed = true;
   }
   for (auto& h : batch) {
-    // ERR-7: nothing is acknowledged that is not stored.
-    if (failed && h.o.what != outcome::kind::silent)
-      h.o = engine_->refuse({errc::internal_error, "the node could not store its state"}, h.text, h.remote, system_now());
+    if (failed) {
+      if (h.o.what == outcome::kind::held)  // unless a timer has answered it already
+        if (const auto w = waiting_.find(h.o.request_nonce); w != waiting_.end()) {
+          h.done = std::move(w->second.done);
+          waiting_.erase(w);
+        }
+      unstored(h.o, h.text, h.remote);
+    }
     after_commit_faults(h.o);
     record(h.o, h.started);
-    if (h.o.what == outcome::kind::held) {
-      metrics_.held();
-      waiting_[h.o.request_nonce] = {std::move(h.done), h.started};
-    } else {
-      h.done(h.o);
-    }
+    if (h.done && h.o.what != outcome::kind::held) h.done(h.o);
     for (const auto& r : h.o.released) route(r);
   }
   rearm();
+}
+
+// ERR-7: nothing is acknowledged that is not stored. The outcome answers INTERNAL_ERROR instead,
+// to the same request, and so do the held requests it released.
+void server::unstored(outcome& o, std::string_view text, const std::string& remote) {
+  if (o.what == outcome::kind::silent) return;
+  auto released = std::move(o.released);
+  const auto request = o.request_nonce;
+  o = engine_->refuse({errc::internal_error, "the node could not store its state"}, text, remote, system_now());
+  o.request_nonce = request;
+  for (auto& r : released) {
+    unstored(r, "", "");
+    o.released.push_back(std::move(r));
+  }
 }
 
 outcome server::refuse(const failure& f, std::string_view text, const std::string& remote,
@@ -641,15 +661,28 @@ void server::note_trust_changes(const outcome& o) {
 void server::persist(outcome& o) {
   note_trust_changes(o);
   try {
-    commit(std::exchange(pending_, {}));
+    commit({});
   } catch (const store_error& e) {
     log_->error("{}", e.what());
-    if (o.what == outcome::kind::silent) return;
-    o = engine_->refuse({errc::internal_error, "the node could not store its state"}, "", "", system_now());
+    unstored(o, "", "");
   }
 }
 
+// Every commit takes everything pending (the handlers' additions too), so that no transaction
+// holds part of a request's changes: its nonce or sequence number without its delivery.
 void server::commit(state_changes c) {
+  const auto take = [](auto& to, auto& from) {
+    to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+    from.clear();
+  };
+  take(c.nonces, pending_.nonces);
+  take(c.sessions, pending_.sessions);
+  take(c.gone, pending_.gone);
+  take(c.peers, pending_.peers);
+  take(c.rotations, pending_.rotations);
+  take(c.tasks, pending_.tasks);
+  take(c.inbox, pending_.inbox);
+  take(c.outbox, pending_.outbox);
   auto j = engine_->replay().take_journal();
   c.nonces.insert(c.nonces.end(), j.begin(), j.end());
   for (const auto& id : engine_->take_changed_sessions()) {

@@ -109,7 +109,10 @@ class server {
   void note_trust_changes(const outcome& o);
   /// Commits everything pending for an outcome of a timer; on failure, it becomes INTERNAL_ERROR.
   void persist(outcome& o);
-  /// Writes what the engine changed, with `extra`, in one transaction. Throws store_error.
+  /// Turns an outcome whose changes could not be stored into INTERNAL_ERROR (ERR-7).
+  void unstored(outcome& o, std::string_view text, const std::string& remote);
+  /// Writes what the engine changed and everything pending, with `extra`, in one transaction.
+  /// Throws store_error.
   void commit(state_changes extra);
   /// Group commit: commits what the requests of one turn of the event loop changed, in one
   /// transaction, then sends their replies.
@@ -133,7 +136,7 @@ class server {
   boost::json::object limits_;  ///< advertised at /capabilities and in capability_response
   registry handlers_;
   std::unique_ptr<engine> engine_;
-  state_changes pending_;  ///< what the handlers add to the current request's transaction
+  state_changes pending_;  ///< what the handlers added since the last commit
   std::unique_ptr<outbound> outbound_;
   std::unique_ptr<control> control_;
   bool outbound_stopped_ = false;

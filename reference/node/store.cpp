@@ -123,7 +123,8 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
   const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw store_error("cannot open state database " + file.string());
   ::close(fd);
-  if (sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+  // One connection, used by the node's one thread: no mutex around each call.
+  if (sqlite3_open_v2(file.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     db_ = nullptr;
@@ -132,6 +133,10 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
   sqlite3_busy_timeout(db_, 5000);
   // WAL with synchronous=NORMAL: a committed transaction survives the process being killed; only
   // a power loss can lose the last transactions (SQLite's documented trade-off).
+  // The node is the database's only user while it runs: it takes the lock once, not around every
+  // transaction (no file lock calls per request), and a second node on the same state directory
+  // fails at start instead of sharing it.
+  exec("PRAGMA locking_mode=EXCLUSIVE");
   exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=NORMAL");
   exec("BEGIN IMMEDIATE");

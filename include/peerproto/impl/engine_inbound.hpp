@@ -78,6 +78,11 @@ inline outcome engine::process(request_context& ctx, std::string_view text) {
 // PROC-5, PROC-6 for a signature-authenticated message: replay cache, then signature.
 inline std::optional<outcome> engine::authenticate_signed(request_context& ctx, const envelope& e,
                                                           const crypto::public_key& key) {
+  if (replay_.may_have_forgotten(e.timestamp.time) && !PEERPROTO_FAULT(skip_replay_check)) {  // RPL-5
+    audit(ctx, audit_event::replay_detected, e, errc::replay_detected, "timestamp below the replay floor");
+    return error_reply(ctx, {errc::replay_detected, "the timestamp is older than the node's replay cache still covers "
+                                                    "(its clock was later before)"});
+  }
   if (replay_.check(e.sender_id, e.nonce, e.timestamp.time, ctx.now) && !PEERPROTO_FAULT(skip_replay_check)) {
     audit(ctx, audit_event::replay_detected, e, errc::replay_detected, "nonce reused");
     return error_reply(ctx, {errc::replay_detected, "this nonce was already used by the sender"});
