@@ -131,27 +131,37 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
     throw store_error("cannot open state database " + file.string() + ": " + why);
   }
   sqlite3_busy_timeout(db_, 5000);
-  // WAL with synchronous=NORMAL: a committed transaction survives the process being killed; only
-  // a power loss can lose the last transactions (SQLite's documented trade-off).
-  // The node is the database's only user while it runs: it takes the lock once, not around every
-  // transaction (no file lock calls per request), and a second node on the same state directory
-  // fails at start instead of sharing it.
-  exec("PRAGMA locking_mode=EXCLUSIVE");
-  exec("PRAGMA journal_mode=WAL");
-  exec("PRAGMA synchronous=NORMAL");
-  exec("BEGIN IMMEDIATE");
   try {
-    exec(schema);
-    statement v(prepare("PRAGMA user_version"));
-    const int version = sqlite3_step(v.get()) == SQLITE_ROW ? sqlite3_column_int(v.get(), 0) : 0;
-    v.reset();
-    if (version < 2) exec(schema_v2);
-    if (version < 3) exec(schema_v3);
-    if (version < 4) exec(schema_v4);
-    wrap_clear_keys();
-    exec("COMMIT");
+    // WAL with synchronous=NORMAL: a committed transaction survives the process being killed; only
+    // a power loss can lose the last transactions (SQLite's documented trade-off).
+    // The node is the database's only user while it runs: it takes the lock once, not around every
+    // transaction (no file lock calls per request), and a second node on the same state directory
+    // fails at start instead of sharing it.
+    exec("PRAGMA locking_mode=EXCLUSIVE");
+    if (sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr) == SQLITE_BUSY)
+      throw store_error("the state database " + file.string() + " is in use by another process (another node on this state directory?)");
+    exec("PRAGMA synchronous=NORMAL");
+    exec("BEGIN IMMEDIATE");
+    try {
+      exec(schema);
+      statement v(prepare("PRAGMA user_version"));
+      const int version = sqlite3_step(v.get()) == SQLITE_ROW ? sqlite3_column_int(v.get(), 0) : 0;
+      v.reset();
+      if (version < 2) exec(schema_v2);
+      if (version < 3) exec(schema_v3);
+      if (version < 4) exec(schema_v4);
+      wrap_clear_keys();
+      exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
   } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    // The destructor does not run for a constructor that throws.
+    for (auto& [sql, slot] : statements_) sqlite3_finalize(slot.stmt);
+    statements_.clear();
+    sqlite3_close(db_);
+    db_ = nullptr;
     throw;
   }
 }

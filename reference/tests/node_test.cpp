@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -490,6 +491,20 @@ TEST(Node, PinnedTrustRefusesUnknownKeysAndAcceptsPinnedOnes) {
   const auto refused = bad.handshake(peer, *bad.learn_identity(peer));
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.code(), pp::errc::unknown_sender);
+}
+
+// The node holds its database's lock for its lifetime: a second node on the same state directory
+// fails at start, saying why, instead of sharing the database.
+TEST(Node, ASecondNodeOnTheSameStateDirectoryFailsAtStart) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob");
+  const auto err = dir.path / "second.stderr";
+  const std::string cmd = std::string(PEERPROTO_NODE_BINARY) + " serve --key " + bob.key_file().string() + " --port 0 --state-dir " +
+                          bob.state_dir().string() + " > /dev/null 2> " + err.string();
+  EXPECT_NE(std::system(cmd.c_str()), 0);
+  std::ifstream in(err);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(text.find("is in use by another process"), std::string::npos) << text;
 }
 
 // ERR-7 with group commit: requests from several connections share a transaction; when it cannot
