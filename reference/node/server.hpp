@@ -144,6 +144,7 @@ class server {
   std::shared_ptr<spdlog::logger> audit_, log_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer poll_timer_, maintenance_timer_, drain_timer_;
+  std::chrono::steady_clock::time_point next_outbox_purge_{};
   bool draining_ = false;
   std::set<connection*> connections_;
   std::map<std::string, std::size_t> per_address_;

@@ -337,17 +337,22 @@ void store::apply(const state_changes& c) {
   }
 }
 
-// RPL-5: the floor moves with the purge, in one transaction, and never back.
-void store::purge_nonces(sys_milliseconds now) {
+// RPL-5: the floor moves with the purge, in one transaction, and never back. The floor may pass
+// rows not yet deleted (a batch stops at `limit`): they are only kept longer than needed.
+std::size_t store::purge_nonces(sys_milliseconds now, std::size_t limit) {
+  std::size_t deleted = 0;
   transaction([&] {
-    statement s(prepare("DELETE FROM nonces WHERE expiry_ms <= ?"));
+    statement s(prepare("DELETE FROM nonces WHERE rowid IN (SELECT rowid FROM nonces WHERE expiry_ms <= ? LIMIT ?)"));
     sqlite3_bind_int64(s.get(), 1, ms(now));
+    sqlite3_bind_int64(s.get(), 2, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
     if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
+    deleted = static_cast<std::size_t>(sqlite3_changes(db_));
     statement f(prepare("UPDATE nonce_floor SET forgotten_through_ms = max(forgotten_through_ms, ?)"));
     sqlite3_bind_int64(f.get(), 1, ms(now));
     if (sqlite3_step(f.get()) != SQLITE_DONE) throw error(db_);
     return true;
   });
+  return deleted;
 }
 
 sys_milliseconds store::nonces_forgotten_through() {

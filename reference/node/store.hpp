@@ -121,7 +121,8 @@ class store {
   void apply(const state_changes& c);
 
   /// Removes accepted nonces that expired before `now`.
-  void purge_nonces(sys_milliseconds now);  ///< forgets the expired ones and moves the floor
+  /// Deletes up to `limit` expired nonces and moves the floor; returns how many it deleted.
+  std::size_t purge_nonces(sys_milliseconds now, std::size_t limit = SIZE_MAX);
   sys_milliseconds nonces_forgotten_through();  ///< the floor (RPL-5)
 
   std::vector<replay_entry> nonces(sys_milliseconds now);  ///< the live ones

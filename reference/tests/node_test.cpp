@@ -248,9 +248,12 @@ TEST(Node, NonceFloorMovesWithThePurgeAndSurvivesReopening) {
     pn::state_changes c;
     c.nonces.push_back({"alice", {1}, t + 10s});
     c.nonces.push_back({"alice", {2}, t + 100s});
+    c.nonces.push_back({"bob", {3}, t + 20s});
+    c.nonces.push_back({"bob", {4}, t + 30s});
     s.apply(c);
-    s.purge_nonces(t + 50s);
-    s.purge_nonces(t + 20s);  // a clock set back does not move the floor back
+    EXPECT_EQ(s.purge_nonces(t + 50s, 2), 2u);  // a bounded batch
+    EXPECT_EQ(s.purge_nonces(t + 50s, 2), 1u);
+    EXPECT_EQ(s.purge_nonces(t + 20s), 0u);  // a clock set back does not move the floor back
     EXPECT_EQ(s.nonces_forgotten_through(), t + 50s);
   }
   pn::store s(dir.path / "state.sqlite3", key);
