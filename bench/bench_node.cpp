@@ -4,9 +4,11 @@
 // costs. Both sides seal (or sign) each request with the client engine, so the client's own work
 // is in both figures; only the node's reply is opened and checked.
 //
-// Names: "<transport>_<mode>/<peerproto|echo>/<connections>"; each iteration is 64 round trips per
-// connection; counters p50_us and p99_us are per round trip, and server_cpu_us is the server
-// thread's CPU time per message (its thread CPU clock over the timed iterations).
+// Names: "<transport>_<mode>/<peerproto|peerproto_2threads|echo>/<connections>" (peerproto: the
+// node with --threads 1, its core thread doing everything; peerproto_2threads: --threads 2, a
+// core thread and a transport thread); each iteration is 64 round trips per connection; counters
+// p50_us and p99_us are per round trip, and server_cpu_us is the CPU time of the server's threads
+// per message (their thread CPU clocks over the timed iterations).
 #include "node/client.hpp"
 #include "node/server.hpp"
 
@@ -37,10 +39,10 @@ namespace {
 constexpr int round_trips = 64;
 
 // CPU time a thread has used so far, in seconds.
-double thread_cpu_seconds(std::thread& t) {
+double thread_cpu_seconds(std::thread::native_handle_type t) {
   clockid_t id{};
   timespec ts{};
-  if (pthread_getcpuclockid(t.native_handle(), &id) != 0 || clock_gettime(id, &ts) != 0) return 0;
+  if (pthread_getcpuclockid(t, &id) != 0 || clock_gettime(id, &ts) != 0) return 0;
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
@@ -58,7 +60,7 @@ class echo_server {
     thread_.join();
   }
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
-  double cpu_seconds() { return thread_cpu_seconds(thread_); }
+  double cpu_seconds() { return thread_cpu_seconds(thread_.native_handle()); }
 
  private:
   struct session : std::enable_shared_from_this<session> {
@@ -116,8 +118,8 @@ class echo_server {
 
 class node_under_test {
  public:
-  node_under_test() {
-    dir_ = std::filesystem::temp_directory_path() / ("peerproto-bench-" + std::to_string(::getpid()));
+  explicit node_under_test(unsigned threads) {
+    dir_ = std::filesystem::temp_directory_path() / ("peerproto-bench-" + std::to_string(::getpid()) + "-" + std::to_string(threads));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     peerproto::generate_key_file(dir_ / "node.key", "bench-node");
@@ -128,6 +130,7 @@ class node_under_test {
     cfg.trust = "tofu";
     cfg.port = 0;
     cfg.rate_multiplier = 1e6;  // measure the node, not its rate limits
+    cfg.threads = threads;
     spdlog::set_level(spdlog::level::warn);
     server_ = std::make_unique<pn::server>(ioc_, cfg);
     server_->start();
@@ -142,7 +145,11 @@ class node_under_test {
   }
   std::uint16_t port() const { return server_->port(); }
   std::filesystem::path client_key() const { return dir_ / "client.key"; }
-  double cpu_seconds() { return thread_cpu_seconds(thread_); }
+  double cpu_seconds() {
+    double sum = thread_cpu_seconds(thread_.native_handle());
+    for (const auto t : server_->transport_threads()) sum += thread_cpu_seconds(t);
+    return sum;
+  }
 
  private:
   std::filesystem::path dir_;
@@ -151,9 +158,14 @@ class node_under_test {
   std::thread thread_;
 };
 
-node_under_test& node() {
-  static node_under_test n;
-  return n;
+// The node with --threads 1 and with --threads 2, each started when first used.
+node_under_test& node(unsigned threads) {
+  if (threads == 2) {
+    static node_under_test two(2);
+    return two;
+  }
+  static node_under_test one(1);
+  return one;
 }
 echo_server& echo() {
   static echo_server e;
@@ -166,14 +178,15 @@ std::string url(bool ws, std::uint16_t port) {
 
 // One connection's worth of work: a client with a session to the node, reused across iterations.
 struct worker {
-  worker(bool ws, bool encrypted) : node_peer(*peerproto::parse_peer_url(url(ws, node().port()))),
+  worker(bool ws, bool encrypted, unsigned threads = 1)
+      : node_peer(*peerproto::parse_peer_url(url(ws, node(threads).port()))),
                                     echo_peer(*peerproto::parse_peer_url(url(ws, echo().port()))) {
     pp::engine_options opt;
     if (!encrypted) {
       opt.versions = {"1.0"};
       opt.suites = {};
     }
-    client = std::make_unique<pn::client>(peerproto::load_key_file(node().client_key()), opt);
+    client = std::make_unique<pn::client>(peerproto::load_key_file(node(threads).client_key()), opt);
     const auto id = client->learn_identity(node_peer);
     session = *client->handshake(node_peer, *id);
   }
@@ -192,16 +205,18 @@ struct worker {
   pp::uuid session;
 };
 
-void bench_round_trips(benchmark::State& state, bool ws, bool encrypted, bool to_node) {
+// node_threads: 0 for the echo server, else the node's --threads.
+void bench_round_trips(benchmark::State& state, bool ws, bool encrypted, unsigned node_threads) {
+  const bool to_node = node_threads > 0;
   const auto connections = static_cast<std::size_t>(state.range(0));
   std::vector<std::unique_ptr<worker>> workers;
-  for (std::size_t i = 0; i < connections; ++i) workers.push_back(std::make_unique<worker>(ws, encrypted));
+  for (std::size_t i = 0; i < connections; ++i) workers.push_back(std::make_unique<worker>(ws, encrypted, to_node ? node_threads : 1));
   const boost::json::object payload{{"text", std::string(100, 'x')}};
   std::vector<double> latencies;
   std::mutex m;
   bool failed = false;
   double server_cpu = 0;
-  const auto server_cpu_now = [&] { return to_node ? node().cpu_seconds() : echo().cpu_seconds(); };
+  const auto server_cpu_now = [&] { return to_node ? node(node_threads).cpu_seconds() : echo().cpu_seconds(); };
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto cpu0 = server_cpu_now();
@@ -254,10 +269,10 @@ void bench_chunked(benchmark::State& state, bool ws) {
 const bool registered = [] {
   for (const bool ws : {false, true})
     for (const bool encrypted : {false, true})
-      for (const bool to_node : {true, false}) {
+      for (const unsigned threads : {1u, 2u, 0u}) {
         const std::string name = std::string(ws ? "ws" : "http") + (encrypted ? "_encrypted" : "_signed") + "/" +
-                                 (to_node ? "peerproto" : "echo");
-        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { bench_round_trips(s, ws, encrypted, to_node); })
+                                 (threads == 0 ? "echo" : threads == 1 ? "peerproto" : "peerproto_2threads");
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { bench_round_trips(s, ws, encrypted, threads); })
             ->Arg(1)->Arg(4)->UseManualTime()->Unit(benchmark::kMicrosecond);
       }
   for (const bool ws : {false, true})

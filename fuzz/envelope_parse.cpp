@@ -1,5 +1,6 @@
-// Envelope parsing (SPEC §3, §4). Oracle: whatever parses re-serializes to canonical text that
-// parses to the same envelope and serializes to the same text.
+// Envelope parsing (SPEC §3, §4). Oracles: whatever parses re-serializes to canonical text that
+// parses to the same envelope and serializes to the same text; whatever the direct reader reads,
+// the general path (strict JSON, then envelope_from_json) reads the same.
 #include <peerproto/envelope.hpp>
 
 #include <cstdlib>
@@ -7,6 +8,12 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   const auto e = peerproto::parse_envelope(text);
+  if (const auto direct = peerproto::detail::read_envelope(text, {})) {
+    auto value = peerproto::jcs::parse_strict(text);
+    if (!value) std::abort();
+    const auto general = peerproto::envelope_from_json(std::move(*value));
+    if (!general || !(*general == *direct)) std::abort();
+  }
   if (!e) {
     if (e.error().message.empty()) std::abort();  // every failure says what is wrong
     return 0;

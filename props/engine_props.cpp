@@ -139,6 +139,33 @@ TEST(Engine, SessionlessMessagesNeedAKnownSenderAndAreReplayProtected) {
   EXPECT_EQ(o.what, pp::outcome::kind::answer);
 }
 
+// A signature checked before handle() (precheck_signature, on another thread) decides only when
+// it was checked with the key the engine looks up itself.
+TEST(Engine, APrecheckedSignatureIsTakenOnlyForTheKeyTheEngineUses) {
+  pair_of_nodes n;
+  ASSERT_TRUE(n.handshake());
+  const auto alice_key = n.alice_key.public_key_bytes();
+  const auto known = [&](std::string_view id) -> std::optional<pp::crypto::public_key> {
+    if (id == "alice") return alice_key;
+    return std::nullopt;
+  };
+  const auto ping = n.alice.send_sessionless("bob", "ping", {}, n.now);
+  const auto checked = pp::precheck_signature(ping, {}, known);
+  ASSERT_TRUE(checked && checked->valid && checked->key == alice_key);
+  EXPECT_FALSE(pp::precheck_signature(ping, {}, [](std::string_view) { return std::optional<pp::crypto::public_key>(); }));
+  EXPECT_EQ(code_of(n.bob.handle(ping, "a", n.now, checked)), pp::errc{});
+  // A result for the engine's key is taken as it is: here a (false) failure.
+  const auto ping2 = n.alice.send_sessionless("bob", "ping", {}, n.now);
+  EXPECT_EQ(code_of(n.bob.handle(ping2, "a", n.now, pp::signature_check{alice_key, false})), pp::errc::invalid_signature);
+  // One for another key is ignored: the engine checks the signature itself.
+  const auto ping3 = n.alice.send_sessionless("bob", "ping", {}, n.now);
+  EXPECT_EQ(code_of(n.bob.handle(ping3, "a", n.now, pp::signature_check{n.bob_key.public_key_bytes(), false})), pp::errc{});
+  auto forged = *pp::parse_envelope(n.alice.send_sessionless("bob", "ping", {}, n.now));
+  (*forged.signature)[0] ^= 1;
+  EXPECT_EQ(code_of(n.bob.handle(pp::serialize(forged), "a", n.now, pp::signature_check{n.bob_key.public_key_bytes(), true})),
+            pp::errc::invalid_signature);
+}
+
 TEST(Engine, ErrorEnvelopesAreSignedAndNameTheRequest) {
   pair_of_nodes n;
   ASSERT_TRUE(n.handshake());

@@ -61,6 +61,53 @@ RC_GTEST_PROP(Envelope, SerializeThenParseGivesTheSameEnvelope, ()) {
   RC_ASSERT(pp::serialize(*parsed) == text);
 }
 
+// The direct reader (detail::read_envelope) gives exactly what the general path gives, whenever
+// it reads an envelope at all: for canonical texts, which it must read, and for texts changed in
+// the ways that it leaves to the general path (whitespace, member order, a byte changed, a member
+// dropped, repeated or added).
+RC_GTEST_PROP(Envelope, TheDirectReaderGivesWhatTheGeneralPathGives, ()) {
+  const auto e = *complete_envelope();
+  const pp::jcs::parse_limits lim{pp::limits::max_envelope_bytes * 64, 64};
+  const auto general = [&](std::string_view text) -> pp::result<pp::envelope> {
+    auto v = pp::jcs::parse_strict(text, lim);
+    if (!v) return v.error();
+    return pp::envelope_from_json(std::move(*v));
+  };
+  const auto canonical = pp::serialize(e);
+  const auto direct = pp::detail::read_envelope(canonical, lim);
+  const bool plain = std::all_of(e.version.begin(), e.version.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+  if (plain) RC_ASSERT(direct.has_value());
+  if (direct) RC_ASSERT(*direct == e);
+
+  // Every member dropped, every member given each of a set of values, each insertion, and one
+  // random whitespace insertion and one random byte change.
+  const auto obj = pp::to_json(e);
+  std::vector<std::string> texts{json::serialize(obj)};  // Boost's member order
+  for (const auto name : pp::detail::envelope_members) {
+    auto dropped = obj;
+    dropped.erase(name);
+    texts.push_back(pp::jcs::canonicalize(dropped));
+    for (const auto& v : {json::value(nullptr), json::value(0), json::value(1), json::value(-1), json::value(9007199254740991),
+                          json::value(9007199254740992), json::value(1.5), json::value("x"), json::value(json::object{})}) {
+      auto changed = obj;
+      changed[name] = v;
+      texts.push_back(pp::jcs::canonicalize(changed));
+    }
+  }
+  for (const auto* insert : {R"("msg_type":"ping",)", R"("extra":1,)", R"("sequence_num":1,)", R"("session_id":"x",)"})
+    texts.push_back(canonical.substr(0, 1) + insert + canonical.substr(1));
+  texts.push_back(canonical);
+  texts.back().insert(*rc::gen::inRange<std::size_t>(0, canonical.size()), *rc::gen::element<std::string>(" ", "\n", "\t ", "\r\n"));
+  texts.push_back(canonical);
+  texts.back()[*rc::gen::inRange<std::size_t>(0, canonical.size())] = *rc::gen::element('"', '\\', ',', '}', '0', '9', 'a', '-', ' ', '\x80');
+  for (const auto& text : texts)
+    if (const auto read = pp::detail::read_envelope(text, lim)) {
+      const auto expected = general(text);
+      RC_ASSERT(expected.ok());
+      RC_ASSERT(*read == *expected);
+    }
+}
+
 // The direct writer (members in their fixed order) gives exactly the JCS of the envelope's JSON
 // object, for the wire form, the signing input and the associated data.
 RC_GTEST_PROP(Envelope, DirectCanonicalFormEqualsJcsOfTheJsonObject, ()) {

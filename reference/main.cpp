@@ -16,7 +16,9 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <algorithm>
 #include <iostream>
+#include <thread>
 
 namespace pn = peerproto::node;
 
@@ -199,6 +201,11 @@ int main(int argc, char** argv) {
   srv->add_option("--max-connections", cfg.max_connections, "open connections in total")->capture_default_str();
   srv->add_option("--max-connections-per-address", cfg.max_connections_per_address, "open connections per remote address")->capture_default_str();
   srv->add_option("--ws-max-in-flight", cfg.ws_max_in_flight, "WebSocket requests in flight per connection")->capture_default_str();
+  cfg.threads = std::clamp(std::thread::hardware_concurrency(), 1u, 64u);
+  srv->add_option("--threads", cfg.threads,
+                  "threads in all: one runs the engine, its store and timers; the others run connections (HTTP, WebSocket, TLS) "
+                  "and check signatures; 1 runs everything on one thread; default: the number of cores")
+      ->capture_default_str()->check(CLI::Range(1u, 64u));
   const auto seconds = [](CLI::App* a, const char* name, std::chrono::seconds& v, const char* help) {
     a->add_option_function<long>(name, [&v](long s) { v = std::chrono::seconds(s); }, help)
         ->default_str(std::to_string(v.count()))->check(CLI::PositiveNumber);

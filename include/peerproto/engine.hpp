@@ -108,6 +108,27 @@ struct outcome {
   }
 };
 
+/// A request's signature checked before handle(), on another thread, so that the Ed25519
+/// verification (the largest cost of a sessionless request) leaves the engine's thread: the key
+/// it was checked with and the result. handle() takes the result only when the key it looks up
+/// itself is that key, so its decision is the one it would have made alone.
+struct signature_check {
+  crypto::public_key key;
+  bool valid = false;
+};
+
+/// Parses `text` and checks its signature with the key `key_of` gives for its sender, if any:
+/// the work handle() can be spared (see signature_check). Safe on any thread; nullopt when
+/// `text` is not a signed envelope or no key is known.
+template <class KeyOf>
+std::optional<signature_check> precheck_signature(std::string_view text, const jcs::parse_limits& lim, KeyOf&& key_of) {
+  const auto e = parse_envelope(text, lim);
+  if (!e || !e->signature) return std::nullopt;
+  std::optional<crypto::public_key> key = key_of(e->sender_id);
+  if (!key) return std::nullopt;
+  return signature_check{*key, verify_signature(*e, *key)};
+}
+
 /// A reply accepted on the client side.
 struct accepted_reply {
   envelope reply;                  ///< the reply envelope
@@ -129,8 +150,10 @@ class engine {
 
   // ------------------------------------------------------------ server side (engine_inbound.hpp)
 
-  /// Processes one inbound envelope from `remote` (SPEC §17).
-  outcome handle(std::string_view text, std::string_view remote, sys_milliseconds now);
+  /// Processes one inbound envelope from `remote` (SPEC §17). `checked`: its signature, checked
+  /// already by precheck_signature().
+  outcome handle(std::string_view text, std::string_view remote, sys_milliseconds now,
+                 const std::optional<signature_check>& checked = std::nullopt);
 
   /// The signed `error` reply for a request that the transport refused before the engine saw it
   /// (a wrong content type, an oversize body, too many requests in flight, a storage failure).
@@ -227,6 +250,7 @@ class engine {
     std::string version;     ///< the request's version, when supported
     std::vector<audit_record> audit;
     std::string msg_type;    ///< the request's type, when readable
+    std::optional<signature_check> checked;  ///< the request's signature, checked before handle()
   };
   request_context context_for(std::string_view remote, sys_milliseconds now) const {
     request_context ctx;

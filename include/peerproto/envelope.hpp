@@ -121,8 +121,7 @@ inline result<void> check_members(const boost::json::object& o, std::string_view
 /// handshake (ENV-4, VER-4). Does not check the recipient, the clock, or the signature.
 inline result<envelope> envelope_from_json(const boost::json::value& value);
 
-/// The same, taking the payload out of `value` (moved when `value` uses the default resource,
-/// copied into it otherwise: an envelope owns its payload).
+/// The same, taking the payload out of `value` instead of copying it.
 inline result<envelope> envelope_from_json(boost::json::value&& value) {
   boost::json::object payload;
   if (auto* o = value.if_object())
@@ -193,7 +192,7 @@ inline result<envelope> envelope_from_json(const boost::json::value& value) {
   if (payload) {
     if (!payload->is_object()) return bad("payload", "is not a JSON object");
     if (e.is_sealed_session_message()) return bad("payload", "is not allowed in a v1.1 session message (use encrypted_payload)");
-    e.payload.emplace(payload->get_object(), boost::json::storage_ptr());  // owned, whatever `value` was parsed into
+    e.payload = payload->get_object();
   } else {
     if (!e.is_sealed_session_message()) return bad("encrypted_payload", "is only allowed in a v1.1 session message");
     const auto* s = sealed->if_string();
@@ -219,16 +218,110 @@ inline result<envelope> envelope_from_json(const boost::json::value& value) {
   return e;
 }
 
+namespace detail {
+/// The common case of parsing an envelope, without building a JSON object for the envelope
+/// itself: its members are read straight into the fields, and only the payload is built as JSON
+/// (by the strict parser). It gives up (nullopt) at anything it does not handle: an escape or a
+/// non-ASCII byte in a member's string, an unknown or repeated member, a sequence number that is
+/// not plain digits, or any rule of §4 broken. The general path (parse_strict, then
+/// envelope_from_json) then decides and names the error, so an envelope read here is the one the
+/// general path gives for the same text (a property and the envelope fuzz target check this).
+inline std::optional<envelope> read_envelope(std::string_view text, const jcs::parse_limits& lim) {
+  if (text.size() > lim.max_bytes) return std::nullopt;
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  const auto ws = [&] {
+    while (p != end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
+  };
+  const auto plain_string = [&](std::string_view& out) {
+    if (p == end || *p != '"') return false;
+    ++p;
+    const auto n = jcs::detail::plain_run(p, end, true);
+    if (static_cast<std::size_t>(end - p) == n || p[n] != '"') return false;
+    out = std::string_view(p, n);
+    p += n + 1;
+    return true;
+  };
+  enum : std::size_t { m_version, m_msg_type, m_sender, m_recipient, m_timestamp, m_nonce, m_session, m_sequence, m_payload, m_sealed, m_signature };
+  std::array<std::string_view, envelope_members.size()> text_of{};
+  unsigned seen = 0;
+  std::uint64_t sequence_num = 0;
+  boost::json::value payload_value;
+  ws();
+  if (p == end || *p != '{') return std::nullopt;
+  ++p;
+  for (;;) {
+    ws();
+    std::string_view name;
+    if (!plain_string(name)) return std::nullopt;
+    const auto i = static_cast<std::size_t>(std::find(envelope_members.begin(), envelope_members.end(), name) - envelope_members.begin());
+    if (i == envelope_members.size() || (seen & (1u << i))) return std::nullopt;
+    seen |= 1u << i;
+    ws();
+    if (p == end || *p != ':') return std::nullopt;
+    ++p;
+    ws();
+    if (i == m_payload) {
+      if (p == end || *p != '{') return std::nullopt;
+      jcs::detail::strict_parser parser(std::string_view(p, static_cast<std::size_t>(end - p)), lim);
+      p = parser.value_at(payload_value, 2);  // the envelope is depth 1
+      if (!p) return std::nullopt;
+    } else if (i == m_sequence) {  // ENV-14: 1 .. 2^53-1, written as plain digits
+      const char* digits = p;
+      while (p != end && *p >= '0' && *p <= '9' && p - digits < 17) ++p;
+      if (p == digits || *digits == '0' || p - digits > 16) return std::nullopt;
+      std::from_chars(digits, p, sequence_num);
+      if (sequence_num > limits::max_sequence_num) return std::nullopt;
+    } else if (!plain_string(text_of[i])) {
+      return std::nullopt;
+    }
+    ws();
+    if (p == end) return std::nullopt;
+    if (*p == '}') break;
+    if (*p != ',') return std::nullopt;
+    ++p;
+  }
+  ++p;
+  ws();
+  if (p != end) return std::nullopt;
+
+  const auto has = [&](std::size_t i) { return (seen & (1u << i)) != 0; };
+  for (std::size_t i = 0; i <= m_nonce; ++i)
+    if (!has(i)) return std::nullopt;
+  envelope e;
+  e.version = text_of[m_version];
+  if (!is_msg_type(text_of[m_msg_type]) || !is_entity_id(text_of[m_sender]) || !is_entity_id(text_of[m_recipient])) return std::nullopt;
+  e.msg_type = text_of[m_msg_type];
+  e.sender_id = text_of[m_sender];
+  e.recipient_id = text_of[m_recipient];
+  const auto ts = parse_timestamp(text_of[m_timestamp]);
+  if (!ts || !hex_decode_into(text_of[m_nonce], e.nonce)) return std::nullopt;
+  e.timestamp = *ts;
+  if (has(m_session) != has(m_sequence)) return std::nullopt;
+  if (has(m_session)) {
+    if (!(e.session_id = parse_uuid_v4(text_of[m_session]))) return std::nullopt;
+    e.sequence_num = sequence_num;
+  }
+  if (has(m_payload) == has(m_sealed) || has(m_payload) == e.is_sealed_session_message()) return std::nullopt;
+  if (has(m_payload)) {
+    e.payload = std::move(payload_value.get_object());
+  } else {
+    auto decoded = base64_decode(text_of[m_sealed]);
+    if (!decoded || decoded->size() < crypto::gcm_tag_bytes) return std::nullopt;
+    e.encrypted_payload = std::move(*decoded);
+  }
+  if (has(m_signature) == e.is_sealed_session_message()) return std::nullopt;
+  if (has(m_signature) && !hex_decode_into(text_of[m_signature], e.signature.emplace())) return std::nullopt;
+  if (!is_supported_version(e.version) && e.msg_type != "handshake") return std::nullopt;
+  return e;
+}
+}  // namespace detail
+
 /// Parses and validates envelope text: the strict JSON rules of §3 (PAYLOAD_TOO_LARGE over
 /// lim.max_bytes, INVALID_FORMAT otherwise), then envelope_from_json.
 inline result<envelope> parse_envelope(std::string_view text, const jcs::parse_limits& lim = {}) {
-  // A small envelope is parsed into an arena on the stack, which dies here: its payload is copied
-  // out into the envelope. A large one is parsed as usual and its payload moved: an arena would
-  // keep every buffer a growing string left behind.
-  std::array<unsigned char, 4096> first_block;
-  boost::json::monotonic_resource arena(first_block.data(), first_block.size());
-  const bool small = text.size() <= first_block.size() / 2;
-  auto value = jcs::parse_strict(text, lim, small ? boost::json::storage_ptr(&arena) : boost::json::storage_ptr());
+  if (auto e = detail::read_envelope(text, lim)) return std::move(*e);
+  auto value = jcs::parse_strict(text, lim);
   if (!value) return value.error();
   return envelope_from_json(std::move(*value));
 }

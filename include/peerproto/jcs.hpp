@@ -82,24 +82,27 @@ inline std::size_t plain_run(const char* p, const char* end, bool ascii_only) no
 
 class strict_parser {
  public:
-  strict_parser(std::string_view text, const parse_limits& lim, boost::json::storage_ptr sp)
-      : begin_(text.data()), p_(text.data()), end_(text.data() + text.size()), lim_(lim), sp_(std::move(sp)) {}
+  strict_parser(std::string_view text, const parse_limits& lim)
+      : begin_(text.data()), p_(text.data()), end_(text.data() + text.size()), lim_(lim) {}
 
   result<boost::json::value> run() {
     skip_ws();
-    boost::json::value v(sp_);
+    boost::json::value v;
     if (!parse_value(v, 1)) return fail();
     skip_ws();
     if (p_ != end_) return failure{errc::invalid_format, "unexpected data after the JSON value" + where()};
     return v;
   }
 
+  /// Parses the one value at the start of the text, nested at `depth`, and returns where it ends;
+  /// nullptr when it breaks a rule (for a reader that reads the outer levels itself).
+  const char* value_at(boost::json::value& out, std::size_t depth) { return parse_value(out, depth) ? p_ : nullptr; }
+
  private:
   const char* const begin_;
   const char* p_;
   const char* const end_;
   const parse_limits& lim_;
-  boost::json::storage_ptr sp_;  ///< where every value is allocated
   std::string error_;
 
   result<boost::json::value> fail() { return failure{errc::invalid_format, error_ + where()}; }
@@ -125,7 +128,7 @@ class strict_parser {
       case '{': return parse_object(out, depth);
       case '[': return parse_array(out, depth);
       case '"': {
-        boost::json::string s(sp_);
+        boost::json::string s;
         if (!parse_string(s)) return false;
         out = std::move(s);
         return true;
@@ -140,7 +143,7 @@ class strict_parser {
   bool parse_object(boost::json::value& out, std::size_t depth) {
     if (depth > lim_.max_depth) return error("nesting deeper than the limit");
     ++p_;  // '{'
-    boost::json::object obj(sp_);
+    boost::json::object obj;
     skip_ws();
     if (p_ != end_ && *p_ == '}') {
       ++p_;
@@ -156,7 +159,7 @@ class strict_parser {
       if (p_ == end_ || *p_ != ':') return error("expected ':'");
       ++p_;
       skip_ws();
-      boost::json::value v(sp_);
+      boost::json::value v;
       if (!parse_value(v, depth + 1)) return false;
       if (!obj.emplace(key, std::move(v)).second && !PEERPROTO_FAULT(accept_duplicate_members)) return error("duplicate member name");  // emplace never overwrites
       skip_ws();
@@ -172,7 +175,7 @@ class strict_parser {
   bool parse_array(boost::json::value& out, std::size_t depth) {
     if (depth > lim_.max_depth) return error("nesting deeper than the limit");
     ++p_;  // '['
-    boost::json::array arr(sp_);
+    boost::json::array arr;
     skip_ws();
     if (p_ != end_ && *p_ == ']') {
       ++p_;
@@ -181,7 +184,7 @@ class strict_parser {
     }
     for (;;) {
       skip_ws();
-      boost::json::value v(sp_);
+      boost::json::value v;
       if (!parse_value(v, depth + 1)) return false;
       arr.push_back(std::move(v));
       skip_ws();
@@ -335,14 +338,12 @@ class strict_parser {
 /// Parses `text` strictly (SPEC §3). Errors: PAYLOAD_TOO_LARGE when text is longer than
 /// lim.max_bytes (checked before any parsing), INVALID_FORMAT for everything else, with a message
 /// naming the problem and its byte offset. Any JSON value is accepted at the top level; callers
-/// that need an object check for one. Every value is allocated from `sp` (default: the default
-/// resource); the caller keeps that resource alive as long as the value.
-inline result<boost::json::value> parse_strict(std::string_view text, const parse_limits& lim = {},
-                                               boost::json::storage_ptr sp = {}) {
+/// that need an object check for one.
+inline result<boost::json::value> parse_strict(std::string_view text, const parse_limits& lim = {}) {
   if (text.size() > lim.max_bytes)
     return failure{errc::payload_too_large, "the text is " + std::to_string(text.size()) + " bytes; the limit is " +
                                                 std::to_string(lim.max_bytes)};
-  return detail::strict_parser(text, lim, std::move(sp)).run();
+  return detail::strict_parser(text, lim).run();
 }
 
 // ---------------------------------------------------------------- serialization

@@ -46,7 +46,10 @@ class trust_store {
   trust_policy policy() const noexcept { return policy_; }
 
   /// Configures a key (pinned policy) or restores a persisted tofu pin.
-  void pin(std::string entity_id, const crypto::public_key& key) { keys_[std::move(entity_id)] = key; }
+  void pin(std::string entity_id, const crypto::public_key& key) {
+    keys_[std::move(entity_id)] = key;
+    ++generation_;
+  }
 
   /// Forgets the key of `entity_id`; false when none was bound. A revocation is lifted by the
   /// operator pinning a key again; the counter stays, so no older statement applies again.
@@ -54,6 +57,7 @@ class trust_store {
     const auto it = keys_.find(entity_id);
     if (it == keys_.end()) return false;
     keys_.erase(it);
+    ++generation_;
     return true;
   }
   /// An operator's pin (`ctl peers pin`): binds the key and lifts a revocation.
@@ -112,6 +116,7 @@ class trust_store {
       keys_.insert_or_assign(std::string(sender_id), *last.new_key);
     }
     rotations_.insert_or_assign(std::string(sender_id), record);
+    ++generation_;
     return done;
   }
 
@@ -138,6 +143,7 @@ class trust_store {
     if (!had_key && keys_.size() >= max_bound_)
       return failure{errc::unknown_sender, "this node binds no more new keys (its table of bound keys is full)"};
     keys_.insert_or_assign(std::string(entity_id), key);  // tofu: first key; open: replaces
+    ++generation_;
     return had_key ? binding::replaced : binding::pinned_now;
   }
 
@@ -158,6 +164,8 @@ class trust_store {
   }
 
   const std::map<std::string, crypto::public_key, std::less<>>& keys() const noexcept { return keys_; }
+  /// Changes whenever keys() does (for copies kept elsewhere).
+  std::uint64_t generation() const noexcept { return generation_; }
 
  private:
   bool revoked(std::string_view entity_id) const {
@@ -169,6 +177,7 @@ class trust_store {
   std::size_t max_bound_;
   std::map<std::string, crypto::public_key, std::less<>> keys_;
   std::map<std::string, rotation_record, std::less<>> rotations_;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace peerproto

@@ -50,6 +50,7 @@ struct node_config {
   std::chrono::seconds drain_timeout{15};          ///< SIGTERM: longest wait for in-flight work
   std::chrono::seconds linger_timeout{2};          ///< after a refusal that closes: input discarded this long
   bool quiet = false;                              ///< no start-up banner on stderr
+  unsigned threads = 1;                            ///< 1: one thread; N > 1: the core and N - 1 transport threads (server.hpp)
 
   /// The engine options these settings imply.
   engine_options engine(const std::string& self_id) const;

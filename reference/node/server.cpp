@@ -101,9 +101,7 @@ template <class Stream>
 class ws_connection : public connection, public std::enable_shared_from_this<ws_connection<Stream>> {
  public:
   ws_connection(server& srv, Stream&& stream, std::string address)
-      : srv_(srv), ws_(std::move(stream)), address_(std::move(address)) {
-    srv_.opened(this);
-  }
+      : srv_(srv), ws_(std::move(stream)), address_(std::move(address)) {}
   ~ws_connection() override { srv_.closed(this, address_); }
 
   void run(http::request<http::string_body> req) {
@@ -121,12 +119,16 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
   }
 
   void drain() override {
-    draining_ = true;
-    if (in_flight_ == 0 && queue_.empty()) close();
+    asio::post(ws_.get_executor(), [self = this->shared_from_this()] {
+      self->draining_ = true;
+      if (self->in_flight_ == 0 && self->queue_.empty()) self->close();
+    });
   }
   void abort() override {
-    beast::error_code ec;
-    beast::get_lowest_layer(ws_).socket().close(ec);
+    asio::post(ws_.get_executor(), [self = this->shared_from_this()] {
+      beast::error_code ec;
+      beast::get_lowest_layer(self->ws_).socket().close(ec);
+    });
   }
 
  private:
@@ -143,15 +145,16 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
     if (ec) return;  // closed, timed out, or too big (Beast has sent close 1009)
     std::string text = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
+    const auto write_reply = [self = this->shared_from_this()](const outcome& o) { self->write(o.reply); };
     if (!ws_.got_text()) {
       if (PEERPROTO_FAULT(ws_binary_closes)) return ws_.async_close(websocket::close_code::policy_error, [self = this->shared_from_this()](beast::error_code) {});
-      write(srv_.refuse({errc::invalid_format, "binary messages are not envelopes; send text"}, "", address_).reply);  // WS-3
+      srv_.refuse(ws_.get_executor(), {errc::invalid_format, "binary messages are not envelopes; send text"}, "", address_, write_reply);  // WS-3
     } else if (in_flight_ >= srv_.config().ws_max_in_flight) {
-      write(srv_.refuse({errc::rate_limited, "too many requests in flight on this connection"}, text, address_,
-                        std::chrono::seconds(1)).reply);  // WS-2
+      srv_.refuse(ws_.get_executor(), {errc::rate_limited, "too many requests in flight on this connection"}, std::move(text), address_,
+                  write_reply, std::chrono::seconds(1));  // WS-2
     } else {
       ++in_flight_;
-      srv_.submit(text, address_, [self = this->shared_from_this()](const outcome& o) {
+      srv_.submit(ws_.get_executor(), std::move(text), address_, [self = this->shared_from_this()](const outcome& o) {
         --self->in_flight_;
         // MSG-3: a reply type received as a request is matched to our own requests (we have
         // none as a server) and not answered; ERR-8: an error is never answered.
@@ -199,12 +202,12 @@ template <class Stream>
 class http_connection : public connection, public std::enable_shared_from_this<http_connection<Stream>> {
  public:
   http_connection(server& srv, Stream&& stream, std::string address)
-      : srv_(srv), stream_(std::move(stream)), address_(std::move(address)) {
-    srv_.opened(this);
-  }
+      : srv_(srv), stream_(std::move(stream)), address_(std::move(address)) {}
   ~http_connection() override {
     if (!handed_over_) srv_.closed(this, address_);
   }
+
+  asio::any_io_executor executor() { return stream_.get_executor(); }
 
   // A new connection has read_timeout for its TLS handshake, if any, and its first request.
   void start() {
@@ -213,23 +216,29 @@ class http_connection : public connection, public std::enable_shared_from_this<h
     } else {
       lowest().expires_after(srv_.config().read_timeout);
       stream_.async_handshake(asio::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
-        if (ec) return self->abort();  // not TLS, a bad handshake, or too slow
+        if (ec) return self->cut();  // not TLS, a bad handshake, or too slow
         self->read_request();
       });
     }
   }
 
   void drain() override {
-    draining_ = true;
-    if (!busy_) abort();
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
+      self->draining_ = true;
+      if (!self->busy_) self->cut();
+    });
   }
   void abort() override {
+    asio::post(stream_.get_executor(), [self = this->shared_from_this()] { self->cut(); });
+  }
+
+ private:
+  void cut() {
     beast::error_code ec;
     lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
     lowest().socket().close(ec);
   }
 
- private:
   // HTTP-11: between requests the idle timeout applies; once a request starts, the read timeout.
   void wait_for_request() {
     if (buffer_.size() > 0) return read_request();
@@ -259,22 +268,21 @@ class http_connection : public connection, public std::enable_shared_from_this<h
     timer_408_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
       if (ec || self->busy_) return;
       static const std::string response = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-      asio::async_write(self->stream_, asio::buffer(response), [self](beast::error_code, std::size_t) { self->abort(); });
+      asio::async_write(self->stream_, asio::buffer(response), [self](beast::error_code, std::size_t) { self->cut(); });
     });
   }
 
   void on_read(beast::error_code ec) {
     timer_408_.cancel();
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) return abort();
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) return cut();
     busy_ = true;
-    if (ec == http::error::body_limit) {  // HTTP-3: declared or received length over the limit
-      const auto o = srv_.refuse({errc::payload_too_large, "the body exceeds the envelope limit"}, "", address_);
-      return respond(envelope_response(o), true);
-    }
+    if (ec == http::error::body_limit)  // HTTP-3: declared or received length over the limit
+      return srv_.refuse(stream_.get_executor(), {errc::payload_too_large, "the body exceeds the envelope limit"}, "", address_,
+                         [self = this->shared_from_this()](const outcome& o) { self->respond(self->envelope_response(o), true); });
     if (ec == http::error::header_limit) return respond(plain(http::status::request_header_fields_too_large, "headers too large\n"), true);
     if (ec.category() == http::make_error_code(http::error::bad_target).category())
       return respond(plain(http::status::bad_request, "malformed HTTP request\n"), true);  // HTTP-10
-    if (ec) return abort();
+    if (ec) return cut();
     request_ = parser_->release();
     dispatch();
   }
@@ -285,27 +293,31 @@ class http_connection : public connection, public std::enable_shared_from_this<h
     if (path == "/ws") {
       if (!websocket::is_upgrade(request_)) return respond(plain(http::status::bad_request, "expected a WebSocket upgrade\n"), false);
       if (srv_.draining()) return respond(plain(http::status::service_unavailable, "shutting down\n"), true);
-      handed_over_ = true;  // the WebSocket connection takes over the socket and the counts
+      // The WebSocket connection takes over the socket and the address count.
+      auto ws = std::make_shared<ws_connection<Stream>>(srv_, std::move(stream_), address_);
+      srv_.opened(ws);
+      handed_over_ = true;
       srv_.handed_over(this);
-      std::make_shared<ws_connection<Stream>>(srv_, std::move(stream_), address_)->run(std::move(request_));
+      ws->run(std::move(request_));
       return;
     }
+    const auto respond_with = [self = this->shared_from_this()](const outcome& o) { self->respond(self->envelope_response(o), false); };
     if (path == "/message") {
       if (request_.method() != http::verb::post) return respond(not_allowed("POST"), false);  // HTTP-12
-      const auto& body = request_.body();
       if (!is_json_media_type(request_[http::field::content_type]))
-        return respond(envelope_response(srv_.refuse({errc::invalid_format, "Content-Type must be application/json"}, body, address_)), false);
-      return srv_.submit(
-          body, address_, [self = this->shared_from_this()](const outcome& o) { self->respond(self->envelope_response(o), false); },
-          trace_id_of(request_["traceparent"]));
+        return srv_.refuse(stream_.get_executor(), {errc::invalid_format, "Content-Type must be application/json"},
+                           std::move(request_.body()), address_, respond_with);
+      return srv_.submit(stream_.get_executor(), std::move(request_.body()), address_, respond_with,
+                         trace_id_of(request_["traceparent"]));
     }
-    auto res = srv_.get(path);
-    if (!res) return respond(plain(http::status::not_found, "no such resource\n"), false);
-    if (request_.method() != http::verb::get) return respond(not_allowed("GET"), false);
-    http::response<http::string_body> r{static_cast<http::status>(res->status), request_.version()};
-    r.set(http::field::content_type, res->content_type);
-    r.body() = std::move(res->body);
-    respond(std::move(r), false);
+    srv_.get(stream_.get_executor(), std::string(path), [self = this->shared_from_this()](std::optional<server::resource> res) {
+      if (!res) return self->respond(self->plain(http::status::not_found, "no such resource\n"), false);
+      if (self->request_.method() != http::verb::get) return self->respond(self->not_allowed("GET"), false);
+      http::response<http::string_body> r{static_cast<http::status>(res->status), self->request_.version()};
+      r.set(http::field::content_type, res->content_type);
+      r.body() = std::move(res->body);
+      self->respond(std::move(r), false);
+    });
   }
 
   http::response<http::string_body> envelope_response(const outcome& o) {
@@ -339,7 +351,7 @@ class http_connection : public connection, public std::enable_shared_from_this<h
     http::async_write(stream_, response_, [self = this->shared_from_this(), close](beast::error_code ec, std::size_t) {
       self->busy_ = false;
       self->request_ = {};
-      if (ec || self->draining_) return self->abort();
+      if (ec || self->draining_) return self->cut();
       if (close) return self->linger();
       self->wait_for_request();
     });
@@ -356,7 +368,7 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   }
   void discard_input() {
     stream_.async_read_some(asio::buffer(discard_), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec) return self->abort();  // the client closed, or the linger timeout is up
+      if (ec) return self->cut();  // the client closed, or the linger timeout is up
       self->discard_input();
     });
   }
@@ -502,9 +514,31 @@ server::server(asio::io_context& ioc, node_config cfg)
   control_ = std::make_unique<control>(*this, cfg_.control_socket.empty() ? cfg_.state_dir / "control.sock" : cfg_.control_socket);
 }
 
-server::~server() = default;
+// The transport threads stop first: a connection destroyed with their io_context still finds the
+// server whole (closed() runs).
+server::~server() {
+  if (!transport_) return;
+  transport_work_.reset();
+  transport_->stop();
+  for (auto& t : transport_threads_) t.join();
+  transport_.reset();
+}
+
+std::vector<std::thread::native_handle_type> server::transport_threads() {
+  std::vector<std::thread::native_handle_type> out;
+  for (auto& t : transport_threads_) out.push_back(t.native_handle());
+  return out;
+}
 
 void server::start() {
+  if (cfg_.threads > 1) {
+    transport_ = std::make_unique<asio::io_context>(static_cast<int>(cfg_.threads - 1));
+    transport_work_.emplace(transport_->get_executor());
+    for (unsigned i = 1; i < cfg_.threads; ++i) transport_threads_.emplace_back([this] { transport_->run(); });
+    // Until it has drained, the core keeps running while connections live on the other threads.
+    core_work_.emplace(ioc_.get_executor());
+  }
+  refresh_keys();
   const tcp::endpoint ep(asio::ip::make_address(cfg_.bind), cfg_.port);
   acceptor_.open(ep.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -522,7 +556,9 @@ void server::start() {
 std::uint16_t server::port() const { return acceptor_.local_endpoint().port(); }
 
 void server::accept() {
-  acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
+  // A connection's socket, and so its handlers, live on a strand of the transport threads.
+  const asio::any_io_executor ex = transport_ ? asio::any_io_executor(asio::make_strand(*transport_)) : ioc_.get_executor();
+  acceptor_.async_accept(ex, [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (!ec) {
       std::string address = address_of(socket);
@@ -530,9 +566,13 @@ void server::accept() {
         metrics_.connection_refused();  // the socket closes as it goes out of scope
       } else if (tls_) {
         using tls_stream = beast::ssl_stream<beast::tcp_stream>;
-        std::make_shared<http_connection<tls_stream>>(*this, tls_stream(beast::tcp_stream(std::move(socket)), *tls_), std::move(address))->start();
+        auto c = std::make_shared<http_connection<tls_stream>>(*this, tls_stream(beast::tcp_stream(std::move(socket)), *tls_), std::move(address));
+        opened(c);
+        asio::dispatch(c->executor(), [c] { c->start(); });
       } else {
-        std::make_shared<http_connection<beast::tcp_stream>>(*this, beast::tcp_stream(std::move(socket)), std::move(address))->start();
+        auto c = std::make_shared<http_connection<beast::tcp_stream>>(*this, beast::tcp_stream(std::move(socket)), std::move(address));
+        opened(c);
+        asio::dispatch(c->executor(), [c] { c->start(); });
       }
     }
     accept();
@@ -540,6 +580,7 @@ void server::accept() {
 }
 
 bool server::admit(const std::string& address) {
+  const std::lock_guard lock(connections_mutex_);
   if (draining_ || connections_.size() >= cfg_.max_connections) return false;
   auto& n = per_address_[address];
   if (n >= cfg_.max_connections_per_address) {
@@ -550,10 +591,65 @@ bool server::admit(const std::string& address) {
   return true;
 }
 
-void server::closed(connection* c, const std::string& address) {
+void server::opened(const std::shared_ptr<connection>& c) {
+  const std::lock_guard lock(connections_mutex_);
+  connections_.emplace(c.get(), c);
+}
+
+void server::handed_over(connection* c) {
+  const std::lock_guard lock(connections_mutex_);
   connections_.erase(c);
-  if (const auto it = per_address_.find(address); it != per_address_.end() && --it->second == 0) per_address_.erase(it);
-  finish_if_drained();
+}
+
+void server::closed(connection* c, const std::string& address) {
+  {
+    const std::lock_guard lock(connections_mutex_);
+    connections_.erase(c);
+    if (const auto it = per_address_.find(address); it != per_address_.end() && --it->second == 0) per_address_.erase(it);
+  }
+  on_core([this] { finish_if_drained(); });
+}
+
+std::size_t server::connection_count() {
+  const std::lock_guard lock(connections_mutex_);
+  return connections_.size();
+}
+
+template <class F>
+void server::on_core(F&& f) {
+  if (transport_) asio::post(ioc_, std::forward<F>(f));
+  else f();
+}
+
+server::reply_fn server::back_to(const asio::any_io_executor& ex, reply_fn done) const {
+  if (!transport_) return done;
+  return [ex, done = std::move(done)](const outcome& o) { asio::post(ex, [done, o] { done(o); }); };
+}
+
+// The keys the transport threads check signatures with: a copy of the trust store's, replaced
+// when it changes (at most every 100 ms; a stale copy only means the engine checks again).
+void server::refresh_keys() {
+  const auto now = std::chrono::steady_clock::now();
+  if (!transport_ || trust_.generation() == keys_generation_ || now < next_keys_refresh_) return;
+  auto keys = std::make_shared<const key_map>(trust_.keys());
+  keys_generation_ = trust_.generation();
+  next_keys_refresh_ = now + std::chrono::milliseconds(100);
+  const std::lock_guard lock(keys_mutex_);
+  keys_ = std::move(keys);
+}
+
+std::optional<signature_check> server::precheck(std::string_view text) {
+  std::shared_ptr<const key_map> keys;
+  {
+    const std::lock_guard lock(keys_mutex_);
+    keys = keys_;
+  }
+  if (!keys) return std::nullopt;
+  return precheck_signature(text, engine_opt_.json, [&](std::string_view id) -> std::optional<crypto::public_key> {
+    const auto it = keys->find(id);
+    if (it == keys->end()) return std::nullopt;
+    return it->second;
+  });
 }
 
 // Test-only faults (fault.hpp) that act on the engine's input or output rather than inside it.
@@ -577,10 +673,20 @@ void after_commit_faults(const outcome& o) {
 }
 }  // namespace
 
-void server::submit(std::string_view text, const std::string& remote, reply_fn done, std::string trace_id) {
+void server::submit(const asio::any_io_executor& ex, std::string text, std::string remote, reply_fn done, std::string trace_id) {
   const auto started = std::chrono::steady_clock::now();
+  std::optional<signature_check> checked;
+  if (transport_) checked = precheck(text);  // on this transport thread, not the core's
+  on_core([this, text = std::move(text), remote = std::move(remote), done = back_to(ex, std::move(done)),
+           trace_id = std::move(trace_id), checked, started]() mutable {
+    handle(text, remote, std::move(done), std::move(trace_id), checked, started);
+  });
+}
+
+void server::handle(const std::string& text, const std::string& remote, reply_fn done, std::string trace_id,
+                    const std::optional<signature_check>& checked, std::chrono::steady_clock::time_point started) {
   input_faults(text);
-  outcome o = engine_->handle(text, remote, system_now());
+  outcome o = engine_->handle(text, remote, system_now(), checked);
   output_faults(o);
   if (trace_id.empty()) trace_id = new_trace_id();
   for (auto& a : o.audit) a.trace_id = trace_id;
@@ -594,7 +700,7 @@ void server::submit(std::string_view text, const std::string& remote, reply_fn d
   }
   // Every request the event loop has ready now is handled before the commit, which it then shares.
   if (batch_.empty()) asio::post(ioc_, [this] { flush(); });
-  batch_.push_back({std::move(o), std::string(text), remote, std::move(done), started});
+  batch_.push_back({std::move(o), text, remote, std::move(done), started});
 }
 
 void server::flush() {
@@ -620,6 +726,7 @@ void server::flush() {
     if (h.done && h.o.what != outcome::kind::held) h.done(h.o);
     for (const auto& r : h.o.released) route(r);
   }
+  refresh_keys();
   rearm();
 }
 
@@ -637,12 +744,22 @@ void server::unstored(outcome& o, std::string_view text, const std::string& remo
   }
 }
 
-outcome server::refuse(const failure& f, std::string_view text, const std::string& remote,
-                       std::optional<std::chrono::seconds> retry_after) {
-  auto o = engine_->refuse(f, text, remote, system_now(), retry_after);
-  output_faults(o);
-  record(o, std::chrono::steady_clock::now());
-  return o;
+void server::refuse(const asio::any_io_executor& ex, failure f, std::string text, std::string remote, reply_fn done,
+                    std::optional<std::chrono::seconds> retry_after) {
+  on_core([this, f = std::move(f), text = std::move(text), remote = std::move(remote), done = back_to(ex, std::move(done)),
+           retry_after] {
+    auto o = engine_->refuse(f, text, remote, system_now(), retry_after);
+    output_faults(o);
+    record(o, std::chrono::steady_clock::now());
+    done(o);
+  });
+}
+
+void server::get(const asio::any_io_executor& ex, std::string path, std::function<void(std::optional<resource>)> done) {
+  if (!transport_) return done(resource_of(path));
+  asio::post(ioc_, [this, ex, path = std::move(path), done = std::move(done)]() mutable {
+    asio::post(ex, [done = std::move(done), r = resource_of(path)]() mutable { done(std::move(r)); });
+  });
 }
 
 void server::note_trust_changes(const outcome& o) {
@@ -671,18 +788,7 @@ void server::persist(outcome& o) {
 // Every commit takes everything pending (the handlers' additions too), so that no transaction
 // holds part of a request's changes: its nonce or sequence number without its delivery.
 void server::commit(state_changes c) {
-  const auto take = [](auto& to, auto& from) {
-    to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
-    from.clear();
-  };
-  take(c.nonces, pending_.nonces);
-  take(c.sessions, pending_.sessions);
-  take(c.gone, pending_.gone);
-  take(c.peers, pending_.peers);
-  take(c.rotations, pending_.rotations);
-  take(c.tasks, pending_.tasks);
-  take(c.inbox, pending_.inbox);
-  take(c.outbox, pending_.outbox);
+  c.append(pending_);
   auto j = engine_->replay().take_journal();
   c.nonces.insert(c.nonces.end(), j.begin(), j.end());
   for (const auto& id : engine_->take_changed_sessions()) {
@@ -724,7 +830,7 @@ void server::route(const outcome& o) {
 
 void server::rearm() {
   const auto d = engine_->next_deadline();
-  if (!d) {
+  if (!d || drained_) {  // once drained, no timer keeps the node running
     poll_timer_.cancel();
     return;
   }
@@ -769,7 +875,7 @@ void server::maintenance() {
   });
 }
 
-std::optional<server::resource> server::get(std::string_view path) {
+std::optional<server::resource> server::resource_of(std::string_view path) {
   const auto json = [](const boost::json::value& v) { return resource{200, "application/json", boost::json::serialize(v)}; };
   if (path == "/health") return json(boost::json::object{{"status", "ok"}});
   if (path == "/ready")
@@ -788,7 +894,7 @@ std::optional<server::resource> server::get(std::string_view path) {
     } catch (const store_error&) {
     }
     return resource{200, "text/plain; version=0.0.4",
-                    metrics_.render({engine_->session_count(), connections_.size(), tasks, !draining_})};
+                    metrics_.render({engine_->session_count(), connection_count(), tasks, !draining_})};
   }
   if (path == "/openapi.json") return resource{200, "application/json", std::string(openapi_json)};
   return std::nullopt;
@@ -823,10 +929,21 @@ void server::adopt_identity(std::unique_ptr<identity> next) {
   log_->info("identity key rotated to {} (rotation {})", fingerprint(id_->key.public_key_bytes()), own_chain_.back().counter);
 }
 
+// Connections are reached through weak references: one may close on its own thread meanwhile.
+void server::each_connection(void (connection::*f)()) {
+  std::vector<std::weak_ptr<connection>> all;
+  {
+    const std::lock_guard lock(connections_mutex_);
+    for (const auto& [raw, weak] : connections_) all.push_back(weak);
+  }
+  for (const auto& weak : all)
+    if (const auto c = weak.lock()) ((*c).*f)();
+}
+
 void server::shutdown() {
   if (draining_) return;
   draining_ = true;
-  log_->info("draining: no new connections; finishing {} connections", connections_.size());
+  log_->info("draining: no new connections; finishing {} connections", connection_count());
   beast::error_code ec;
   acceptor_.close(ec);
   maintenance_timer_.cancel();
@@ -835,24 +952,22 @@ void server::shutdown() {
     outbound_stopped_ = true;
     finish_if_drained();
   });
-  const auto snapshot = std::vector<connection*>(connections_.begin(), connections_.end());
-  for (auto* c : snapshot)
-    if (connections_.contains(c)) c->drain();
+  each_connection(&connection::drain);
   drain_timer_.expires_after(cfg_.drain_timeout);
   drain_timer_.async_wait([this](beast::error_code e) {
     if (e) return;
-    log_->warn("drain timeout: closing {} connections", connections_.size());
-    const auto rest = std::vector<connection*>(connections_.begin(), connections_.end());
-    for (auto* c : rest)
-      if (connections_.contains(c)) c->abort();
+    log_->warn("drain timeout: closing {} connections", connection_count());
+    each_connection(&connection::abort);
   });
   finish_if_drained();
 }
 
 void server::finish_if_drained() {
-  if (!draining_ || !connections_.empty() || !waiting_.empty() || !outbound_stopped_) return;
+  if (!draining_ || drained_ || connection_count() > 0 || !waiting_.empty() || !outbound_stopped_) return;
+  drained_ = true;
   poll_timer_.cancel();
   drain_timer_.cancel();
+  core_work_.reset();
   log_->info("drained; state is stored; exiting");
 }
 

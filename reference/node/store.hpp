@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <optional>
 #include <filesystem>
+#include <iterator>
 #include <memory>
 #include <unordered_map>
 #include <stdexcept>
@@ -102,6 +103,21 @@ struct state_changes {
   bool empty() const {
     return nonces.empty() && sessions.empty() && gone.empty() && peers.empty() && rotations.empty() && tasks.empty() && inbox.empty() &&
            outbox.empty();
+  }
+  /// Moves everything of `from` to the end of this, leaving `from` empty.
+  void append(state_changes& from) {
+    const auto take = [](auto& to, auto& more) {
+      to.insert(to.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+      more.clear();
+    };
+    take(nonces, from.nonces);
+    take(sessions, from.sessions);
+    take(gone, from.gone);
+    take(peers, from.peers);
+    take(rotations, from.rotations);
+    take(tasks, from.tasks);
+    take(inbox, from.inbox);
+    take(outbox, from.outbox);
   }
 };
 

@@ -381,6 +381,56 @@ TEST(Node, SigtermDrainsInFlightRequests) {
   EXPECT_NE(bob.stderr_text().find("drained"), std::string::npos);
 }
 
+// --threads: connections on transport threads, the engine on one. One session's messages arrive
+// out of order over four connections at once (two HTTP, two WebSocket): each is delivered once,
+// in sequence order (the node's reply k echoes message k), and SIGTERM still drains.
+TEST(Node, WithThreadsOneSessionOverFourConnectionsIsDeliveredOnceInOrder) {
+  temp_dir dir;
+  node_process bob(dir.path, "bob", {"--trust", "tofu", "--threads", "3", "--rate-multiplier", "100"});
+  node_process alice(dir.path, "alice");
+  auto c = client_for(alice);
+  const auto session = c.handshake(url(bob.http_url()), *c.learn_identity(url(bob.http_url())));
+  ASSERT_TRUE(session.ok()) << session.error().message;
+  constexpr int messages = 200, connections = 4;
+  std::vector<std::string> sealed;
+  for (int i = 0; i < messages; ++i) sealed.push_back(*c.protocol().send(*session, "ping", {{"i", i}}, pp::system_now()));
+  std::vector<std::vector<pn::wire_reply>> replies(connections);
+  std::vector<std::thread> senders;
+  for (int k = 0; k < connections; ++k)
+    senders.emplace_back([&, k] {
+      auto transport = client_for(alice);
+      const auto peer = url(k % 2 ? bob.ws_url() : bob.http_url());
+      for (int i = k; i < messages; i += connections) {  // each connection's share, interleaved with the others'
+        auto r = transport.exchange(peer, {sealed[static_cast<std::size_t>(i)]});
+        if (r && r->size() == 1) replies[static_cast<std::size_t>(k)].push_back((*r)[0]);
+      }
+    });
+  for (auto& t : senders) t.join();
+  // The node numbers its replies as it delivers: taken in that order, reply k answers message k.
+  std::map<std::uint64_t, std::string> by_sequence;
+  for (int k = 0; k < connections; ++k) {
+    const auto& mine = replies[static_cast<std::size_t>(k)];
+    EXPECT_EQ(mine.size(), static_cast<std::size_t>(messages / connections));
+    for (const auto& r : mine) {
+      ASSERT_EQ(r.status, k % 2 ? 0 : 200) << r.body;  // a WebSocket reply has no status
+      const auto e = pp::parse_envelope(r.body);
+      ASSERT_TRUE(e && e->sequence_num) << r.body;
+      EXPECT_TRUE(by_sequence.emplace(*e->sequence_num, r.body).second);
+    }
+  }
+  std::vector<int> echoed;
+  for (const auto& [sequence, body] : by_sequence) {
+    const auto accepted = c.protocol().accept_reply(body, pp::system_now());
+    ASSERT_TRUE(accepted.ok()) << accepted.error().message;
+    for (const auto& a : *accepted) echoed.push_back(static_cast<int>(a.payload.at("echo").at("i").as_int64()));
+  }
+  ASSERT_EQ(echoed.size(), static_cast<std::size_t>(messages));
+  for (int i = 0; i < messages; ++i) EXPECT_EQ(echoed[static_cast<std::size_t>(i)], i);
+  bob.kill(SIGTERM);
+  EXPECT_EQ(bob.wait(), 0);
+  EXPECT_NE(bob.stderr_text().find("drained"), std::string::npos);
+}
+
 TEST(Node, MalformedHttpAndOversizeBodiesGet4xxAndTheNodeKeepsServing) {
   temp_dir dir;
   node_process bob(dir.path, "bob");

@@ -6,8 +6,10 @@
 
 namespace peerproto {
 
-inline outcome engine::handle(std::string_view text, std::string_view remote, sys_milliseconds now) {
+inline outcome engine::handle(std::string_view text, std::string_view remote, sys_milliseconds now,
+                              const std::optional<signature_check>& checked) {
   auto ctx = context_for(remote, monotonic(now));
+  ctx.checked = checked;
   outcome o = process(ctx, text);
   o.msg_type = std::move(ctx.msg_type);
   return o;
@@ -39,16 +41,27 @@ inline void engine::peek(const boost::json::value& v, request_context& ctx) cons
 // SPEC §17, steps 1 to 3, then the handler of the message's kind.
 inline outcome engine::process(request_context& ctx, std::string_view text) {
   const auto now = ctx.now;
-  auto value = jcs::parse_strict(text, opt_.json);
-  if (!value) return error_reply(ctx, value.error());
-  peek(*value, ctx);
+  // The common case is read directly into an envelope; anything else takes the general path,
+  // which also reads what it can of an invalid request for the error reply (peek()).
+  result<envelope> parsed = failure{errc::invalid_format, ""};
+  if (auto direct = detail::read_envelope(text, opt_.json)) {
+    ctx.sender_id = direct->sender_id;
+    ctx.nonce_hex = hex_encode(direct->nonce);
+    if (ours(direct->version)) ctx.version = direct->version;
+    ctx.msg_type = direct->msg_type;
+    parsed = std::move(*direct);
+  } else {
+    auto value = jcs::parse_strict(text, opt_.json);
+    if (!value) return error_reply(ctx, value.error());
+    peek(*value, ctx);
+    parsed = envelope_from_json(std::move(*value));  // peek() has read what it needs
+  }
   // ERR-8: an `error` is never answered, not even when it is malformed.
   if (ctx.msg_type == msg::error) {
     auto unanswered = outcome::silent(ctx.nonce_hex, {});
     unanswered.error = errc::unsupported_message_type;  // for metrics; nothing is sent
     return unanswered;
   }
-  auto parsed = envelope_from_json(std::move(*value));  // peek() has read what it needs
   if (!parsed) return error_reply(ctx, parsed.error());
   envelope& e = *parsed;
   if (PEERPROTO_FAULT(exit_on_chunk) && e.msg_type == msg::chunk) std::_Exit(70);  // a node that dies mid-run
@@ -87,7 +100,8 @@ inline std::optional<outcome> engine::authenticate_signed(request_context& ctx, 
     audit(ctx, audit_event::replay_detected, e, errc::replay_detected, "nonce reused");
     return error_reply(ctx, {errc::replay_detected, "this nonce was already used by the sender"});
   }
-  if (!verify_signature(e, key) && !PEERPROTO_FAULT(accept_any_signature))
+  const bool valid = ctx.checked && ctx.checked->key == key ? ctx.checked->valid : verify_signature(e, key);
+  if (!valid && !PEERPROTO_FAULT(accept_any_signature))
     return auth_failed(ctx, e, {errc::invalid_signature, "the signature does not verify"});
   if (replay_.insert(e.sender_id, e.nonce, e.timestamp.time, ctx.now))
     return limited(ctx, e, replay_.retry_after(ctx.now), "the replay cache is full");
