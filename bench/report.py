@@ -283,11 +283,14 @@ the result) against a memcpy of the same number of bytes:
 
 ## Node
 
-peerproto-node in-process on loopback (one server thread) against a minimal Boost.Beast echo
-server run the same way: the same blocking client, the same request bytes (a `ping` with 100 B of
-text, sealed in a 1.1 session or signed in a 1.0 session), 64 round trips per connection per
+peerproto-node in-process on loopback, with `--threads 1` (one thread does everything) and
+`--threads 2` (a core thread for the engine and the store, a transport thread for the
+connections and signature checks), against a minimal Boost.Beast echo server on one thread run
+the same way: the same blocking client, the same request bytes (a `ping` with 100 B of text,
+sealed in a 1.1 session or signed in a 1.0 session), 64 round trips per connection per
 iteration. The client seals or signs every request for both; only the node's replies are opened
 and verified. With 4 connections, 4 client threads share the machine's cores with the server.
+CPU per message is the CPU time of all the server's threads.
 
 {node_tab}
 

@@ -227,7 +227,7 @@ namespace detail {
 /// envelope_from_json) then decides and names the error, so an envelope read here is the one the
 /// general path gives for the same text (a property and the envelope fuzz target check this).
 inline std::optional<envelope> read_envelope(std::string_view text, const jcs::parse_limits& lim) {
-  if (text.size() > lim.max_bytes) return std::nullopt;
+  if (text.size() > lim.max_bytes || lim.max_depth < 2) return std::nullopt;
   const char* p = text.data();
   const char* const end = p + text.size();
   const auto ws = [&] {

@@ -101,7 +101,7 @@ template <class Stream>
 class ws_connection : public connection, public std::enable_shared_from_this<ws_connection<Stream>> {
  public:
   ws_connection(server& srv, Stream&& stream, std::string address)
-      : srv_(srv), ws_(std::move(stream)), address_(std::move(address)) {}
+      : srv_(srv), ex_(stream.get_executor()), ws_(std::move(stream)), address_(std::move(address)) {}
   ~ws_connection() override { srv_.closed(this, address_); }
 
   void run(http::request<http::string_body> req) {
@@ -119,13 +119,13 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
   }
 
   void drain() override {
-    asio::post(ws_.get_executor(), [self = this->shared_from_this()] {
+    asio::post(ex_, [self = this->shared_from_this()] {
       self->draining_ = true;
       if (self->in_flight_ == 0 && self->queue_.empty()) self->close();
     });
   }
   void abort() override {
-    asio::post(ws_.get_executor(), [self = this->shared_from_this()] {
+    asio::post(ex_, [self = this->shared_from_this()] {
       beast::error_code ec;
       beast::get_lowest_layer(self->ws_).socket().close(ec);
     });
@@ -134,8 +134,9 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
  private:
   void read() {
     if (reading_ || closing_ || draining_) return;
-    // Back-pressure: a peer that does not read its replies stops being read (bounded memory).
-    if (queue_.size() >= srv_.config().ws_max_in_flight) return;
+    // Back-pressure: a peer that does not read its replies stops being read (bounded memory), and
+    // so does one whose refusals are still being made (requests in flight are capped by WS-2).
+    if (queue_.size() >= srv_.config().ws_max_in_flight || in_flight_ > srv_.config().ws_max_in_flight) return;
     reading_ = true;
     ws_.async_read(buffer_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
@@ -145,16 +146,23 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
     if (ec) return;  // closed, timed out, or too big (Beast has sent close 1009)
     std::string text = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
-    const auto write_reply = [self = this->shared_from_this()](const outcome& o) { self->write(o.reply); };
+    // A refusal is in flight too until it is written, so that draining does not close before it.
+    const auto write_reply = [self = this->shared_from_this()](const outcome& o) {
+      --self->in_flight_;
+      self->write(o.reply);
+      self->read();
+    };
     if (!ws_.got_text()) {
       if (PEERPROTO_FAULT(ws_binary_closes)) return ws_.async_close(websocket::close_code::policy_error, [self = this->shared_from_this()](beast::error_code) {});
-      srv_.refuse(ws_.get_executor(), {errc::invalid_format, "binary messages are not envelopes; send text"}, "", address_, write_reply);  // WS-3
+      ++in_flight_;
+      srv_.refuse(ex_, {errc::invalid_format, "binary messages are not envelopes; send text"}, "", address_, write_reply);  // WS-3
     } else if (in_flight_ >= srv_.config().ws_max_in_flight) {
-      srv_.refuse(ws_.get_executor(), {errc::rate_limited, "too many requests in flight on this connection"}, std::move(text), address_,
-                  write_reply, std::chrono::seconds(1));  // WS-2
+      ++in_flight_;
+      srv_.refuse(ex_, {errc::rate_limited, "too many requests in flight on this connection"}, std::move(text), address_, write_reply,
+                  std::chrono::seconds(1));  // WS-2
     } else {
       ++in_flight_;
-      srv_.submit(ws_.get_executor(), std::move(text), address_, [self = this->shared_from_this()](const outcome& o) {
+      srv_.submit(ex_, std::move(text), address_, [self = this->shared_from_this()](const outcome& o) {
         --self->in_flight_;
         // MSG-3: a reply type received as a request is matched to our own requests (we have
         // none as a server) and not answered; ERR-8: an error is never answered.
@@ -188,6 +196,7 @@ class ws_connection : public connection, public std::enable_shared_from_this<ws_
   }
 
   server& srv_;
+  const asio::any_io_executor ex_;  ///< the connection's strand (kept: the stream may not be read from other threads)
   websocket::stream<Stream> ws_;
   std::string address_;
   beast::flat_buffer buffer_;
@@ -202,12 +211,12 @@ template <class Stream>
 class http_connection : public connection, public std::enable_shared_from_this<http_connection<Stream>> {
  public:
   http_connection(server& srv, Stream&& stream, std::string address)
-      : srv_(srv), stream_(std::move(stream)), address_(std::move(address)) {}
+      : srv_(srv), ex_(stream.get_executor()), stream_(std::move(stream)), address_(std::move(address)) {}
   ~http_connection() override {
     if (!handed_over_) srv_.closed(this, address_);
   }
 
-  asio::any_io_executor executor() { return stream_.get_executor(); }
+  const asio::any_io_executor& executor() const { return ex_; }
 
   // A new connection has read_timeout for its TLS handshake, if any, and its first request.
   void start() {
@@ -222,14 +231,18 @@ class http_connection : public connection, public std::enable_shared_from_this<h
     }
   }
 
+  // Both are posted from the core thread; a connection handed over to WebSocket no longer owns its stream.
   void drain() override {
-    asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
+    asio::post(ex_, [self = this->shared_from_this()] {
+      if (self->handed_over_) return;
       self->draining_ = true;
       if (!self->busy_) self->cut();
     });
   }
   void abort() override {
-    asio::post(stream_.get_executor(), [self = this->shared_from_this()] { self->cut(); });
+    asio::post(ex_, [self = this->shared_from_this()] {
+      if (!self->handed_over_) self->cut();
+    });
   }
 
  private:
@@ -277,7 +290,7 @@ class http_connection : public connection, public std::enable_shared_from_this<h
     if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) return cut();
     busy_ = true;
     if (ec == http::error::body_limit)  // HTTP-3: declared or received length over the limit
-      return srv_.refuse(stream_.get_executor(), {errc::payload_too_large, "the body exceeds the envelope limit"}, "", address_,
+      return srv_.refuse(ex_, {errc::payload_too_large, "the body exceeds the envelope limit"}, "", address_,
                          [self = this->shared_from_this()](const outcome& o) { self->respond(self->envelope_response(o), true); });
     if (ec == http::error::header_limit) return respond(plain(http::status::request_header_fields_too_large, "headers too large\n"), true);
     if (ec.category() == http::make_error_code(http::error::bad_target).category())
@@ -299,18 +312,19 @@ class http_connection : public connection, public std::enable_shared_from_this<h
       handed_over_ = true;
       srv_.handed_over(this);
       ws->run(std::move(request_));
+      if (srv_.draining()) ws->drain();  // shutdown began after the check above: it may have missed both
       return;
     }
     const auto respond_with = [self = this->shared_from_this()](const outcome& o) { self->respond(self->envelope_response(o), false); };
     if (path == "/message") {
       if (request_.method() != http::verb::post) return respond(not_allowed("POST"), false);  // HTTP-12
       if (!is_json_media_type(request_[http::field::content_type]))
-        return srv_.refuse(stream_.get_executor(), {errc::invalid_format, "Content-Type must be application/json"},
+        return srv_.refuse(ex_, {errc::invalid_format, "Content-Type must be application/json"},
                            std::move(request_.body()), address_, respond_with);
-      return srv_.submit(stream_.get_executor(), std::move(request_.body()), address_, respond_with,
+      return srv_.submit(ex_, std::move(request_.body()), address_, respond_with,
                          trace_id_of(request_["traceparent"]));
     }
-    srv_.get(stream_.get_executor(), std::string(path), [self = this->shared_from_this()](std::optional<server::resource> res) {
+    srv_.get(ex_, std::string(path), [self = this->shared_from_this()](std::optional<server::resource> res) {
       if (!res) return self->respond(self->plain(http::status::not_found, "no such resource\n"), false);
       if (self->request_.method() != http::verb::get) return self->respond(self->not_allowed("GET"), false);
       http::response<http::string_body> r{static_cast<http::status>(res->status), self->request_.version()};
@@ -376,6 +390,7 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
 
   server& srv_;
+  const asio::any_io_executor ex_;  ///< the connection's strand (kept: the stream moves to WebSocket)
   Stream stream_;
   asio::steady_timer timer_408_{stream_.get_executor()};  ///< read_timeout_answers_408 only
   std::string address_;
@@ -521,6 +536,9 @@ server::~server() {
   transport_work_.reset();
   transport_->stop();
   for (auto& t : transport_threads_) t.join();
+  // After an abnormal exit, callbacks to connections may still be waiting: they go first.
+  waiting_.clear();
+  batch_.clear();
   transport_.reset();
 }
 
@@ -858,6 +876,7 @@ void server::on_poll() {
 // batches come back full: one large delete would stall every request behind it (at 5,000 signed
 // messages per second, a minute's worth took about a second). Old outbox rows go once a minute.
 void server::maintenance() {
+  if (draining_) return;  // a completion queued before shutdown() cancelled the timer
   constexpr std::size_t nonce_batch = 250;
   bool more = false;
   try {
