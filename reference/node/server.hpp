@@ -8,7 +8,7 @@
 // and the control socket all run on the core io_context, one thread, so the engine's guarantees
 // (ordering per session, exactly-once delivery, no sequence number reused) need no locks. With
 // N > 1, connections run on N - 1 transport threads, each connection on a strand: HTTP and
-// WebSocket parsing, TLS, socket calls, and the signature check of sessionless requests
+// WebSocket parsing, TLS, socket calls, and the signature check of signed requests
 // (precheck()) happen there, and every call between a connection and the server is posted to the
 // other side's executor. With N = 1 everything shares the core thread and no call is posted.
 #pragma once
