@@ -30,14 +30,22 @@ inline byte_view as_bytes(std::string_view s) noexcept {
 
 // ---------------------------------------------------------------- hex
 
+/// Appends the lowercase hex of `data` to `out` (a serializer writes it in place).
+inline void append_hex(std::string& out, byte_view data) {
+  static constexpr char digits[] = "0123456789abcdef";
+  const std::size_t at = out.size();
+  out.resize(at + data.size() * 2);
+  char* p = out.data() + at;
+  for (const std::uint8_t b : data) {
+    *p++ = digits[b >> 4];
+    *p++ = digits[b & 0x0f];
+  }
+}
+
 /// Lowercase hex of `data`.
 inline std::string hex_encode(byte_view data) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(data.size() * 2, '\0');
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    out[2 * i] = digits[data[i] >> 4];
-    out[2 * i + 1] = digits[data[i] & 0x0f];
-  }
+  std::string out;
+  append_hex(out, data);
   return out;
 }
 
@@ -80,26 +88,33 @@ inline std::optional<bytes> hex_decode(std::string_view text) {
 
 // ---------------------------------------------------------------- base64
 
-/// Standard-alphabet base64 with padding (RFC 4648 §4).
-inline std::string base64_encode(byte_view data) {
+/// Appends the standard-alphabet base64 of `data`, with padding (RFC 4648 §4), to `out`.
+inline void append_base64(std::string& out, byte_view data) {
   static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
+  const std::size_t at = out.size();
+  out.resize(at + (data.size() + 2) / 3 * 4);
+  char* p = out.data() + at;
   std::size_t i = 0;
   for (; i + 3 <= data.size(); i += 3) {
     const std::uint32_t v = std::uint32_t{data[i]} << 16 | std::uint32_t{data[i + 1]} << 8 | data[i + 2];
-    out += alphabet[v >> 18];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
+    *p++ = alphabet[v >> 18];
+    *p++ = alphabet[(v >> 12) & 63];
+    *p++ = alphabet[(v >> 6) & 63];
+    *p++ = alphabet[v & 63];
   }
   if (const std::size_t rest = data.size() - i; rest > 0) {
     const std::uint32_t v = std::uint32_t{data[i]} << 16 | (rest == 2 ? std::uint32_t{data[i + 1]} << 8 : 0U);
-    out += alphabet[v >> 18];
-    out += alphabet[(v >> 12) & 63];
-    out += rest == 2 ? alphabet[(v >> 6) & 63] : '=';
-    out += '=';
+    *p++ = alphabet[v >> 18];
+    *p++ = alphabet[(v >> 12) & 63];
+    *p++ = rest == 2 ? alphabet[(v >> 6) & 63] : '=';
+    *p = '=';
   }
+}
+
+/// Standard-alphabet base64 with padding (RFC 4648 §4).
+inline std::string base64_encode(byte_view data) {
+  std::string out;
+  append_base64(out, data);
   return out;
 }
 

@@ -352,29 +352,34 @@ inline boost::json::object to_json(const envelope& e, omit leave_out = omit::non
 /// are written in their fixed order (RFC 8785 §3.2.3 sorts these names the same way every time,
 /// and they need no escapes), and only the payload goes through the general canonicalizer.
 inline void append_canonical(std::string& out, const envelope& e, omit leave_out = omit::none) {
-  out.reserve(out.size() + 160 + e.msg_type.size() + e.sender_id.size() + e.recipient_id.size() +
+  // The member names, nonce, timestamp, version, session id and signature take at most 400 bytes.
+  out.reserve(out.size() + 400 + e.msg_type.size() + e.sender_id.size() + e.recipient_id.size() +
               (e.encrypted_payload ? e.encrypted_payload->size() * 4 / 3 + 4 : 0));
   char separator = '{';
   const auto name = [&](std::string_view member) {
-    out += separator;
+    jcs::detail::append_plain_quoted(out, separator, member, ':');
     separator = ',';
-    out += '"';
-    out += member;
-    out += "\":";
   };
   const auto quoted = [&](const std::string& text) {
     out += '"';
     out += text;
     out += '"';
   };
+  const auto hex = [&](byte_view data) {  // written in place, with no string in between
+    out += '"';
+    append_hex(out, data);
+    out += '"';
+  };
   if (e.encrypted_payload && leave_out != omit::signature_and_ciphertext) {
     name("encrypted_payload");
-    quoted(base64_encode(*e.encrypted_payload));
+    out += '"';
+    append_base64(out, *e.encrypted_payload);
+    out += '"';
   }
   name("msg_type");
   jcs::append_string(out, e.msg_type);
   name("nonce");
-  quoted(hex_encode(e.nonce));
+  hex(e.nonce);
   if (e.payload) {
     name("payload");
     jcs::append_canonical(out, *e.payload);
@@ -393,7 +398,7 @@ inline void append_canonical(std::string& out, const envelope& e, omit leave_out
   }
   if (e.signature && leave_out == omit::none) {
     name("signature");
-    quoted(hex_encode(*e.signature));
+    hex(*e.signature);
   }
   name("timestamp");
   quoted(format_timestamp(e.timestamp));

@@ -408,8 +408,36 @@ inline void append_number(std::string& out, double v) {
 
 /// Appends a JSON string with the RFC 8785 §3.2.2.2 escapes: `"` and `\`, the short forms
 /// \b \t \n \f \r, \u00xx (lower-case hex) for other control characters, everything else as is.
+namespace detail {
+/// Appends `lead` (unless it is 0), `s` in quotes, then `tail` (unless 0), in one piece, when `s`
+/// needs no escape (most strings, and nearly every member name); false, appending nothing,
+/// otherwise. One append instead of a call per character is most of what serializing costs.
+inline bool append_plain_quoted(std::string& out, char lead, std::string_view s, char tail) {
+  if (plain_run(s.data(), s.data() + s.size(), false) != s.size()) return false;
+  char buf[64];
+  if (s.size() > sizeof buf - 4) {
+    if (lead) out += lead;
+    out += '"';
+    out += s;
+    out += '"';
+    if (tail) out += tail;
+    return true;
+  }
+  char* p = buf;
+  if (lead) *p++ = lead;
+  *p++ = '"';
+  std::memcpy(p, s.data(), s.size());
+  p += s.size();
+  *p++ = '"';
+  if (tail) *p++ = tail;
+  out.append(buf, static_cast<std::size_t>(p - buf));
+  return true;
+}
+}  // namespace detail
+
 inline void append_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
+  if (detail::append_plain_quoted(out, 0, s, 0)) return;
   out.reserve(out.size() + s.size() + 2);
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
@@ -499,15 +527,17 @@ inline void append_canonical(std::string& out, const boost::json::object& obj) {
   for (const auto& kv : obj) members[i++] = &kv;
   std::sort(members.begin(), members.end(),
             [](const auto* a, const auto* b) { return detail::utf16_less(a->key(), b->key()); });
-  out += '{';
-  bool first = true;
+  char lead = '{';
   for (const auto* kv : members) {
-    if (!first) out += ',';
-    first = false;
-    append_string(out, kv->key());
-    out += ':';
+    if (!detail::append_plain_quoted(out, lead, kv->key(), ':')) {
+      out += lead;
+      append_string(out, kv->key());
+      out += ':';
+    }
+    lead = ',';
     append_canonical(out, kv->value());
   }
+  if (lead == '{') out += '{';
   out += '}';
 }
 
