@@ -309,57 +309,62 @@ Profiles (`perf record`) of the misses, and what would fix them:
 
 - **AES-GCM on small messages** (met since a keyed context, `crypto::aes_gcm_key`, is made once
   per session direction and wiped with the session's keys).
-- **Envelope parse + validate on small envelopes** (about 38% of `boost::json::parse` at 100 B):
-  parsing into an arena (`parse_envelope` parses into a `monotonic_resource` on the stack and
-  copies only the payload out) removed the allocations (malloc is now under 2% of the profile)
-  but not the building: a quarter of the profile is building the top-level JSON object (member
-  insertion, hashing, rehashing, moving values), and another fifth is finding the members again
-  and decoding the nonce and signature hex. Fix: an envelope reader that reads the top-level
-  members straight into the envelope's fields and builds only the payload as JSON.
-- **Canonical serialization** (about 30% at 100 B, 20-25% from 1 KiB): the envelope's members
-  are now written directly in their fixed order (no JSON object built, no payload copy), which
-  took 100 B from 17% to about 30%. What remains is the payload: appending one character at a
-  time to a `std::string` (`push_back`, not inlined, about 12%), sorting each object's members,
-  and the ECMAScript form of non-integer numbers. Fix: write through a raw pointer into a buffer
-  reserved from the value's size, and a fast path for short decimals.
-- **Chunk split and reassembly** (about 260 MiB/s at 64 MiB): chunks are now hashed as they
-  arrive and copied once into a buffer of the received size, each freed as it is copied (peak
-  heap of the receiving side: 2.0× the payload). About half of the profile is the kernel's
-  page-fault path: a 64 MiB round trip touches 256 MiB of fresh pages (the sender's canonical
-  text and chunk copies, the receiver's text and parsed string). SHA-256, once on each side, is
-  18%. Fix: split without copying the canonical text into chunks, and reuse large buffers.
-- **Chunked transfer through the node** (about 30 MiB/s): each 256 KiB chunk travels as base64
-  in its own envelope, sealed, and each is a separate request with its own commit, so the
-  transfer is bound by per-request costs and base64 (decode, parse of a 350 KiB envelope). Fix:
-  larger chunks are not allowed (CHK-2); streaming the data member to base64 decoding without
-  building the JSON string, and pipelining chunks over WebSocket, are the levers.
-- **The node, sessionless signed messages from outside** (scripts/load, 4 connections): half of
-  the node's CPU is Crypto++ (Ed25519 verify and sign, 41 µs of about 80 µs per message), 30% the
-  kernel (loopback sockets, the WAL writes), 7% SQLite and 8% the node's own code. The crypto
-  bound assumes one core doing nothing else; reaching 70% of it needs verification on a second
-  core (`--threads`, not built). Group commit (one transaction for the requests handled in one
-  turn of the event loop) and holding the database lock for the node's lifetime cut about 15% of
-  the CPU per message at 4 connections. The p99 of several milliseconds is the WAL checkpoint
-  (`fdatasync`) on the request path every ~1,000 pages: raising the interval to 10,000 pages
-  raised throughput by 15% but p99 to 18-20 ms, so it was not kept; a checkpoint off the request
-  path is the fix.
+- **Envelope parse + validate** (met at 100 B, the target's size; about half of
+  `boost::json::parse` from 1 KiB): a direct reader (`detail::read_envelope`) reads the
+  top-level members straight into the envelope's fields and builds only the payload as JSON;
+  anything unusual goes to the general path, which names the error. From 1 KiB the payload
+  dominates: it is parsed with the strict parser (UTF-8, duplicate names, depth, numbers
+  checked as it goes), which builds the same `boost::json` value as `boost::json::parse` and
+  checks more.
+- **Canonical serialization** (met at 100 B and 1 KiB since member names, plain strings and the
+  envelope's hex and base64 members are each written with one append, not one call per
+  character): what remains against `boost::json::serialize` is sorting each object's members
+  by UTF-16 code units and the ECMAScript form of non-integer numbers, which RFC 8785 requires
+  and `boost::json::serialize` does not do.
+- **Chunk split and reassembly** (64 MiB): chunks are hashed as they arrive and copied once into
+  a buffer of the received size (peak heap of the receiving side: 2.0× the payload). SHA-256,
+  once on each side, is about a quarter of the profile, and the kernel's page-fault path for the
+  fresh pages of the sender's text, the chunk copies, the receiver's text and the parsed string
+  about a third. A large string no longer costs an extra copy when serialized (the output is
+  reserved with room for what closes it).
+- **Chunked transfer through the node** (8 MiB in 256 KiB chunks, the largest CHK-2 allows):
+  the base64 decoder was half of the profile; a table-driven decoder took the transfer from
+  about 35 to about 95 MiB/s over HTTP. Each chunk is base64 twice (its `data`, then the sealed
+  envelope's ciphertext), so it is encoded, parsed and decoded twice on each side, and the
+  8 MiB payload is stored in the inbox (SQLite `pwrite` and `fdatasync`, about 15% of the
+  profile) before the last chunk is acknowledged. Over WebSocket every message is also checked
+  as UTF-8 by the WebSocket layer on both sides. The levers left: decoding the `data` member
+  straight from the envelope text without building its JSON string, and a binary frame for
+  chunks, which SPEC does not have.
+- **The node, sessionless signed messages from outside** (scripts/load): about half of the
+  node's CPU is Crypto++ (Ed25519 verify and sign, about 42 µs per message), the rest the kernel
+  (loopback sockets, the WAL writes), SQLite and the node's own code. The crypto bound assumes
+  one core doing nothing but verify and sign; on this two-core machine wrk and the node share
+  the cores. With `--threads 2` the signature is checked on the transport thread, which pays at
+  4 connections; the core thread still signs every reply and commits to SQLite, and those now
+  bound it. The levers left: sign replies on the transport thread (the engine would return the
+  reply unsigned, with what to sign) and take the SQLite commit off the core thread. The p99 of
+  several milliseconds is the WAL checkpoint (`fdatasync`) on the request path every ~1,000
+  pages: raising the interval to 10,000 pages raised throughput by 15% but p99 to 18-20 ms, so
+  it was not kept.
 - **Sustained sessionless load** (10 minutes, paced, the default nonce cache): the nonce cache
-  now keeps a nonce only while its timestamp is acceptable (RPL-2), so it holds about a minute
-  of traffic (about 330,000 entries at 5,500/s) and the node's resident memory levels off at
-  under 50 MiB. The rate drops by about a tenth once nonces start to expire (after the first
-  minute): each expired nonce is also a row to delete from the node's database, 250 rows per
-  transaction, every second; the first version deleted them once a minute in one statement,
-  which held every request for about a second (p99 1.1 s). The remaining p99 of 10-15 ms is
-  those deletes and the WAL checkpoints, both on the request thread; the signer of the next
-  run's envelopes also shares the two cores with the node and wrk.
+  keeps a nonce only while its timestamp is acceptable (RPL-2), so it holds about a minute of
+  traffic and the node's resident memory levels off. The rate drops by about a tenth once nonces
+  start to expire (after the first minute): each expired nonce is also a row to delete from the
+  node's database, 250 rows per transaction, every second, on the core thread with the WAL
+  checkpoints; the signer of the next run's envelopes also shares the two cores with the node
+  and wrk.
 - **The node, encrypted session messages against the echo server**: the profile is dominated by
   system calls (loopback TCP send and receive, epoll, the scheduler switching between the client
-  and the single server thread), as the echo server's is; what the echo server does not do is
-  the one SQLite transaction per message for the session's sequence counters. Group commit helps
-  only with several connections. Persisting the counters in reserved blocks does not fit this
-  protocol as it is: the receiving side must refuse a reused sequence number after a restart
-  (SES-13), and skipping a block on either side would break a session's contiguous numbering
-  (ORD), so it would need a SPEC change. More than one server thread is the remaining lever.
+  threads and the server), as the echo server's is; what the echo server does not do is open,
+  order, dispatch and seal each message, and commit the session's sequence counters to SQLite
+  (one transaction per turn of the event loop: group commit helps only with several
+  connections). Persisting the counters in reserved blocks does not fit this protocol as it is:
+  the receiving side must refuse a reused sequence number after a restart (SES-13), and skipping
+  a block on either side would break a session's contiguous numbering (ORD), so it would need a
+  SPEC change. `--threads 2` does not help here: a sealed message has no signature to move off
+  the core thread, so only the two posts between threads remain, and in process the four client
+  threads compete with the node's two threads for the machine's two cores.
 """
     os.makedirs(outdir, exist_ok=True)
     with open(os.path.join(outdir, "PERFORMANCE.md"), "w") as f:

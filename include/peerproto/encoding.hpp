@@ -129,14 +129,14 @@ inline std::size_t base64_decoded_size(std::string_view text) noexcept {
 }
 
 namespace detail {
-inline int base64_value(char c) noexcept {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
+// Each byte's value as a base64 digit; 0xff for every byte outside the standard alphabet.
+inline constexpr std::array<std::uint8_t, 256> base64_values = [] {
+  std::array<std::uint8_t, 256> t{};
+  t.fill(0xff);
+  constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (std::size_t i = 0; i < alphabet.size(); ++i) t[static_cast<unsigned char>(alphabet[i])] = static_cast<std::uint8_t>(i);
+  return t;
+}();
 }  // namespace detail
 
 /// Strict base64 decoding: length a multiple of 4, only the standard alphabet, padding only as the
@@ -144,25 +144,36 @@ inline int base64_value(char c) noexcept {
 /// Whitespace, line breaks and the URL-safe alphabet are rejected.
 inline std::optional<bytes> base64_decode(std::string_view text) {
   if (text.size() % 4 != 0) return std::nullopt;
-  std::size_t pad = 0;
-  if (!text.empty() && text.back() == '=') pad = text[text.size() - 2] == '=' ? 2 : 1;
-  bytes out;
-  out.reserve(base64_decoded_size(text));
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    const bool last = i + 4 == text.size();
-    std::uint32_t v = 0;
-    for (std::size_t j = 0; j < 4; ++j) {
-      const bool padding_slot = last && j >= 4 - pad;
-      const int d = padding_slot ? (text[i + j] == '=' ? 0 : -1) : detail::base64_value(text[i + j]);
-      if (d < 0) return std::nullopt;
-      v = v << 6 | static_cast<std::uint32_t>(d);
-    }
-    if (last && pad == 1 && (v & 0xff) != 0) return std::nullopt;    // non-zero trailing bits
-    if (last && pad == 2 && (v & 0xffff) != 0) return std::nullopt;
-    out.push_back(static_cast<std::uint8_t>(v >> 16));
-    if (!last || pad < 2) out.push_back(static_cast<std::uint8_t>(v >> 8));
-    if (!last || pad < 1) out.push_back(static_cast<std::uint8_t>(v));
+  if (text.empty()) return bytes{};
+  const std::size_t pad = text.back() != '=' ? 0 : text[text.size() - 2] == '=' ? 2 : 1;
+  bytes out(base64_decoded_size(text));
+  const auto& value = detail::base64_values;
+  const auto* in = reinterpret_cast<const unsigned char*>(text.data());
+  std::uint8_t* o = out.data();
+  // Every group but the last has no padding: a table lookup per character, one check at the end
+  // (an invalid character sets the high bit of `invalid`).
+  const std::size_t last = text.size() - 4;
+  std::uint32_t invalid = 0;
+  for (std::size_t i = 0; i < last; i += 4, o += 3) {
+    const std::uint32_t a = value[in[i]], b = value[in[i + 1]], c = value[in[i + 2]], d = value[in[i + 3]];
+    invalid |= a | b | c | d;
+    const std::uint32_t v = a << 18 | b << 12 | c << 6 | d;
+    o[0] = static_cast<std::uint8_t>(v >> 16);
+    o[1] = static_cast<std::uint8_t>(v >> 8);
+    o[2] = static_cast<std::uint8_t>(v);
   }
+  if (invalid & 0x80) return std::nullopt;
+  std::uint32_t v = 0;
+  for (std::size_t j = 0; j < 4; ++j) {
+    const std::uint32_t d = j >= 4 - pad ? (in[last + j] == '=' ? 0 : 0xff) : value[in[last + j]];
+    if (d == 0xff) return std::nullopt;
+    v = v << 6 | d;
+  }
+  if (pad == 1 && (v & 0xff) != 0) return std::nullopt;  // non-zero trailing bits
+  if (pad == 2 && (v & 0xffff) != 0) return std::nullopt;
+  o[0] = static_cast<std::uint8_t>(v >> 16);
+  if (pad < 2) o[1] = static_cast<std::uint8_t>(v >> 8);
+  if (pad < 1) o[2] = static_cast<std::uint8_t>(v);
   return out;
 }
 

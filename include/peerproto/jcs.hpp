@@ -416,6 +416,8 @@ inline bool append_plain_quoted(std::string& out, char lead, std::string_view s,
   if (plain_run(s.data(), s.data() + s.size(), false) != s.size()) return false;
   char buf[64];
   if (s.size() > sizeof buf - 4) {
+    // Room for what closes the value too, so that a large string is not copied again for it.
+    out.reserve(out.size() + s.size() + 16);
     if (lead) out += lead;
     out += '"';
     out += s;
