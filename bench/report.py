@@ -328,8 +328,8 @@ Profiles (`perf record`) of the misses, and what would fix them:
   about a third. A large string no longer costs an extra copy when serialized (the output is
   reserved with room for what closes it).
 - **Chunked transfer through the node** (8 MiB in 256 KiB chunks, the largest CHK-2 allows):
-  the base64 decoder was half of the profile; a table-driven decoder took the transfer from
-  about 35 to about 95 MiB/s over HTTP. Each chunk is base64 twice (its `data`, then the sealed
+  the base64 decoder was half of the profile; a table-driven decoder more than doubled the
+  rate (about 35 MiB/s over HTTP before it). Each chunk is base64 twice (its `data`, then the sealed
   envelope's ciphertext), so it is encoded, parsed and decoded twice on each side, and the
   8 MiB payload is stored in the inbox (SQLite `pwrite` and `fdatasync`, about 15% of the
   profile) before the last chunk is acknowledged. Over WebSocket every message is also checked
@@ -365,6 +365,12 @@ Profiles (`perf record`) of the misses, and what would fix them:
   SPEC change. `--threads 2` does not help here: a sealed message has no signature to move off
   the core thread, so only the two posts between threads remain, and in process the four client
   threads compete with the node's two threads for the machine's two cores.
+- **p99 of encrypted session messages at 4 connections with `--threads 1`**: between about 2×
+  and 15× the echo's from one run to the next. Each measurement is short (about 10,000
+  messages), so its p99 is the 100th-slowest message, and a WAL checkpoint (`pwrite` and
+  `fdatasync` of the accumulated pages) on the only thread holds all four connections' requests
+  when it falls inside the measurement. With `--threads 2` the connections keep being read and
+  parsed while the core thread writes. The fix is a checkpoint off the request path (see above).
 """
     os.makedirs(outdir, exist_ok=True)
     with open(os.path.join(outdir, "PERFORMANCE.md"), "w") as f:

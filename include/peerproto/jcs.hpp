@@ -406,8 +406,6 @@ inline void append_number(std::string& out, double v) {
   }
 }
 
-/// Appends a JSON string with the RFC 8785 §3.2.2.2 escapes: `"` and `\`, the short forms
-/// \b \t \n \f \r, \u00xx (lower-case hex) for other control characters, everything else as is.
 namespace detail {
 /// Appends `lead` (unless it is 0), `s` in quotes, then `tail` (unless 0), in one piece, when `s`
 /// needs no escape (most strings, and nearly every member name); false, appending nothing,
@@ -437,6 +435,8 @@ inline bool append_plain_quoted(std::string& out, char lead, std::string_view s,
 }
 }  // namespace detail
 
+/// Appends a JSON string with the RFC 8785 §3.2.2.2 escapes: `"` and `\`, the short forms
+/// \b \t \n \f \r, \u00xx (lower-case hex) for other control characters, everything else as is.
 inline void append_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   if (detail::append_plain_quoted(out, 0, s, 0)) return;
