@@ -3,6 +3,7 @@
 #include "ctl.hpp"
 
 #include "passphrase.hpp"
+#include "node/unix_path.hpp"
 
 #include <peerproto/jcs.hpp>
 #include <peerproto/key_file.hpp>
@@ -37,7 +38,7 @@ class control_client {
   explicit control_client(const ctl_options& o) : socket_(ioc_) {
     const auto path = o.socket.empty() ? o.state_dir / "control.sock" : o.socket;
     boost::system::error_code ec;
-    socket_.connect(asio::local::stream_protocol::endpoint(path.string()), ec);
+    socket_.connect(unix_path(path).endpoint(), ec);
     if (ec) throw config_error("cannot reach the node at " + path.string() + " (" + ec.message() + "): is it running with this --state-dir?");
   }
   json::object call(const json::object& request) {

@@ -3,6 +3,7 @@
 #include "pkcs11.hpp"
 #include "server.hpp"
 #include "trace.hpp"
+#include "unix_path.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -88,18 +89,17 @@ control::control(server& srv, std::filesystem::path socket_path)
 control::~control() = default;
 
 void control::start() {
-  if (path_.string().size() >= sizeof(sockaddr_un::sun_path))
-    throw config_error("the control socket path " + path_.string() + " is too long for a Unix socket; use a shorter --state-dir");
+  const unix_path address(path_);  // any length: a long path is named through its folder
   if (std::filesystem::exists(path_)) {
     // A socket someone still answers on belongs to a running node; one nobody answers is stale.
     local::socket probe(srv_.ioc_);
     boost::system::error_code ec;
-    probe.connect(local::endpoint(path_.string()), ec);
+    probe.connect(address.endpoint(), ec);
     if (!ec) throw config_error("another node is running with the state directory " + path_.parent_path().string());
     std::filesystem::remove(path_);
   }
   acceptor_.open();
-  acceptor_.bind(local::endpoint(path_.string()));
+  acceptor_.bind(address.endpoint());
   ::chmod(path_.c_str(), 0600);
   acceptor_.listen();
   asio::co_spawn(srv_.ioc_, accept(), asio::detached);

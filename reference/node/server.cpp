@@ -967,17 +967,20 @@ void server::shutdown() {
   acceptor_.close(ec);
   maintenance_timer_.cancel();
   control_->stop();
-  outbound_->shutdown([this] {
-    outbound_stopped_ = true;
-    finish_if_drained();
-  });
-  each_connection(&connection::drain);
+  // Armed before anything can finish the drain: finish_if_drained() cancels it, and the outbound
+  // client may report it has stopped before shutdown() returns (no links open). A timer armed
+  // after that would keep an idle node alive for the whole drain timeout.
   drain_timer_.expires_after(cfg_.drain_timeout);
   drain_timer_.async_wait([this](beast::error_code e) {
     if (e) return;
     log_->warn("drain timeout: closing {} connections", connection_count());
     each_connection(&connection::abort);
   });
+  outbound_->shutdown([this] {
+    outbound_stopped_ = true;
+    finish_if_drained();
+  });
+  each_connection(&connection::drain);
   finish_if_drained();
 }
 

@@ -70,7 +70,7 @@ with tempfile.TemporaryDirectory() as work:
     work = pathlib.Path(work)
     subprocess.run([node, "keygen", "--out", work / "node.key", "--entity-id", "openapi-check"], check=True, capture_output=True)
     proc = subprocess.Popen([node, "serve", "--key", work / "node.key", "--trust", "tofu", "--port", "0", "--state-dir", work / "state"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, text=True)  # stderr: shown by ctest on failure
     try:
         port = re.search(r":(\d+)$", proc.stdout.readline().strip()).group(1)
         base = f"http://127.0.0.1:{port}"

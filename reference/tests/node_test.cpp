@@ -381,6 +381,26 @@ TEST(Node, SigtermDrainsInFlightRequests) {
   EXPECT_NE(bob.stderr_text().find("drained"), std::string::npos);
 }
 
+// A state directory deeper than a Unix socket path can be (108 bytes) still gets its control
+// socket, which `ctl` reaches; and an idle node exits at once on SIGTERM instead of waiting out
+// --drain-timeout (set long here, so that waiting it out would show).
+TEST(Node, DeepStateDirectoryWorksAndAnIdleNodeExitsAtOnceOnSigterm) {
+  temp_dir dir;
+  const auto deep = dir.path / std::string(60, 'a') / std::string(60, 'b');
+  std::filesystem::create_directories(deep);
+  node_process bob(deep, "bob", {"--drain-timeout", "60"});
+  ASSERT_GT((bob.state_dir() / "control.sock").string().size(), 108u);
+  const auto out = dir.path / "ctl.out";
+  const std::string cmd = std::string(PEERPROTO_NODE_BINARY) + " ctl --state-dir " + bob.state_dir().string() + " outbox > " +
+                          out.string() + " 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << std::ifstream(out).rdbuf();
+  const auto start = std::chrono::steady_clock::now();
+  bob.kill(SIGTERM);
+  EXPECT_EQ(bob.wait(), 0) << bob.stderr_text();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10)) << bob.stderr_text();
+  EXPECT_EQ(bob.stderr_text().find("drain timeout"), std::string::npos) << bob.stderr_text();
+}
+
 // --threads: connections on transport threads, the engine on one. One session's messages arrive
 // out of order over four connections at once (two HTTP, two WebSocket): each is delivered once,
 // in sequence order (the node's reply k echoes message k), and SIGTERM still drains.

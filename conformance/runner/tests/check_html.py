@@ -9,11 +9,13 @@ refers to nothing outside itself, renders it in headless Chromium and checks the
 (every case, the result, the failed case open with expected and actual). With SCREENSHOT, also
 saves a PNG of the page there.
 """
+import atexit
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 run_against, node, runner, work = sys.argv[1:5]
 screenshot = sys.argv[5] if len(sys.argv) > 5 else os.path.join(work, "report.png")
@@ -36,7 +38,9 @@ if "<script" in html:
 browser = shutil.which("chromium") or shutil.which("chromium-browser")
 if not browser:
     sys.exit("chromium is not installed (scripts/bootstrap installs it)")
-profile = os.path.join(work, "profile")
+# The browser's profile holds a Unix socket: keep it in a short temporary folder, not the build's.
+profile = tempfile.mkdtemp(prefix="pp-chromium-")
+atexit.register(shutil.rmtree, profile, ignore_errors=True)
 flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
          "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND"]
 dom = subprocess.run(flags + ["--dump-dom", "file://" + os.path.abspath(page)], capture_output=True, text=True, timeout=120)

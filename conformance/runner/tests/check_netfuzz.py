@@ -9,6 +9,7 @@
 3. Against the fault-injection node with a planted fault, each fault is found by its oracle, the
    finding file replays (exit 1) while the fault is there, and not against the reference node.
 """
+import atexit
 import glob
 import json
 import os
@@ -17,37 +18,55 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 node, fault_node, runner, work = sys.argv[1:5]
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
+# Node state lives in a short temporary folder (the build folder may be deep), removed at the end.
+state_root = tempfile.mkdtemp(prefix="pp-netfuzz-")
 failures = []
+started = []  # every node this test started, stopped at exit whatever happens
 
 
 def start(binary, name, fault=None):
-    d = os.path.join(work, name)
+    d = os.path.join(state_root, name)
     os.makedirs(d)
     subprocess.run([binary, "keygen", "--out", f"{d}/key", "--entity-id", "fuzzed-node"], check=True, stdout=subprocess.DEVNULL)
     # AddressSanitizer holds up to 256 MiB of freed memory in quarantine, which the memory oracle
     # would count as the node's growth; a small quarantine leaves the node's own growth.
     asan = ":".join(x for x in (os.environ.get("ASAN_OPTIONS", ""), "quarantine_size_mb=16") if x)
     env = {**os.environ, "PEERPROTO_FAULT": fault or "", "ASAN_OPTIONS": asan}
-    out = open(f"{d}/out", "w")
-    p = subprocess.Popen([binary, "serve", "--key", f"{d}/key", "--trust", "tofu", "--port", "0", "--state-dir", f"{d}/state",
-                          "--limit", "gap_timeout_ms=300"], stdout=out, stderr=subprocess.DEVNULL, env=env)
+    with open(f"{d}/out", "w") as out, open(f"{d}/err", "w") as err:
+        p = subprocess.Popen([binary, "serve", "--key", f"{d}/key", "--trust", "tofu", "--port", "0", "--state-dir", f"{d}/state",
+                              "--limit", "gap_timeout_ms=300"], stdout=out, stderr=err, env=env)
+    started.append(p)
     for _ in range(200):
         m = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(f"{d}/out").read())
         if m:
             return p, f"http://127.0.0.1:{m.group(1)}"
+        if p.poll() is not None:
+            break
         time.sleep(0.1)
-    sys.exit(f"{name}: the node did not start")
+    sys.exit(f"{name}: the node did not start (exit {p.poll()}):\n{open(f'{d}/err').read()[-3000:]}")
 
 
 def stop(p):
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
-        p.wait(timeout=30)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+@atexit.register
+def stop_all():
+    for p in started:
+        stop(p)
+    shutil.rmtree(state_root, ignore_errors=True)
 
 
 def fuzz(*args, timeout=180):
