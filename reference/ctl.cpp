@@ -14,6 +14,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 
+#include <fstream>
 #include <iostream>
 
 namespace peerproto::node {
@@ -24,9 +25,9 @@ namespace {
 
 struct ctl_options {
   std::filesystem::path state_dir = "peerproto-state", socket;
-  std::string to, type = "ping", payload = "{}", task_id, claim, result = "{}", error, entity_id, public_key, url;
+  std::string to, type = "ping", payload = "{}", payload_file, task_id, claim, result = "{}", error, entity_id, public_key, url;
   long expires_in = 0, wait = 0, lease = 300, limit = 100;
-  std::int64_t after = 0, through = 0;
+  std::int64_t after = 0, through = 0, id = 0;
   bool follow = false;
   std::string new_key;
   secret_input passphrase;
@@ -58,9 +59,28 @@ class control_client {
 };
 
 json::object json_object_arg(const std::string& text, const char* name) {
-  auto v = jcs::parse_strict(text);
-  if (!v || !v->is_object()) throw config_error(std::string(name) + " must be a JSON object");
+  auto v = jcs::parse_strict(text, {.max_bytes = limits::max_transfer_bytes});
+  if (!v) throw config_error(std::string(name) + " must be a JSON object: " + v.error().message);
+  if (!v->is_object()) throw config_error(std::string(name) + " must be a JSON object");
   return std::move(v->as_object());
+}
+
+// --payload-file: a file's text, or standard input for "-" (up to the largest payload a node sends).
+std::string read_payload_file(const std::string& file) {
+  std::ifstream in;
+  if (file != "-") {
+    in.open(file, std::ios::binary);
+    if (!in) throw config_error("--payload-file: cannot read " + file);
+  }
+  std::istream& from = file == "-" ? std::cin : in;
+  std::string text;
+  char buf[1 << 16];
+  while (from.read(buf, sizeof buf) || from.gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(from.gcount()));
+    if (text.size() > limits::max_transfer_bytes)
+      throw config_error("--payload-file: more than " + std::to_string(limits::max_transfer_bytes) + " bytes (SPEC CHK-9)");
+  }
+  return text;
 }
 
 // One JSON line, in the canonical form (numbers as ECMAScript writes them: 0.3, not 3E-1).
@@ -98,7 +118,11 @@ CLI::App* add_ctl_command(CLI::App& app, std::function<int()>& run) {
   auto* send = ctl->add_subcommand("send", "queue a message for a peer (committed before this returns); prints {id, state}");
   send->add_option("--to", o->to, "the peer: http://HOST:PORT, ws://HOST:PORT/ws, or an entity id pinned with a URL")->required();
   send->add_option("--type", o->type, "message type")->capture_default_str();
-  send->add_option("--payload", o->payload, "payload, a JSON object")->capture_default_str();
+  auto* payload = send->add_option("--payload", o->payload, "payload, a JSON object")->capture_default_str();
+  send->add_option("--payload-file", o->payload_file,
+                   "the payload from a file (- for standard input), a JSON object; one too large for one envelope of the "
+                   "peer is sent as a chunked transfer")
+      ->excludes(payload);
   send->add_option("--expires-in", o->expires_in, "seconds to keep trying (default: the node's --outbox-expiry)")->check(CLI::PositiveNumber);
   send->add_option("--wait", o->wait,
                    "wait up to this many seconds for the outcome and print it; exit 0 delivered, 1 refused by the peer "
@@ -106,7 +130,9 @@ CLI::App* add_ctl_command(CLI::App& app, std::function<int()>& run) {
       ->check(CLI::PositiveNumber);
   send->callback([o, call, &run] {
     run = [o, call] {
-      json::object r{{"op", "send"}, {"to", o->to}, {"type", o->type}, {"payload", json_object_arg(o->payload, "--payload")}};
+      json::object r{{"op", "send"}, {"to", o->to}, {"type", o->type},
+                     {"payload", o->payload_file.empty() ? json_object_arg(o->payload, "--payload")
+                                                         : json_object_arg(read_payload_file(o->payload_file), "--payload-file")}};
       if (o->expires_in) r["expires_in_s"] = o->expires_in;
       if (o->wait) r["wait_s"] = o->wait;
       const auto answer = call(r);
@@ -119,7 +145,18 @@ CLI::App* add_ctl_command(CLI::App& app, std::function<int()>& run) {
 
   auto* outbox = ctl->add_subcommand("outbox", "list the latest outbox messages and their state, newest first");
   outbox->add_option("--limit", o->limit, "how many")->capture_default_str();
-  outbox->callback([o, call, &run] { run = [o, call] { return print_list(call({{"op", "outbox"}, {"limit", o->limit}}), "messages"); }; });
+  auto* cancel = outbox->add_subcommand("cancel", "give up a queued message or transfer (it ends failed, \"cancelled by the operator\")");
+  cancel->add_option("id", o->id, "the message's outbox id")->required()->check(CLI::PositiveNumber);
+  cancel->callback([o, call, &run] {
+    run = [o, call] {
+      print(call({{"op", "outbox_cancel"}, {"id", o->id}}));
+      return 0;
+    };
+  });
+  outbox->callback([o, call, cancel, &run] {
+    if (cancel->parsed()) return;
+    run = [o, call] { return print_list(call({{"op", "outbox"}, {"limit", o->limit}}), "messages"); };
+  });
 
   auto* in = ctl->add_subcommand("inbox", "print delivered messages not yet acknowledged, one JSON line each, in delivery order");
   in->add_option("--after", o->after, "only messages with a larger seq");

@@ -194,8 +194,13 @@ int main(int argc, char** argv) {
   srv->add_option("--max-task-queue", cfg.max_task_queue, "queued tasks before task_delegate is RATE_LIMITED")->capture_default_str();
   srv->add_option("--max-inbox", cfg.max_inbox, "unacknowledged inbox messages before deliveries are RATE_LIMITED")
       ->capture_default_str()->check(CLI::PositiveNumber);
-  srv->add_option("--max-outbox", cfg.outbound.max_outbox, "messages waiting in the outbox before ctl send is refused")
+  srv->add_option("--max-outbox", cfg.outbound.max_outbox.messages, "messages waiting in the outbox before ctl send is refused")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  srv->add_option("--max-outbox-bytes", cfg.outbound.max_outbox.bytes, "payload bytes waiting in the outbox before ctl send is refused")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  srv->add_option("--max-send-bytes", cfg.outbound.max_send_bytes,
+                  "the largest payload ctl send takes; one too large for one envelope of its peer goes in chunks (SPEC §12)")
+      ->capture_default_str()->check(CLI::Range(std::size_t{1}, peerproto::limits::max_transfer_bytes));
   srv->add_option("--max-header-bytes", cfg.max_header_bytes, "HTTP header limit (431 beyond)")->capture_default_str();
   srv->add_option("--max-body-bytes", cfg.max_body_bytes, "envelope limit for HTTP bodies and WebSocket messages")->capture_default_str();
   srv->add_option("--max-connections", cfg.max_connections, "open connections in total")->capture_default_str();

@@ -109,29 +109,68 @@ inline boost::json::object to_json(const chunk& c) {
           {"data", base64_encode(c.data)}};
 }
 
-/// The sender's side: splits the JSON text of `payload` into chunk payloads of at most
-/// `chunk_size` bytes of data each. INVALID_ARGUMENT when chunk_size is 0 or over the chunk limit,
-/// or when original_msg_type is a core type; PAYLOAD_TOO_LARGE when the text exceeds the
-/// transfer limit or needs more chunks than allowed.
-inline result<std::vector<chunk>> split(const boost::json::object& payload, std::string_view original_msg_type,
-                                        std::size_t chunk_size, const uuid& transfer_id,
-                                        const reassembly_options& opt = {}) {
+/// The sender's side of one transfer (SPEC §12): how the JSON text of a payload is cut. A chunk is
+/// built only when it is sent (`piece`), so a sender keeps the text once, not a copy per chunk,
+/// and can resume at any index after a restart by planning the same text again.
+struct transfer_plan {
+  uuid transfer_id;
+  std::string original_msg_type;
+  std::size_t chunk_size = 0;  ///< data bytes per chunk; the last may be shorter
+  std::uint32_t total = 1;
+  std::uint64_t total_size = 0;
+  crypto::digest sha256{};
+
+  /// Chunk `index` (below `total`) of `text`, the text this plan was made for.
+  chunk piece(std::string_view text, std::uint32_t index) const {
+    const std::size_t begin = std::min(text.size(), std::size_t{index} * chunk_size);
+    const std::size_t end = std::min(text.size(), begin + chunk_size);
+    return chunk{transfer_id, index, total, total_size, sha256, original_msg_type,
+                 bytes(text.begin() + static_cast<std::ptrdiff_t>(begin), text.begin() + static_cast<std::ptrdiff_t>(end))};
+  }
+};
+
+/// Plans the transfer of `text`, a payload's JSON text, in chunks of at most `chunk_size` bytes of
+/// data. INVALID_ARGUMENT when chunk_size is 0 or over the chunk limit, or when original_msg_type
+/// is a core type; PAYLOAD_TOO_LARGE when the text exceeds the transfer limit or needs more
+/// chunks than allowed.
+inline result<transfer_plan> plan_transfer(std::string_view text, std::string_view original_msg_type, std::size_t chunk_size,
+                                           const uuid& transfer_id, const reassembly_options& opt = {}) {
   if (chunk_size == 0 || chunk_size > opt.max_chunk_data || !is_msg_type(original_msg_type) ||
       is_core_type(original_msg_type))
     return failure{errc::invalid_argument, "bad chunk size or message type"};
-  const std::string text = jcs::canonicalize(payload);
   if (text.size() > opt.max_transfer_bytes) return failure{errc::payload_too_large, "payload exceeds the transfer limit"};
   const std::size_t total = std::max<std::size_t>(1, (text.size() + chunk_size - 1) / chunk_size);
   if (total > opt.max_chunks) return failure{errc::payload_too_large, "payload needs more chunks than allowed; use larger chunks"};
-  const auto digest = crypto::sha256(as_bytes(text));
+  return transfer_plan{transfer_id, std::string(original_msg_type), chunk_size, static_cast<std::uint32_t>(total), text.size(),
+                       crypto::sha256(as_bytes(text))};
+}
+
+/// The largest chunk data that keeps a sealed `chunk` envelope within a peer's
+/// `max_envelope_bytes` (at most the peer's `max_chunk_data_bytes`). The data is base64 in the
+/// chunk payload, and the sealed payload is base64 again in the envelope (16/9 in all), with up
+/// to 2 KiB of members around it. 0 when no chunk fits.
+inline std::size_t chunk_size_for(std::size_t max_envelope_bytes, std::size_t max_chunk_data_bytes) {
+  constexpr std::size_t overhead = 2048;
+  if (max_envelope_bytes <= overhead) return 0;
+  return std::min(max_chunk_data_bytes, (max_envelope_bytes - overhead) / 16 * 9);
+}
+
+/// Whether a payload of `text_bytes` must be chunked to stay within `max_envelope_bytes` once
+/// sealed (base64, 4/3, plus the envelope's members).
+inline bool needs_chunks(std::size_t text_bytes, std::size_t max_envelope_bytes) {
+  return (text_bytes + 2) / 3 * 4 + 2048 > max_envelope_bytes;
+}
+
+/// Every chunk of `payload` at once (for payloads small enough to hold twice); see plan_transfer.
+inline result<std::vector<chunk>> split(const boost::json::object& payload, std::string_view original_msg_type,
+                                        std::size_t chunk_size, const uuid& transfer_id,
+                                        const reassembly_options& opt = {}) {
+  const std::string text = jcs::canonicalize(payload);
+  const auto plan = plan_transfer(text, original_msg_type, chunk_size, transfer_id, opt);
+  if (!plan) return plan.error();
   std::vector<chunk> out;
-  out.reserve(total);
-  for (std::size_t i = 0; i < total; ++i) {
-    const std::size_t begin = i * chunk_size, end = std::min(text.size(), begin + chunk_size);
-    out.push_back(chunk{transfer_id, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(total), text.size(), digest,
-                        std::string(original_msg_type),
-                        bytes(text.begin() + static_cast<std::ptrdiff_t>(begin), text.begin() + static_cast<std::ptrdiff_t>(end))});
-  }
+  out.reserve(plan->total);
+  for (std::uint32_t i = 0; i < plan->total; ++i) out.push_back(plan->piece(text, i));
   return out;
 }
 

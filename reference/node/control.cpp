@@ -14,7 +14,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <csignal>
+#include <cstring>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -67,11 +69,18 @@ json::object to_json(const outbox_entry& e) {
     auto r = jcs::parse_strict(e.result);
     o["result"] = r ? *r : json::value(e.result);
   }
+  o["payload_bytes"] = e.payload_bytes;
+  if (e.transfer_id)  // a chunked transfer: how far it got
+    o["transfer"] = json::object{{"transfer_id", format_uuid(*e.transfer_id)},
+                                 {"chunks_acknowledged", e.chunks_acked},
+                                 {"chunks", e.chunk_total},
+                                 {"rounds", e.rounds}};
   return o;
 }
 
 json::object to_json(const inbox_entry& m) {
-  auto payload = jcs::parse_strict(m.payload);
+  // A delivered payload may be a reassembled transfer, larger than one envelope (CHK-9).
+  auto payload = jcs::parse_strict(m.payload, {.max_bytes = limits::max_transfer_bytes});
   return {{"seq", m.seq},
           {"sender_id", m.sender_id},
           {"type", m.msg_type},
@@ -129,15 +138,38 @@ asio::awaitable<void> control::accept() {
 asio::awaitable<void> control::serve(socket s) {
   open_.insert(&s);
   std::string buffer;
-  const std::size_t max_line = srv_.cfg_.max_body_bytes + 65536;
+  // A line holds at most the largest payload `send` takes, and the request around it.
+  const std::size_t max_line = std::max(srv_.cfg_.max_body_bytes, srv_.outbound_->options().max_send_bytes) + 65536;
+  auto parse = srv_.engine_opt_.json;
+  parse.max_bytes = max_line;
   for (;;) {
     const auto [ec, n] = co_await asio::async_read_until(s, asio::dynamic_buffer(buffer, max_line), '\n', use);
-    if (ec) break;  // closed, or a line longer than any request can be
+    if (ec == asio::error::not_found) {
+      // Longer than any request can be: the rest of the line is read and dropped, then refused,
+      // and the connection goes on with the next line.
+      buffer.clear();
+      std::array<char, 65536> drop;
+      std::size_t got = 0;
+      const char* newline = nullptr;
+      boost::system::error_code rec;
+      while (!rec && !newline) {
+        std::tie(rec, got) = co_await s.async_read_some(asio::buffer(drop), use);
+        newline = static_cast<const char*>(std::memchr(drop.data(), '\n', rec ? 0 : got));
+      }
+      if (rec) break;
+      buffer.assign(newline + 1, static_cast<std::size_t>(drop.data() + got - (newline + 1)));
+      const std::string out = jcs::canonicalize(json::object{
+          {"error", "the request line exceeds " + std::to_string(max_line) + " bytes (the payload limit is --max-send-bytes)"}}) + "\n";
+      const auto [wec, wn] = co_await asio::async_write(s, asio::buffer(out), use);
+      if (wec) break;
+      continue;
+    }
+    if (ec) break;  // closed
     const std::string line = buffer.substr(0, n - 1);
     buffer.erase(0, n);
     json::object answer;
     try {
-      const auto req = jcs::parse_strict(line, srv_.engine_opt_.json);
+      const auto req = jcs::parse_strict(line, parse);
       if (!req || !req->is_object()) throw bad_request("a request is one JSON object per line");
       answer = co_await handle(req->get_object());
     } catch (const bad_request& e) {
@@ -166,11 +198,16 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
     for (const auto& e : st.outbox_recent(static_cast<std::size_t>(int_arg(req, "limit", 100, 1, 10000)))) list.push_back(to_json(e));
     co_return json::object{{"messages", std::move(list)}};
   }
+  if (op == "outbox_cancel") {
+    const auto id = int_arg(req, "id", 0, 1, INT64_MAX);
+    if (!srv_.outbound_->cancel(id)) throw bad_request("outbox #" + std::to_string(id) + " is not queued (see ctl outbox)");
+    co_return json::object{{"id", id}, {"cancelled", true}};
+  }
   if (op == "inbox_ack") co_return json::object{{"acknowledged", st.ack_inbox(int_arg(req, "through", 0, 0, INT64_MAX))}};
   if (op == "task_claim") {
     const auto t = st.claim_task(system_now(), seconds(int_arg(req, "lease_s", 300, 1, 86400)));
     if (!t) co_return json::object{{"task", nullptr}};
-    auto task = jcs::parse_strict(t->task);
+    auto task = jcs::parse_strict(t->task, {.max_bytes = limits::max_transfer_bytes});  // a task may come in chunks
     co_return json::object{{"task", json::object{{"task_id", t->task_id}, {"sender_id", t->sender_id},
                                                   {"task", task ? *task : json::value(t->task)},
                                                   {"received_at", t->received_at}, {"claim", t->claim}}}};
@@ -316,16 +353,18 @@ std::int64_t control::enqueue(const std::string& to, const std::string& type, co
   e.to = to;
   e.msg_type = type;
   e.payload = jcs::canonicalize(payload);
-  // The sealed envelope adds its members, base64 (4/3) and the tag to the payload.
-  if (e.payload.size() * 4 / 3 + 2048 > srv_.cfg_.max_body_bytes)
-    throw bad_request("the payload is too large for one envelope (" + std::to_string(e.payload.size()) + " bytes)");
+  // One too large for one envelope of its peer goes as a chunked transfer (outbound.hpp).
+  const auto& opt = srv_.outbound_->options();
+  if (e.payload.size() > opt.max_send_bytes)
+    throw bad_request("the payload is " + std::to_string(e.payload.size()) + " bytes; the node sends at most " +
+                      std::to_string(opt.max_send_bytes) + " (--max-send-bytes)");
   e.created = system_now();
   e.expires = e.created + expires_in;
   e.trace = new_trace_id();
-  const auto id = srv_.store_->add_outbox(e, srv_.outbound_->options().max_outbox);
+  const auto id = srv_.store_->add_outbox(e, opt.max_outbox);
   if (id == 0)
-    throw bad_request("the outbox is full (" + std::to_string(srv_.outbound_->options().max_outbox) +
-                      " messages waiting; --max-outbox)");
+    throw bad_request("the outbox is full (" + std::to_string(opt.max_outbox.messages) + " messages or " +
+                      std::to_string(opt.max_outbox.bytes) + " payload bytes waiting; --max-outbox, --max-outbox-bytes)");
   srv_.log_->info("outbox #{} to {}: {} queued, trace {}", id, to, type, e.trace);
   srv_.outbound_->queued(id, to);
   return id;

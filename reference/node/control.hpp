@@ -6,7 +6,10 @@
 // Requests ({"op": NAME, ...}) and their answers:
 //   send {to, type, payload, expires_in_s?, wait_s?}  {id, state}; with wait_s, once settled:
 //                                                     {id, state, result} (outbox_entry)
-//   outbox {limit?}                                   {messages: [...]}, newest first
+//   outbox {limit?}                                   {messages: [...]}, newest first; a chunked
+//                                                     transfer with its progress
+//   outbox_cancel {id}                                {id, cancelled: true}: a queued message is
+//                                                     given up (state failed, "cancelled")
 //   inbox {after?, limit?, wait_s?}                   {messages: [...]} unacknowledged, in delivery
 //                                                     order; with wait_s, waits for one when none
 //   inbox_ack {through}                               {acknowledged: n}

@@ -2,6 +2,7 @@
 
 #include "trace.hpp"
 
+#include <peerproto/chunking.hpp>
 #include <peerproto/fault.hpp>
 #include <peerproto/key_file.hpp>
 
@@ -91,6 +92,8 @@ class outbound::link : public std::enable_shared_from_this<link> {
     wake_.cancel();
     pause_.cancel();
   }
+  /// A message was cancelled: a back-off ends now, so that it is given up without waiting.
+  void interrupt() { pause_.cancel(); }
 
   asio::awaitable<void> run() {
     auto self = shared_from_this();
@@ -128,7 +131,14 @@ class outbound::link : public std::enable_shared_from_this<link> {
   // Works on one outbox entry until it is settled or the node stops.
   asio::awaitable<void> deliver(std::int64_t id) {
     auto e = out_.ctx_.state.outbox_get(id);
+    // Bytes sealed before this call (by an earlier run of the node, or before a store failure) are
+    // stored before they are sent, and may have been sent: the peer may have delivered them.
+    if (e && !e->sealed.empty()) e->written = true;
     while (e && e->status == outbox_entry::state::queued && !stopping_) {
+      if (out_.cancelled_.contains(e->id)) {
+        settle(*e, outbox_entry::state::failed, {{"problem", "cancelled by the operator"}, {"last", e->result}});
+        co_return;
+      }
       if (system_now() >= e->expires) {
         // A message that may have arrived is not reported as lost.
         settle(*e, e->written ? outbox_entry::state::unconfirmed : outbox_entry::state::expired,
@@ -137,7 +147,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
       }
       const next_step step = co_await attempt(*e);
       if (!step) co_return;
-      if (*step > milliseconds(0)) co_await pause(*step);
+      if (*step > milliseconds(0) && !out_.cancelled_.contains(id)) co_await pause(*step);
     }
   }
 
@@ -148,9 +158,10 @@ class outbound::link : public std::enable_shared_from_this<link> {
     }
     if (!peer_id_) {
       if (auto problem = co_await learn_identity()) co_return retry(e, *problem);
+      co_await learn_limits();
     }
     if (!e.sealed.empty() && !usable(*e.session)) {
-      if (e.written) {
+      if (e.written && !resendable_chunk(e)) {
         settle(e, outbox_entry::state::unconfirmed, {{"problem", "the session ended before the peer's answer arrived"}});
         co_return std::nullopt;
       }
@@ -163,12 +174,12 @@ class outbound::link : public std::enable_shared_from_this<link> {
         session_.reset();
         if (auto wait = co_await handshake(e)) co_return wait;
       }
-      const auto payload = jcs::parse_strict(e.payload);
-      if (!payload || !payload->is_object()) {
-        settle(e, outbox_entry::state::failed, {{"problem", "the stored payload is not a JSON object"}});
+      auto payload = next_payload(e);
+      if (!payload) {
+        settle(e, outbox_entry::state::failed, {{"problem", payload.error().message}, {"error_code", wire_name(payload.code())}});
         co_return std::nullopt;
       }
-      auto sealed = out_.ctx_.protocol.send(*session_, e.msg_type, payload->as_object(), system_now());
+      auto sealed = out_.ctx_.protocol.send(*session_, e.transfer_id ? msg::chunk : std::string_view(e.msg_type), *payload, system_now());
       if (!sealed) {
         session_.reset();
         if (session_gone(sealed.code())) co_return milliseconds(0);
@@ -201,6 +212,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (got) {
       failures_ = 0;
       last_problem_.clear();
+      if (e.transfer_id && got->size() == 1 && chunk_received(got->front())) co_return next_chunk(e);
       boost::json::object result{{"status", r.status}};
       if (!got->empty()) {
         result["reply_type"] = got->front().reply.msg_type;
@@ -228,6 +240,11 @@ class outbound::link : public std::enable_shared_from_this<link> {
       commit(e);
       co_return milliseconds(0);
     }
+    if (code == errc::replay_detected && e.written && resendable_chunk(e)) {
+      // The chunk arrived before (CHK-4 would acknowledge it again); its answer was lost.
+      co_await close_session("a reply was lost");
+      co_return next_chunk(e);
+    }
     if (code == errc::replay_detected && e.written) {
       // ORD-4: the peer delivered an earlier transmission of these bytes; its reply was lost, which
       // leaves a gap in the replies of this session, so later messages use a new session.
@@ -250,7 +267,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
       } else {
         co_await close_session("the peer refused the session");
       }
-      if (e.written && (code == errc::session_expired || code == errc::session_not_found)) {
+      if (e.written && !resendable_chunk(e) && (code == errc::session_expired || code == errc::session_not_found)) {
         settle(e, outbox_entry::state::unconfirmed, refusal);
         co_return std::nullopt;
       }
@@ -269,6 +286,89 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (PEERPROTO_FAULT(initiator_retries_refusals)) co_return retry(e, "refused");
     settle(e, outbox_entry::state::failed, refusal);  // SND-3: refused for good
     co_return std::nullopt;
+  }
+
+  // The payload to seal next: the message's own, or the next chunk of its transfer. A payload too
+  // large for one envelope of the peer becomes a transfer here, when it is first sealed; the plan
+  // is stored with the first chunk's sealed bytes, so a restart resumes the same transfer.
+  result<boost::json::object> next_payload(outbox_entry& e) {
+    if (!e.transfer_id && !needs_chunks(e.payload.size(), peer_limits_.max_envelope)) {
+      auto payload = jcs::parse_strict(e.payload);
+      if (!payload || !payload->is_object()) return failure{errc::invalid_format, "the stored payload is not a JSON object"};
+      return std::move(payload->as_object());
+    }
+    if (!e.transfer_id) {
+      const auto size = chunk_size_for(peer_limits_.max_envelope, peer_limits_.chunks.max_chunk_data);
+      auto planned = plan_transfer(e.payload, e.msg_type, size, make_uuid_v4(crypto::random_array<16>()), peer_limits_.chunks);
+      if (!planned) return failure{planned.code(), "too large for the peer's advertised limits: " + planned.error().message};
+      e.transfer_id = planned->transfer_id;
+      e.chunk_size = static_cast<std::uint32_t>(planned->chunk_size);
+      e.chunk_total = planned->total;
+      e.chunks_acked = e.rounds = 0;
+      plan_ = {e.id, std::move(*planned)};
+    }
+    if (!plan_ || plan_->first != e.id || plan_->second.transfer_id != *e.transfer_id) {  // after a restart
+      auto planned = plan_transfer(e.payload, e.msg_type, e.chunk_size, *e.transfer_id);
+      if (!planned || planned->total != e.chunk_total) return failure{errc::invalid_state, "the stored transfer does not match its payload"};
+      plan_ = {e.id, std::move(*planned)};
+    }
+    return to_json(plan_->second.piece(e.payload, e.chunks_acked));
+  }
+
+  // CHK-7: every chunk but the one that completes the transfer is answered ack "chunk_received".
+  static bool chunk_received(const accepted_reply& r) {
+    const auto* status = r.reply.msg_type == msg::ack ? r.payload.if_contains("status") : nullptr;
+    return status && status->is_string() && status->get_string() == "chunk_received";
+  }
+
+  // A chunk that cannot complete its transfer (not the last of the first round): sending it again,
+  // even in another session, changes nothing at the peer but an acknowledgement (CHK-4).
+  static bool resendable_chunk(const outbox_entry& e) {
+    return e.transfer_id && e.rounds == 0 && e.chunks_acked + 1 < e.chunk_total;
+  }
+
+  // The current chunk was acknowledged: on to the next. When every chunk was acknowledged and none
+  // completed the transfer, the peer lost part of it (a restart, CHK-11): the chunks go again,
+  // each sealed anew, under the same transfer_id, so those the peer still has are acknowledged
+  // again (CHK-4) and the payload is delivered once.
+  next_step next_chunk(outbox_entry& e) {
+    e.sealed.clear();
+    e.session.reset();
+    e.written = false;
+    if (++e.chunks_acked == e.chunk_total) {
+      if (++e.rounds >= out_.opt_.max_transfer_rounds || PEERPROTO_FAULT(initiator_gives_up_lost_transfer)) {
+        settle(e, outbox_entry::state::failed,
+               {{"problem", "the peer acknowledged every chunk " + std::to_string(e.rounds) + " times without completing the transfer"}});
+        return std::nullopt;
+      }
+      out_.ctx_.log->warn("outbound #{} to {}: every chunk acknowledged, transfer not completed: sending it again (round {})", e.id,
+                          to_, e.rounds + 1);
+      e.chunks_acked = 0;
+    }
+    if (!commit(e)) return backoff();
+    return milliseconds(0);
+  }
+
+  // GET /capabilities: the limits the peer advertises that bound what is sent to it (SPEC §18),
+  // the defaults for those it does not list or when it does not answer.
+  asio::awaitable<void> learn_limits() {
+    peer_limits_ = {};
+    const std::string none;
+    const auto r = co_await http_exchange(http::verb::get, "/capabilities", none, none);
+    const auto v = jcs::parse_strict(r.answered() && r.status == 200 ? r.body : std::string());
+    const auto* o = v && v->is_object() ? v->as_object().if_contains("limits") : nullptr;
+    if (!o || !o->is_object() || PEERPROTO_FAULT(initiator_ignores_peer_limits)) {
+      out_.ctx_.log->info("outbound to {}: no limits at GET /capabilities; assuming SPEC §18's defaults", to_);
+      co_return;
+    }
+    const auto read = [&](const char* name, std::size_t& into) {
+      if (const auto* x = o->as_object().if_contains(name); x && x->is_int64() && x->get_int64() > 0)
+        into = static_cast<std::size_t>(x->get_int64());
+    };
+    read("max_envelope_bytes", peer_limits_.max_envelope);
+    read("max_chunk_data_bytes", peer_limits_.chunks.max_chunk_data);
+    read("max_chunks_per_transfer", peer_limits_.chunks.max_chunks);
+    read("max_transfer_bytes", peer_limits_.chunks.max_transfer_bytes);
   }
 
   // GET /public-key: the peer's entity id and key, accepted under the node's trust policy.
@@ -526,6 +626,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     e.status = s;
     e.result = result_json(std::move(result));
     e.sealed.clear();
+    out_.cancelled_.erase(e.id);
     if (s != outbox_entry::state::delivered && s != outbox_entry::state::failed)
       out_.ctx_.log->warn("outbound #{} to {}: {}: {} (trace {})", e.id, to_, to_string(s), e.result, e.trace);
     if (commit(e)) out_.settle(e);
@@ -538,6 +639,11 @@ class outbound::link : public std::enable_shared_from_this<link> {
   asio::steady_timer wake_;   ///< idle: a new message or stop() ends the wait
   asio::steady_timer pause_;  ///< back-off: stop() ends the wait
   std::optional<std::string> peer_id_;
+  struct {
+    std::size_t max_envelope = limits::max_envelope_bytes;
+    reassembly_options chunks;
+  } peer_limits_;  ///< what the peer advertises (learn_limits)
+  std::optional<std::pair<std::int64_t, transfer_plan>> plan_;  ///< the transfer of the entry being sent
   std::optional<uuid> session_;
   std::optional<std::variant<plain, secure>> http_;
   beast::flat_buffer http_buffer_;
@@ -612,6 +718,14 @@ void outbound::shutdown(std::function<void()> done) {
   for (auto& [id, timer] : waiters_) timer->cancel();  // a `ctl send --wait` answers with the state so far
   if (links_.empty()) return on_stopped_();
   for (auto& [to, l] : links_) l->stop();
+}
+
+bool outbound::cancel(std::int64_t id) {
+  const auto e = ctx_.state.outbox_get(id);
+  if (!e || e->status != outbox_entry::state::queued) return false;
+  cancelled_.insert(id);
+  if (const auto it = links_.find(e->to); it != links_.end()) it->second->interrupt();
+  return true;
 }
 
 void outbound::link_stopped() {

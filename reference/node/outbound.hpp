@@ -9,6 +9,14 @@
 // those bytes (ORD-7, ENC-4), so the peer delivers the message at most once (ORD-4), and a reply
 // of REPLAY_DETECTED to a resend means the message was delivered and its reply lost.
 //
+// A payload too large for one envelope of the peer (the max_envelope_bytes it advertises at GET
+// /capabilities; SPEC §18's default when it lists none) goes as a chunked transfer (SPEC §12): one
+// chunk at a time, each sealed, stored and sent like a message, the next once the peer answers
+// ack "chunk_received". The reply to the chunk that completes the transfer settles the message.
+// The transfer's plan and progress are stored, so a restart of this node resumes it; when the
+// peer acknowledges every chunk without completing (it lost them in a restart), the chunks go
+// again under the same transfer_id (CHK-4 makes that harmless), up to max_transfer_rounds times.
+//
 // What settles a message:
 //   the peer's reply                       delivered (the reply is kept as the result)
 //   REPLAY_DETECTED to a resend            delivered (the reply was lost)
@@ -37,6 +45,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -54,7 +63,9 @@ inline std::string canonical_url(const peer_url& url) {
 
 /// The outbound client's settings (all named, with defaults; `serve --outbox-...`).
 struct outbound_options {
-  std::size_t max_outbox = 10'000;                       ///< messages waiting; ctl send is refused beyond
+  outbox_bounds max_outbox;                              ///< messages and payload bytes waiting; ctl send is refused beyond
+  std::size_t max_send_bytes = limits::max_transfer_bytes;  ///< the largest payload sent (CHK-9 bounds it)
+  std::uint32_t max_transfer_rounds = 4;                 ///< a transfer sent again from its first chunk at most this often
   std::chrono::seconds default_expiry{24 * 3600};        ///< how long a message is retried
   std::chrono::milliseconds retry_initial{500};          ///< first back-off
   std::chrono::milliseconds retry_max{30'000};           ///< back-off cap
@@ -86,6 +97,11 @@ class outbound {
   /// Closes every session with session_close and stops; `done` runs when every link has stopped.
   void shutdown(std::function<void()> done);
 
+  /// Gives up queued message `id` (failed, "cancelled by the operator") at its link's next step; a
+  /// transmission under way finishes first, and a message it delivers stays delivered. False when
+  /// `id` is not queued.
+  bool cancel(std::int64_t id);
+
   /// Waits until outbox entry `id` is settled (or `deadline` passes, or the node stops) and returns it as stored.
   boost::asio::awaitable<std::optional<outbox_entry>> settled(std::int64_t id, std::chrono::steady_clock::time_point deadline);
 
@@ -103,6 +119,7 @@ class outbound {
   std::unique_ptr<boost::asio::ssl::context> tls_;      ///< the client side of https:// and wss://
   std::map<std::string, std::shared_ptr<link>> links_;  ///< by peer URL
   std::multimap<std::int64_t, boost::asio::steady_timer*> waiters_;
+  std::set<std::int64_t> cancelled_;  ///< queued messages to give up (cancel)
   std::function<void()> on_stopped_;
   std::size_t stopped_ = 0;
   bool stopping_ = false;

@@ -102,6 +102,23 @@ INSERT INTO nonce_floor VALUES(0, 0);
 PRAGMA user_version = 4;
 )sql";
 
+// Version 5 adds chunked sending: the transfer an outbox entry goes as and how far it got, and the
+// payload's size (the outbox is bounded in bytes as well as messages). Payloads move to a table
+// of their own, so that the updates of every transmission do not rewrite a payload of up to
+// 64 MiB with the row (SQLite writes a whole row again); a settled message's payload is deleted.
+constexpr const char* schema_v5 = R"sql(
+CREATE TABLE outbox_payloads(id INTEGER PRIMARY KEY, payload TEXT NOT NULL);
+INSERT INTO outbox_payloads SELECT id, payload FROM outbox WHERE state = 0;
+ALTER TABLE outbox ADD COLUMN payload_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE outbox SET payload_bytes = length(CAST(payload AS BLOB)), payload = '';
+ALTER TABLE outbox ADD COLUMN transfer_id BLOB;
+ALTER TABLE outbox ADD COLUMN chunk_size INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN chunk_total INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN chunks_acked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN rounds INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 5;
+)sql";
+
 // The key that wraps session keys at rest: HKDF of the identity key's signature of a fixed label
 // (Ed25519 signatures are deterministic, and a key in a token can make one too).
 crypto::secret<32> wrap_key_of(const crypto::ed25519_keypair& identity) {
@@ -150,6 +167,7 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
       if (version < 2) exec(schema_v2);
       if (version < 3) exec(schema_v3);
       if (version < 4) exec(schema_v4);
+      if (version < 5) exec(schema_v5);
       wrap_clear_keys();
       exec("COMMIT");
     } catch (...) {
@@ -318,7 +336,8 @@ void store::apply(const state_changes& c) {
       }
     }
     if (!c.outbox.empty()) {
-      statement s(prepare("UPDATE outbox SET state = ?, session = ?, sealed = ?, written = ?, attempts = ?, result = ? WHERE id = ?"));
+      statement s(prepare("UPDATE outbox SET state = ?, session = ?, sealed = ?, written = ?, attempts = ?, result = ?, "
+                          "transfer_id = ?, chunk_size = ?, chunk_total = ?, chunks_acked = ?, rounds = ? WHERE id = ?"));
       for (const auto& e : c.outbox) {
         sqlite3_bind_int(s.get(), 1, static_cast<int>(e.status));
         if (e.session) bind_blob(s.get(), 2, e.session->bytes.data(), e.session->bytes.size());
@@ -326,8 +345,18 @@ void store::apply(const state_changes& c) {
         sqlite3_bind_int(s.get(), 4, e.written ? 1 : 0);
         sqlite3_bind_int64(s.get(), 5, e.attempts);
         bind_text(s.get(), 6, e.result);
-        sqlite3_bind_int64(s.get(), 7, e.id);
+        if (e.transfer_id) bind_blob(s.get(), 7, e.transfer_id->bytes.data(), e.transfer_id->bytes.size());
+        sqlite3_bind_int64(s.get(), 8, e.chunk_size);
+        sqlite3_bind_int64(s.get(), 9, e.chunk_total);
+        sqlite3_bind_int64(s.get(), 10, e.chunks_acked);
+        sqlite3_bind_int64(s.get(), 11, e.rounds);
+        sqlite3_bind_int64(s.get(), 12, e.id);
         step(s.get());
+        if (e.status != outbox_entry::state::queued) {
+          statement d(prepare("DELETE FROM outbox_payloads WHERE id = ?"));
+          sqlite3_bind_int64(d.get(), 1, e.id);
+          step(d.get());
+        }
       }
     }
     exec("COMMIT");
@@ -475,9 +504,9 @@ std::optional<task_record> store::claim_task(sys_milliseconds now, std::chrono::
 }
 
 std::optional<std::int64_t> store::finish_task(const std::string& task_id, const std::string& claim, sys_milliseconds now,
-                                               const outbox_entry& result, std::size_t max_outbox) {
+                                               const outbox_entry& result, const outbox_bounds& max) {
   return transaction([&]() -> std::optional<std::int64_t> {
-    if (outbox_waiting() >= max_outbox) return 0;
+    if (!outbox_has_room(result, max)) return 0;
     statement s(prepare("DELETE FROM tasks WHERE task_id = ? AND claim = ? AND claim <> '' AND claimed_until_ms > ?"));
     bind_text(s.get(), 1, task_id);
     bind_text(s.get(), 2, claim);
@@ -515,28 +544,47 @@ std::size_t store::ack_inbox(std::int64_t through) {
   return static_cast<std::size_t>(sqlite3_changes(db_));
 }
 
-std::int64_t store::add_outbox(const outbox_entry& e, std::size_t max) {
-  return transaction([&]() -> std::int64_t { return outbox_waiting() >= max ? 0 : insert_outbox(e); });
+std::int64_t store::add_outbox(const outbox_entry& e, const outbox_bounds& max) {
+  return transaction([&]() -> std::int64_t { return outbox_has_room(e, max) ? insert_outbox(e) : 0; });
+}
+
+bool store::outbox_has_room(const outbox_entry& e, const outbox_bounds& max) {
+  statement s(prepare("SELECT COUNT(*), COALESCE(SUM(payload_bytes), 0) FROM outbox WHERE state = 0"));
+  if (sqlite3_step(s.get()) != SQLITE_ROW) throw error(db_);
+  const auto messages = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 0));
+  const auto bytes = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 1));
+  return messages < max.messages && bytes + e.payload.size() <= max.bytes;
 }
 
 std::int64_t store::insert_outbox(const outbox_entry& e) {
-  statement s(prepare("INSERT INTO outbox(peer, msg_type, payload, created_ms, expires_ms, state, trace) VALUES(?,?,?,?,?,?,?)"));
+  statement s(prepare("INSERT INTO outbox(peer, msg_type, payload, created_ms, expires_ms, state, trace, payload_bytes) "
+                      "VALUES(?,?,'',?,?,?,?,?)"));
   bind_text(s.get(), 1, e.to);
   bind_text(s.get(), 2, e.msg_type);
-  bind_text(s.get(), 3, e.payload);
-  sqlite3_bind_int64(s.get(), 4, ms(e.created));
-  sqlite3_bind_int64(s.get(), 5, ms(e.expires));
-  sqlite3_bind_int(s.get(), 6, static_cast<int>(outbox_entry::state::queued));
-  bind_text(s.get(), 7, e.trace);
+  sqlite3_bind_int64(s.get(), 3, ms(e.created));
+  sqlite3_bind_int64(s.get(), 4, ms(e.expires));
+  sqlite3_bind_int(s.get(), 5, static_cast<int>(outbox_entry::state::queued));
+  bind_text(s.get(), 6, e.trace);
+  sqlite3_bind_int64(s.get(), 7, static_cast<std::int64_t>(e.payload.size()));
   if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
-  return sqlite3_last_insert_rowid(db_);
+  const auto id = sqlite3_last_insert_rowid(db_);
+  statement p(prepare("INSERT INTO outbox_payloads(id, payload) VALUES(?,?)"));
+  sqlite3_bind_int64(p.get(), 1, id);
+  bind_text(p.get(), 2, e.payload);
+  if (sqlite3_step(p.get()) != SQLITE_DONE) throw error(db_);
+  return id;
 }
 
 std::size_t store::outbox_waiting() { return count("SELECT COUNT(*) FROM outbox WHERE state = 0"); }
 
 namespace {
+// Listings leave the payload out (it may be 64 MiB); outbox_get reads it.
 constexpr const char* outbox_columns =
-    "SELECT id, peer, msg_type, payload, created_ms, expires_ms, state, session, sealed, written, attempts, result, trace FROM outbox ";
+    "SELECT id, peer, msg_type, COALESCE((SELECT payload FROM outbox_payloads p WHERE p.id = outbox.id), ''), created_ms, expires_ms, state, session, sealed, written, attempts, result, trace, "
+    "payload_bytes, transfer_id, chunk_size, chunk_total, chunks_acked, rounds FROM outbox ";
+constexpr const char* outbox_listing_columns =
+    "SELECT id, peer, msg_type, '', created_ms, expires_ms, state, session, '', written, attempts, result, trace, "
+    "payload_bytes, transfer_id, chunk_size, chunk_total, chunks_acked, rounds FROM outbox ";
 
 outbox_entry outbox_at(sqlite3_stmt* s) {
   outbox_entry e;
@@ -553,6 +601,12 @@ outbox_entry outbox_at(sqlite3_stmt* s) {
   e.attempts = static_cast<std::uint32_t>(sqlite3_column_int64(s, 10));
   e.result = column_text(s, 11);
   e.trace = column_text(s, 12);
+  e.payload_bytes = static_cast<std::uint64_t>(sqlite3_column_int64(s, 13));
+  if (sqlite3_column_type(s, 14) != SQLITE_NULL) e.transfer_id = uuid{column_fixed<16>(s, 14)};
+  e.chunk_size = static_cast<std::uint32_t>(sqlite3_column_int64(s, 15));
+  e.chunk_total = static_cast<std::uint32_t>(sqlite3_column_int64(s, 16));
+  e.chunks_acked = static_cast<std::uint32_t>(sqlite3_column_int64(s, 17));
+  e.rounds = static_cast<std::uint32_t>(sqlite3_column_int64(s, 18));
   return e;
 }
 }  // namespace
@@ -573,13 +627,14 @@ std::vector<std::pair<std::int64_t, std::string>> store::outbox_queued() {
 
 std::vector<outbox_entry> store::outbox_recent(std::size_t limit) {
   std::vector<outbox_entry> out;
-  statement s(prepare(std::string(outbox_columns) + "ORDER BY id DESC LIMIT ?"));
+  statement s(prepare(std::string(outbox_listing_columns) + "ORDER BY id DESC LIMIT ?"));
   sqlite3_bind_int64(s.get(), 1, static_cast<std::int64_t>(limit));
   while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(outbox_at(s.get()));
   return out;
 }
 
 void store::purge_outbox(sys_milliseconds before) {
+  // Settled entries have no payload left (deleted when they settled).
   statement s(prepare("DELETE FROM outbox WHERE state <> 0 AND created_ms < ?"));
   sqlite3_bind_int64(s.get(), 1, ms(before));
   if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);

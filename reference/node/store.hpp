@@ -61,7 +61,7 @@ struct outbox_entry {
   std::int64_t id = 0;      ///< increasing in the order messages were handed over
   std::string to;           ///< the peer's URL
   std::string msg_type;
-  std::string payload;      ///< JSON text
+  std::string payload;      ///< JSON text (kept while queued; listings leave it out)
   sys_milliseconds created{}, expires{};
   state status = state::queued;
   std::optional<uuid> session;  ///< the session `sealed` belongs to
@@ -70,8 +70,21 @@ struct outbox_entry {
   std::uint32_t attempts = 0;
   std::string result;       ///< JSON: the reply or the error that settled it, or the last problem
   std::string trace;        ///< the request id that links it to logs and audit records
+  std::uint64_t payload_bytes = 0;  ///< size of `payload` (kept when a listing leaves the payload out)
+  // A payload too large for one envelope of its peer goes as a chunked transfer (SPEC §12); `sealed`
+  // is then the current chunk. Empty transfer_id: one envelope.
+  std::optional<uuid> transfer_id;
+  std::uint32_t chunk_size = 0, chunk_total = 0;
+  std::uint32_t chunks_acked = 0;  ///< chunks 0 .. chunks_acked-1 were acknowledged in this round
+  std::uint32_t rounds = 0;        ///< times every chunk was acknowledged without the transfer completing
 };
 std::string_view to_string(outbox_entry::state s);
+
+/// How much the outbox may hold waiting (queued): messages, and bytes of their payloads.
+struct outbox_bounds {
+  std::size_t messages = 10'000;
+  std::uint64_t bytes = 1ull << 30;
+};
 
 /// A pinned peer and where it can be reached.
 struct peer_record {
@@ -151,11 +164,10 @@ class store {
   /// `now + lease`; nullopt when there is none.
   std::optional<task_record> claim_task(sys_milliseconds now, std::chrono::milliseconds lease);
   /// In one transaction, removes the task claimed with `claim` and adds `result` (its
-  /// task_result) to the outbox. Returns the outbox id; 0 when the outbox holds `max_outbox`
-  /// messages; nullopt when no such claim holds (it ran out and another claimer took the task,
+  /// task_result) to the outbox. Returns the outbox id; 0 when the outbox is full (`max`); nullopt when no such claim holds (it ran out and another claimer took the task,
   /// or the task was settled already). Nothing changes unless an id is returned.
   std::optional<std::int64_t> finish_task(const std::string& task_id, const std::string& claim, sys_milliseconds now,
-                                          const outbox_entry& result, std::size_t max_outbox);
+                                          const outbox_entry& result, const outbox_bounds& max);
 
   std::size_t inbox_count();  ///< delivered and not acknowledged
   /// Up to `limit` unacknowledged entries after `after`, in delivery order.
@@ -163,9 +175,9 @@ class store {
   /// Acknowledges every entry up to `through`; returns how many there were.
   std::size_t ack_inbox(std::int64_t through);
 
-  /// Adds a message to the outbox and returns its id; 0, writing nothing, when `max` messages are
-  /// already waiting.
-  std::int64_t add_outbox(const outbox_entry& e, std::size_t max);
+  /// Adds a message to the outbox and returns its id; 0, writing nothing, when it would hold more
+  /// than `max` messages or `max_bytes` bytes of payload waiting.
+  std::int64_t add_outbox(const outbox_entry& e, const outbox_bounds& max);
   std::size_t outbox_waiting();  ///< queued
   std::optional<outbox_entry> outbox_get(std::int64_t id);
   /// The queued entries, in id order (ids and peers only: payloads are read when sent).
@@ -197,6 +209,7 @@ class store {
   void exec(const char* sql);
   std::size_t count(const char* sql);
   std::int64_t insert_outbox(const outbox_entry& e);
+  bool outbox_has_room(const outbox_entry& e, const outbox_bounds& max);
   template <class F>
   auto transaction(F&& f);
   // Prepared statements are kept, one per SQL text, and reset when a use ends: SQLite parses each

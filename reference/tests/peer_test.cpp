@@ -352,3 +352,120 @@ TEST(Peer, ATraceIdLinksTheOutboxEntryTheReceiversAuditRecordsAndItsInbox) {
   }
   EXPECT_TRUE(events.contains("handshake_succeeded") && events.contains("session_opened")) << events.size();
 }
+
+namespace {
+
+// A payload of `bytes` bytes of JSON text: {"blob":"..."} with letters that depend on `seed`.
+std::string large_payload(std::size_t bytes, unsigned seed) {
+  std::string blob(bytes - 11, 'a');
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (auto& ch : blob) {
+    x = x * 1664525u + 1013904223u;
+    ch = static_cast<char>('a' + (x >> 24) % 26);
+  }
+  return R"({"blob":")" + blob + R"("})";
+}
+
+std::string hex_sha256(std::string_view text) { return peerproto::hex_encode(peerproto::crypto::sha256(peerproto::as_bytes(text))); }
+
+// The outbox entry `id` of `n`, read through a new control connection (the node may have restarted).
+std::optional<json::object> outbox_entry(const node_process& n, std::int64_t id) {
+  control c(n);
+  for (const auto& e : c.outbox())
+    if (e.at("id") == id) return e.as_object();
+  return std::nullopt;
+}
+
+std::int64_t chunks_acknowledged(const json::object& e) {
+  const auto* t = e.if_contains("transfer");
+  return t ? t->at("chunks_acknowledged").as_int64() + t->at("rounds").as_int64() * t->at("chunks").as_int64() : 0;
+}
+
+}  // namespace
+
+// `ctl send --payload-file` of a payload 12 times the envelope limit goes as a chunked transfer
+// (SPEC §12, CHK-15, CHK-16), over HTTP and over WebSocket. The receiver is killed twice in the
+// middle of it (its reassembly is lost: the transfer goes again, CHK-16) and the sender once (it
+// resumes from its stored progress). The payload arrives once, byte for byte.
+TEST(Peer, ALargePayloadGoesInChunksThroughKillsOfTheReceiverAndTheSender) {
+  temp_dir dir;
+  const auto text = large_payload(12u << 20, 7);
+  const auto file = dir.path / "payload.json";
+  std::ofstream(file, std::ios::binary) << text;
+  const int port = free_port();
+  node_process bob(dir.path, "bob", {"--trust", "tofu", "--port", std::to_string(port), "--rate-multiplier", "100"});
+  node_process alice(dir.path, "alice", {"--trust", "tofu", "--outbound-retry-initial-ms", "50", "--outbound-retry-max-ms", "500"});
+  for (const auto& to : {bob.http_url(), bob.ws_url()}) {
+    const auto [status, out] = ctl(alice, "send --to " + to + " --type status_report --payload-file " + file.string());
+    ASSERT_EQ(status, 0) << out;
+    const auto id = json::parse(out).at("id").as_int64();
+    // Each kill waits for some progress after the last one.
+    std::int64_t progress = 0;
+    const auto after_progress = [&](std::int64_t more) {
+      ASSERT_TRUE(eventually([&] {
+        const auto e = outbox_entry(alice, id);
+        return e && chunks_acknowledged(*e) >= progress + more;
+      }, 120s)) << alice.stderr_text();
+      progress = chunks_acknowledged(*outbox_entry(alice, id));
+    };
+    after_progress(10);
+    bob.kill(SIGKILL);
+    bob.start();
+    after_progress(10);
+    alice.restart();
+    after_progress(5);
+    bob.kill(SIGKILL);
+    bob.start();
+    ASSERT_TRUE(eventually([&] {
+      const auto e = outbox_entry(alice, id);
+      return e && state(*e) != "queued";
+    }, 300s)) << alice.stderr_text();
+    const auto e = *outbox_entry(alice, id);
+    ASSERT_EQ(state(e), "delivered") << json::serialize(e);
+    std::cout << "[ report ] over " << to << ": " << e.at("transfer").at("chunks") << " chunks, " << e.at("transfer").at("rounds")
+              << " rounds, " << e.at("attempts") << " transmissions\n";
+    control b(bob);
+    const auto inbox = b.inbox();
+    ASSERT_EQ(inbox.size(), 1u);
+    EXPECT_EQ(inbox[0].at("sender_id"), "alice");
+    EXPECT_EQ(hex_sha256(peerproto::jcs::canonicalize(inbox[0].at("payload"))), hex_sha256(text));
+    b.call({{"op", "inbox_ack"}, {"through", inbox[0].at("seq")}});
+  }
+}
+
+// The limits of what ctl send takes, each refused with its name and changing nothing; a queued
+// message can be cancelled.
+TEST(Peer, SendLimitsAndCancelledMessages) {
+  temp_dir dir;
+  node_process alice(dir.path, "alice", {"--max-send-bytes", "100000", "--max-outbox-bytes", "150000"});
+  control a(alice);
+  const std::string nobody = "http://127.0.0.1:" + std::to_string(free_port());  // nothing listens there
+  const auto payload = [](std::size_t bytes) { return json::parse(large_payload(bytes, 1)).as_object(); };
+  const auto too_large = a.send(nobody, "status_report", payload(100001));
+  EXPECT_NE(json::serialize(too_large).find("--max-send-bytes"), std::string::npos) << json::serialize(too_large);
+  const auto first = a.send(nobody, "status_report", payload(90000));
+  ASSERT_EQ(state(first), "queued") << json::serialize(first);
+  const auto full = a.send(nobody, "status_report", payload(90000));
+  EXPECT_NE(json::serialize(full).find("--max-outbox-bytes"), std::string::npos) << json::serialize(full);
+  EXPECT_EQ(a.outbox().size(), 1u);
+  EXPECT_EQ(a.outbox()[0].at("payload_bytes"), 90000);
+  // A request line longer than any request can be is refused, and the connection goes on.
+  const auto long_line = a.send(nobody, "status_report", payload(1200000));
+  EXPECT_NE(json::serialize(long_line).find("request line exceeds"), std::string::npos) << json::serialize(long_line);
+  // Cancelled: it ends failed, and makes room.
+  const auto [status, out] = ctl(alice, "outbox cancel " + std::to_string(first.at("id").as_int64()));
+  EXPECT_EQ(status, 0) << out;
+  ASSERT_TRUE(eventually([&] { return state(a.outbox()[0].as_object()) == "failed"; }, 20s)) << json::serialize(a.outbox());
+  EXPECT_NE(json::serialize(a.outbox()[0]).find("cancelled by the operator"), std::string::npos);
+  EXPECT_NE(ctl(alice, "outbox cancel " + std::to_string(first.at("id").as_int64())).first, 0);  // no longer queued
+  EXPECT_EQ(state(a.send(nobody, "status_report", payload(90000))), "queued");
+  // --payload-file: a missing file and a file that is not a JSON object are clear errors.
+  const auto missing = ctl(alice, "send --to " + nobody + " --payload-file " + (dir.path / "none.json").string());
+  EXPECT_NE(missing.first, 0);
+  EXPECT_NE(missing.second.find("cannot read"), std::string::npos) << missing.second;
+  std::ofstream(dir.path / "array.json") << "[1,2]";
+  const auto array = ctl(alice, "send --to " + nobody + " --payload-file " + (dir.path / "array.json").string());
+  EXPECT_NE(array.first, 0);
+  EXPECT_NE(array.second.find("must be a JSON object"), std::string::npos) << array.second;
+  EXPECT_EQ(a.outbox().size(), 2u);
+}

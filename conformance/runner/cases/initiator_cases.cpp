@@ -4,6 +4,7 @@
 // with refusals, forged answers and lost answers (§11.1).
 #include "common.hpp"
 
+#include <peerproto/chunking.hpp>
 #include <peerproto/envelope.hpp>
 #include <peerproto/key_file.hpp>
 #include <peerproto/key_rotation.hpp>
@@ -150,6 +151,78 @@ inbound_message again(peer_context& c, const std::string& what, std::string_view
   c.fail(rule, what, "no request from the node, which reported exit status " + std::to_string(status));
 }
 
+// The node sends a payload too large for one envelope of the runner, which advertises small
+// limits. Every message of the transfer is checked (its size, CHK-2's form, one transfer and its
+// metadata, CHK-1's bytes) and acknowledged; the chunk that completes the transfer gets the reply.
+// With `lose_once`, the runner answers the first round's completing chunk as a receiver that lost
+// the others would (a restart): ack chunk_received, keeping only that chunk; CHK-16 then has the
+// node send the chunks again under the same transfer_id.
+void chunked_send(peer_context& c, bool lose_once) {
+  constexpr std::int64_t max_envelope = 16384, max_chunk = 4096;
+  c.advertise_limits({{"max_envelope_bytes", max_envelope}, {"max_chunk_data_bytes", max_chunk}});
+  const json::object payload{{"case", c.me.id}, {"blob", random_hex(20000)}};  // 40 KiB of text
+  c.send("heartbeat", payload, 20);
+  auto s = c.handshake();
+  std::optional<chunk> first;
+  std::map<std::uint32_t, bytes> held;
+  bool lost = !lose_once;
+  for (;;) {
+    std::optional<inbound_message> m;
+    while (!m && c.sending()) m = c.next(poll);
+    if (!m) m = c.next(poll);  // sent just before the shim ended
+    if (!m)
+      c.fail(lost ? "CHK-15" : "CHK-16",
+             lost ? "the chunks of the payload" : "the chunks again under the same transfer_id after every one was acknowledged",
+             "no request from the node, which reported exit status " + std::to_string(c.outcome().status));
+    if (type_of(*m) == "handshake") {  // a new session for the rest of the transfer
+      s = c.answer_handshake(c.read_handshake(*m));
+      const auto m3 = c.take("message 3 of the handshake", "HS-15");
+      c.check_confirm(s, m3);
+      c.answer_session_ready(s, m3);
+      continue;
+    }
+    const auto opened = c.open(s, *m);
+    c.check(m->body.size() <= static_cast<std::size_t>(max_envelope), "CHK-15",
+            "envelopes within the runner's max_envelope_bytes of " + std::to_string(max_envelope), std::to_string(m->body.size()) + " bytes");
+    const auto type = std::string(opened.at("msg_type").as_string());
+    c.check(type == "chunk", "CHK-15", "chunk messages (the payload does not fit one envelope)", type);
+    auto got = parse_chunk(opened.at("payload").as_object());
+    c.check(got.ok(), "CHK-2", "a chunk payload as CHK-2 describes", got ? "" : got.error().message);
+    c.check(got->data.size() <= static_cast<std::size_t>(max_chunk), "CHK-15",
+            "chunk data within the runner's max_chunk_data_bytes of " + std::to_string(max_chunk), std::to_string(got->data.size()) + " bytes");
+    if (!first) first = *got;
+    c.check(got->transfer_id == first->transfer_id, lost && lose_once ? "CHK-16" : "CHK-5", "one transfer_id " + format_uuid(first->transfer_id),
+            format_uuid(got->transfer_id));
+    c.check(got->total == first->total && got->total_size == first->total_size && got->sha256 == first->sha256 &&
+                got->original_msg_type == first->original_msg_type,
+            "CHK-5", "every chunk with the first chunk's total, total_size, sha256 and original_msg_type", canonical(opened.at("payload")));
+    if (const auto it = held.find(got->index); it != held.end())
+      c.check(it->second == got->data, "CHK-5", "chunk " + std::to_string(got->index) + " with the same data again", "other data");
+    held[got->index] = got->data;
+    if (held.size() < got->total) {
+      c.answer_delivered(s, opened, {{"status", "chunk_received"}});
+      continue;
+    }
+    if (!lost) {  // the runner "restarts": all but this chunk are gone
+      lost = true;
+      held = {{got->index, got->data}};
+      c.answer_delivered(s, opened, {{"status", "chunk_received"}});
+      continue;
+    }
+    std::string text;
+    for (const auto& [i, d] : held) text.append(d.begin(), d.end());
+    c.check(text.size() == got->total_size && crypto::sha256(as_bytes(text)) == got->sha256, "CHK-1",
+            "the reassembled bytes of total_size with SHA-256 sha256", std::to_string(text.size()) + " bytes, another digest");
+    boost::system::error_code ec;
+    const auto value = json::parse(text, ec);
+    c.check(!ec && value == payload, "CHK-1", "the reassembled bytes are the payload given to the shim", text.substr(0, 200));
+    c.check(got->original_msg_type == "heartbeat", "CHK-1", "original_msg_type heartbeat", got->original_msg_type);
+    c.answer_delivered(s, opened);  // the handler's reply (CHK-7)
+    break;
+  }
+  c.expect_outcome(0, "SHIM", "the transfer answered by its reply as delivered");
+}
+
 }  // namespace
 
 void add_initiator_cases(std::vector<test_case>& out) {
@@ -287,6 +360,16 @@ void add_initiator_cases(std::vector<test_case>& out) {
                                  c.answer_delivered(r.s, r.opened);
                                  c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
                                }));
+
+  // ---- a payload too large for one envelope of the peer
+  out.push_back(initiator_case("CHK-15/initiator-chunks", {"CHK-15", "CHK-1", "CHK-2", "CHK-5"},
+                               "a payload too large for the runner's advertised envelope limit comes as chunks within its limits, "
+                               "delivered by the reply to the last",
+                               [](peer_context& c) { chunked_send(c, false); }));
+  out.push_back(initiator_case("CHK-16/initiator-transfer-again", {"CHK-16", "CHK-4"},
+                               "when every chunk was acknowledged and the transfer did not complete, the chunks come again under "
+                               "the same transfer_id",
+                               [](peer_context& c) { chunked_send(c, true); }));
 
   // ---- its own key rotation (--rotate-shim; last, because the node's key changes for good)
   out.push_back(initiator_case(
