@@ -3,6 +3,7 @@
 // the cases (--list) or the requirements with their cases (--coverage) without any traffic.
 #pragma once
 
+#include "report.hpp"
 #include "suite.hpp"
 
 #include <optional>
@@ -48,6 +49,14 @@ struct setup_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A gate before every case failed (discover, the trust check); the run still reports every case.
+struct gate_failure : setup_error {
+  explicit gate_failure(gate_failure_info i)
+      : setup_error(i.step + ": " + (i.rule.empty() ? "" : "rule " + i.rule + ": expected " + i.expected + ", got ") + i.actual),
+        info(std::move(i)) {}
+  gate_failure_info info;
+};
+
 /// "a,b" "c" -> a b c.
 std::vector<std::string> split_commas(const std::vector<std::string>& in);
 /// The cases --cases and --exclude select, in catalogue order, and of those this run's shard.
@@ -58,7 +67,8 @@ std::string level_of(const test_case& c);
 
 /// The run's settings from the command line (the target, TLS, identities, source addresses).
 settings settings_from(const options& o);
-/// What the node says of itself at /public-key and /capabilities; setup_error when it cannot.
+/// What the node says of itself at /public-key and /capabilities; gate_failure when it cannot be
+/// reached or answers against HTTP-6 or HTTP-7, setup_error when it is not the node --node-key names.
 node_info discover(const settings& cfg, const std::string& pinned_key);
 
 /// --list and --coverage: no traffic.

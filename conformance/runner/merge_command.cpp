@@ -91,7 +91,11 @@ int merge_command(const merge_options& o) {
         node.assumed[std::string(name)] = text_at(value.as_object(), "why");
       }
       run.node = &node;
-    } else if (text_at(target, "fingerprint") != run.node_fingerprint || text_at(target, "entity_id") != run.node_id) {
+    } else if (run.node_fingerprint.empty()) {  // the first part stopped before discovery: this one names the node
+      run.node_id = text_at(target, "entity_id");
+      run.node_fingerprint = text_at(target, "fingerprint");
+    } else if (!text_at(target, "fingerprint").empty() &&
+               (text_at(target, "fingerprint") != run.node_fingerprint || text_at(target, "entity_id") != run.node_id)) {
       throw setup_error(file + " is a report about another node (" + text_at(target, "entity_id") + ", fingerprint " +
                         text_at(target, "fingerprint") + ") than " + o.reports.front() + " (" + run.node_id + ")");
     }
@@ -102,6 +106,13 @@ int merge_command(const merge_options& o) {
     runners.insert(text_at(report, "runner_identity"));
     if (const auto* down = report.if_contains("target_down_during"); down && down->is_string() && !run.target_down)
       run.target_down = std::string(down->get_string());
+    if (const auto* g = report.if_contains("gate_failure"); g && g->is_object() && !run.gate) {
+      const auto& gate = g->as_object();
+      const auto* fault = gate.if_contains("node_fault");
+      run.gate = gate_failure_info{text_at(gate, "step"), text_at(gate, "rule"), text_at(gate, "expected"), text_at(gate, "actual"),
+                                   fault && fault->is_bool() && fault->as_bool()};
+    }
+    if (const auto* i = report.if_contains("interrupted"); i && i->is_bool()) run.interrupted = run.interrupted || i->as_bool();
     for (const auto& c : report.at("cases").as_array()) {
       auto r = result_of(c.as_object(), file);
       if (!seen.insert(r.test->id).second) throw setup_error(file + ": case " + r.test->id + " is in two of the reports (overlapping shards?)");
@@ -113,12 +124,7 @@ int merge_command(const merge_options& o) {
   std::sort(results.begin(), results.end(), [&](const case_result& a, const case_result& b) { return position(a) < position(b); });
   for (const auto& id : runners) run.runner_id += (run.runner_id.empty() ? "" : ",") + id;
   std::cout << "merged " << o.reports.size() << " reports about " << run.node_id << " at " << run.target << "\n";
-  const bool failed = print_summary(results, run, run.strict);
-  if (!o.json_file.empty()) write_json_report(results, run, o.json_file);
-  if (!o.junit_file.empty()) write_junit_report(results, run, o.junit_file);
-  if (!o.html_file.empty()) write_html_report(results, run, o.html_file);
-  std::cout << (failed ? "RESULT: FAIL" : "RESULT: PASS") << "\n";
-  return failed ? 1 : 0;
+  return finish_run(results, run, {o.json_file, o.junit_file, o.html_file, {}});
 }
 
 }  // namespace peerproto::conformance

@@ -102,6 +102,8 @@ bool print_summary(const std::vector<case_result>& results, const run_info& run,
     std::cout << "\n";
   }
   if (run.target_down) std::cout << "THE NODE STOPPED ANSWERING during " << *run.target_down << "; later cases were not run\n";
+  if (run.gate && !run.gate->node_fault) std::cout << "NO CASE RAN: " << run.gate->step << ": " << run.gate->actual << "\n";
+  if (run.interrupted) std::cout << "INTERRUPTED (SIGINT): the cases not started by then were not run\n";
   if (unexpected) std::cout << unexpected << " case(s) listed as expected failures passed: remove them from the file\n";
   // One line per root cause of a setup step, then one per case that failed its own check.
   std::map<std::string, std::vector<const case_result*>> setups;
@@ -118,6 +120,17 @@ bool print_summary(const std::vector<case_result>& results, const run_info& run,
     if (r.counts_against(strict) && r.setup_step.empty())
       std::cout << "FAILED " << r.test->id << " (" << r.level << "): " << r.reason << "\n";
   return failing || run.target_down;
+}
+
+int finish_run(const std::vector<case_result>& results, const run_info& run, const report_files& files) {
+  const bool failed = print_summary(results, run, run.strict);
+  if (!files.json.empty()) write_json_report(results, run, files.json);
+  if (!files.junit.empty()) write_junit_report(results, run, files.junit);
+  if (!files.html.empty()) write_html_report(results, run, files.html);
+  if (!files.transcripts.empty()) save_transcripts(results, files.transcripts);
+  const bool no_run = run.gate && !run.gate->node_fault;
+  std::cout << (run.interrupted ? "RESULT: INTERRUPTED" : no_run ? "RESULT: NOT RUN" : failed ? "RESULT: FAIL" : "RESULT: PASS") << "\n";
+  return run.interrupted ? 130 : no_run ? 2 : failed ? 1 : 0;
 }
 
 void write_json_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file) {
@@ -173,6 +186,13 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
                     {"strict", run.strict},
                     {"limits", json::object{{"read", std::move(read)}, {"assumed_spec_defaults", std::move(assumed)}}},
                     {"target_down_during", run.target_down ? json::value(*run.target_down) : json::value(nullptr)},
+                    {"gate_failure", run.gate ? json::value(json::object{{"step", run.gate->step},
+                                                                         {"rule", run.gate->rule},
+                                                                         {"expected", valid_utf8(run.gate->expected)},
+                                                                         {"actual", valid_utf8(run.gate->actual)},
+                                                                         {"node_fault", run.gate->node_fault}})
+                                              : json::value(nullptr)},
+                    {"interrupted", run.interrupted},
                     {"summary", std::move(summary)},
                     {"cases", std::move(cases)}};
   write_file(file, json::serialize(root) + "\n");
@@ -264,6 +284,11 @@ void write_html_report(const std::vector<case_result>& results, const run_info& 
     << "<tr><th>started</th><td>" << esc(run.started) << ", " << to_seconds(run.duration) << " s</td></tr>"
     << "<tr><th>runner</th><td>" << esc(run.runner_id) << (run.strict ? ", strict" : "") << "</td></tr></table>\n";
   if (run.target_down) h << "<p class=\"fail\">The node stopped answering during " << esc(*run.target_down) << "; later cases were not run.</p>\n";
+  if (run.gate)
+    h << "<p class=\"" << (run.gate->node_fault ? "fail" : "skip") << "\" id=\"gate\">" << (run.gate->node_fault ? "Every case stopped at " : "No case ran: ")
+      << esc(run.gate->step) << ": " << (run.gate->rule.empty() ? "" : "rule " + esc(run.gate->rule) + ": expected " + esc(run.gate->expected) + ", got ")
+      << esc(run.gate->actual) << "</p>\n";
+  if (run.interrupted) h << "<p class=\"skip\">Interrupted (SIGINT): the cases not started by then were not run.</p>\n";
   const auto table = [&](const char* title, const std::map<std::string, std::map<verdict, int>>& rows) {
     h << "<h2>" << title << "</h2>\n<table class=\"counts\"><tr><th></th>";
     for (const auto v : verdicts) h << "<th>" << to_string(v) << "</th>";

@@ -25,10 +25,20 @@ struct case_result {
   }
 };
 
+/// A step every case goes through that failed before any case ran (discovery, the trust check).
+/// `node_fault`: the node answered against SPEC `rule`, and every case fails there; otherwise the
+/// node could not be reached or is not set up for a run (exit status 2), and no case ran.
+struct gate_failure_info {
+  std::string step, rule, expected, actual;
+  bool node_fault = false;
+};
+
 struct run_info {
   std::string target, transport, node_id, node_fingerprint, runner_id, started;
   std::chrono::milliseconds duration{0};
   std::optional<std::string> target_down;  ///< the case during which the node stopped answering
+  std::optional<gate_failure_info> gate;   ///< why no case ran
+  bool interrupted = false;                ///< SIGINT: the cases not run yet were not run
   bool strict = false;
   const node_info* node = nullptr;  ///< what the run learned of the node: its limits, read or assumed
 };
@@ -41,6 +51,15 @@ std::string setup_key(const case_result& r);
 /// The summary: counts per verdict and group, then one line per root cause of a failure.
 /// Returns whether the run failed.
 bool print_summary(const std::vector<case_result>& results, const run_info& run, bool strict);
+
+/// Where a run's reports go (empty: not written).
+struct report_files {
+  std::filesystem::path json, junit, html, transcripts;
+};
+/// Prints the summary, writes every report asked for, prints the result, and returns the exit
+/// status: 0 pass; 1 a MUST failed (a gate the node failed counts); 2 no case could run (the node
+/// not reached, or not set up for a run); 130 interrupted.
+int finish_run(const std::vector<case_result>& results, const run_info& run, const report_files& files);
 
 void write_json_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file);
 void write_junit_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file);

@@ -12,6 +12,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include <atomic>
+#include <csignal>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -89,27 +90,32 @@ node_info discover(const settings& cfg, const std::string& pinned_key) {
   node_info n;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   endpoint ep = cfg.target;
+  // A document that breaks HTTP-6 or HTTP-7 fails the gate as the node's fault.
+  const auto wrong = [](const std::string& path, std::string expected, std::string actual) {
+    return gate_failure({"discovery", path == "/public-key" ? "HTTP-6" : "HTTP-7", std::move(expected), std::move(actual), true});
+  };
   auto get = [&](const std::string& path) {
+    const std::string expected = "GET " + path + " answered 200 with a JSON object";
     try {
       const auto r = http_get(ep, path, until);
-      if (r.status != 200) throw setup_error("GET " + path + " answered HTTP " + std::to_string(r.status));
+      if (r.status != 200) throw wrong(path, expected, "HTTP " + std::to_string(r.status) + " " + r.body.substr(0, 200));
       return json::parse(r.body).as_object();
     } catch (const wire_failure& f) {
-      throw setup_error("cannot reach the node at " + ep.host + ":" + ep.port + " (GET " + path + "): " + f.what());
+      throw gate_failure({"discovery", "", "", "cannot reach the node at " + ep.host + ":" + ep.port + " (GET " + path + "): " + f.what(), false});
     } catch (const std::invalid_argument&) {
-      throw setup_error("GET " + path + " did not answer a JSON object");
+      throw wrong(path, expected, "JSON that is not an object");
     } catch (const boost::system::system_error& e) {
-      throw setup_error("GET " + path + " did not answer JSON: " + e.what());
+      throw wrong(path, expected, std::string("text that is not JSON (") + e.what() + ")");
     }
   };
   const auto pk = get("/public-key");
   const auto* id = pk.if_contains("entity_id");
   const auto* key = pk.if_contains("public_key");
   if (!id || !id->is_string() || !key || !key->is_string())
-    throw setup_error("GET /public-key must answer {entity_id, public_key, fingerprint} (HTTP-6)");
+    throw wrong("/public-key", "{entity_id, public_key, fingerprint}", json::serialize(pk).substr(0, 300));
   n.entity_id = std::string(id->get_string());
   auto decoded = hex_decode_fixed<32>(key->get_string());
-  if (!decoded) throw setup_error("GET /public-key: public_key is not 64 hex characters");
+  if (!decoded) throw wrong("/public-key", "a public_key of 64 hex characters", std::string(key->get_string()).substr(0, 100));
   n.key = *decoded;
   if (!pinned_key.empty() && pinned_key != key->get_string())
     throw setup_error("the node's /public-key (" + std::string(key->get_string()) + ") is not the key given with --node-key");
@@ -125,7 +131,7 @@ node_info discover(const settings& cfg, const std::string& pinned_key) {
   n.versions = strings("versions");
   n.suites = strings("suites");
   n.message_types = strings("message_types");
-  if (n.versions.empty()) throw setup_error("GET /capabilities lists no versions (HTTP-7)");
+  if (n.versions.empty()) throw wrong("/capabilities", "a list of versions", json::serialize(n.capabilities).substr(0, 300));
   n.read_limits();
   return n;
 }
@@ -153,19 +159,23 @@ void check_trust(const settings& cfg, const node_info& node) {
     p = c.begin_handshake(who);
     r = c.exchange(p.text1);
   }
+  // Refusing new identities, or rate limiting, is the node's setting, not a fault: no case runs.
   if (r.body.find("\"UNKNOWN_SENDER\"") != std::string::npos)
-    throw setup_error(
-        "the node refused a new identity (UNKNOWN_SENDER). The suite runs every case as its own identity (" + who.id +
-        " and so on), so the node must accept new senders: run it with trust policy tofu or open, for the reference node "
-        "`peerproto-node serve --trust tofu`.");
+    throw gate_failure(
+        {"trust check", "", "", "the node refused a new identity (UNKNOWN_SENDER). The suite runs every case as its own identity (" +
+                                    who.id + " and so on), so the node must accept new senders: run it with trust policy tofu or "
+                                    "open, for the reference node `peerproto-node serve --trust tofu`.",
+         false});
   if (r.body.find("\"RATE_LIMITED\"") != std::string::npos)
-    throw setup_error("the node is rate limiting the runner's first handshake (" + c.describe(r) +
-                      "). A run that just ended may have filled its handshake limits (case HS-18 leaves them full for the "
-                      "handshake timeout): wait that long and run again.");
+    throw gate_failure({"trust check", "", "",
+                        "the node is rate limiting the runner's first handshake (" + c.describe(r) +
+                            "). A run that just ended may have filled its handshake limits (case HS-18 leaves them full for the "
+                            "handshake timeout): wait that long and run again.",
+                        false});
   try {
     c.check_ack(p, r);
   } catch (const case_failure& f) {
-    throw setup_error(std::string("the node does not complete a basic handshake: ") + f.what());
+    throw gate_failure({"trust check (a basic handshake)", f.rule, f.expected, f.actual, true});
   }
 }
 
@@ -317,6 +327,17 @@ void print_progress(const case_result& r, std::size_t n, std::size_t total, bool
   std::cout.flush();
 }
 
+int finish(const options& o, const std::vector<case_result>& results, const run_info& run) {
+  return finish_run(results, run, {o.json_file, o.junit_file, o.html_file, o.transcripts_dir});
+}
+
+// SIGINT during a run: the cases not started yet are not run, the reports are still written. A
+// second SIGINT ends the runner at once.
+std::atomic<bool> interrupted{false};
+extern "C" void on_sigint(int) {
+  interrupted = true;
+  std::signal(SIGINT, SIG_DFL);
+}
 
 }  // namespace
 
@@ -325,14 +346,60 @@ int run_command(const options& o) {
   if (o.target.empty()) throw setup_error("--target is required (or --list)");
   const auto expected_failures = o.xfail_file.empty() ? std::map<std::string, std::string>{} : load_expected_failures(o.xfail_file, catalogue());
   const settings cfg = settings_from(o);
-  const auto node = discover(cfg, o.node_key);
   const auto count = [&](role r) { return std::count_if(selected.begin(), selected.end(), [&](const test_case* c) { return c->side() == r; }); };
   if (count(role::initiator) && o.shim.empty())
     throw setup_error("the initiator cases need --shim, the command that makes the node send (README.md: the shim contract)");
-  print_preamble(o, cfg, node, selected.size());
-  if (count(role::initiator))
-    std::cout << "initiator cases: the node sends to the runner at " << cfg.listen << " (a port per case), driven by: " << o.shim << "\n";
-  if (count(role::responder)) check_trust(cfg, node);
+
+  run_info run;
+  run.target = o.target;
+  run.transport = cfg.websocket ? "ws" : "http";
+  run.runner_id = cfg.base_id + "." + cfg.run_tag;
+  run.started = now_text();
+  run.strict = o.strict;
+  // Discovery and the trust check come before every case: when one fails, every case is reported
+  // as stopped there, with the rule and the answer (or as not run, when the node was not reached).
+  node_info node;
+  try {
+    node = discover(cfg, o.node_key);
+    run.node_id = node.entity_id;
+    run.node_fingerprint = node.fingerprint;
+    run.node = &node;
+    print_preamble(o, cfg, node, selected.size());
+    if (count(role::initiator))
+      std::cout << "initiator cases: the node sends to the runner at " << cfg.listen << " (a port per case), driven by: " << o.shim << "\n";
+    if (count(role::responder)) check_trust(cfg, node);
+  } catch (const gate_failure& g) {
+    run.gate = g.info;
+  } catch (const wire_failure& w) {
+    run.gate = gate_failure_info{"trust check", "", "", std::string("the connection failed: ") + w.what(), false};
+  }
+  if (run.gate) {
+    std::cout << "peerproto-conformance " << library_version << ": " << selected.size() << " cases against " << o.target << "\n"
+              << (run.gate->node_fault ? "STOPPED AT " : "NOT RUN: ") << run.gate->step << ": "
+              << (run.gate->rule.empty() ? "" : "rule " + run.gate->rule + ": expected " + run.gate->expected + ", got ")
+              << run.gate->actual << "\n";
+    std::vector<case_result> results;
+    for (const auto* t : selected) {
+      case_result r;
+      r.test = t;
+      r.level = level_of(*t);
+      if (run.gate->node_fault) {
+        r.outcome = verdict::fail;
+        r.setup_step = run.gate->step;
+        r.rule = run.gate->rule;
+        r.expected = run.gate->expected;
+        r.actual = run.gate->actual;
+        r.reason = "setup failed: " + r.setup_step + ": " + r.rule + ": expected " + r.expected + ", got " + r.actual;
+      } else {
+        r.outcome = verdict::skip;
+        r.reason = "not run: " + run.gate->step + ": " + run.gate->actual;
+      }
+      results.push_back(std::move(r));
+    }
+    return finish(o, results, run);
+  }
+  interrupted = false;
+  std::signal(SIGINT, on_sigint);
 
   // Parallel cases first, then the exclusive ones alone. Cases that wait out a node timer (they
   // have their own, longer time limit) start first, so the others run while they wait.
@@ -344,15 +411,6 @@ int run_command(const options& o) {
   for (std::size_t i = 0; i < selected.size(); ++i)
     if (selected[i]->exclusive) order.push_back(i);
 
-  run_info run;
-  run.target = o.target;
-  run.transport = cfg.websocket ? "ws" : "http";
-  run.node_id = node.entity_id;
-  run.node_fingerprint = node.fingerprint;
-  run.runner_id = cfg.base_id + "." + cfg.run_tag;
-  run.started = now_text();
-  run.strict = o.strict;
-  run.node = &node;
   std::vector<case_result> results(selected.size());
   std::mutex lock;
   std::set<std::string> setup_seen;  // setup failures already printed in full
@@ -370,7 +428,7 @@ int run_command(const options& o) {
     r.test = &t;
     r.level = level_of(t);
     r.outcome = verdict::skip;
-    r.reason = "not run: the node stopped answering during " + *run.target_down;
+    r.reason = run.target_down ? "not run: the node stopped answering during " + *run.target_down : "not run: the run was interrupted (SIGINT)";
     return r;
   };
 
@@ -379,7 +437,8 @@ int run_command(const options& o) {
     bool skip = false;
     {
       std::lock_guard g(lock);
-      skip = run.target_down.has_value();
+      run.interrupted = run.interrupted || interrupted;
+      skip = run.target_down.has_value() || run.interrupted;
     }
     bool wire_trouble = false;
     case_result r = skip ? not_run(t) : run_case(t, cfg, node, index, wire_trouble);
@@ -407,14 +466,8 @@ int run_command(const options& o) {
   for (auto& w : workers) w.join();
   for (std::size_t k = parallel; k < order.size(); ++k) run_one(order[k]);
   run.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-
-  const bool failed = print_summary(results, run, o.strict);
-  if (!o.json_file.empty()) write_json_report(results, run, o.json_file);
-  if (!o.junit_file.empty()) write_junit_report(results, run, o.junit_file);
-  if (!o.html_file.empty()) write_html_report(results, run, o.html_file);
-  if (!o.transcripts_dir.empty()) save_transcripts(results, o.transcripts_dir);
-  std::cout << (failed ? "RESULT: FAIL" : "RESULT: PASS") << "\n";
-  return failed ? 1 : 0;
+  std::signal(SIGINT, SIG_DFL);
+  return finish(o, results, run);
 }
 
 }  // namespace peerproto::conformance

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Every run writes its reports, whatever stops it, with the exit status README.md's table gives.
+
+    check_gates.py NODE RUNNER WORKDIR
+
+1. Nothing listens at the target: exit 2, every case "not run", the reason at the top.
+2. A server whose GET /public-key answers 404: exit 1 (a gate the node fails counts), every case
+   failed at discovery with rule HTTP-6; merge of that report keeps it.
+3. The reference node with trust pinned (it refuses new identities): exit 2, not run.
+4. SIGINT in the middle of a run against the reference node: exit 130, the cases not started are
+   "not run: the run was interrupted", the reports written.
+Each time the JSON, JUnit and HTML reports are all written.
+"""
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+node, runner, work = sys.argv[1:4]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+state_root = tempfile.mkdtemp(prefix="pp-gates-")
+failures = []
+started = []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(name, target, *extra, interrupt_after=None):
+    """Runs the runner with every report; returns (exit status, stdout, JSON report)."""
+    out = {k: os.path.join(work, f"{name}.{k}") for k in ("json", "xml", "html")}
+    p = subprocess.Popen([runner, "--target", target, "--json", out["json"], "--junit", out["xml"], "--html", out["html"], *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if interrupt_after:
+        time.sleep(interrupt_after)
+        p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=300)
+    for k, f in out.items():
+        if not os.path.exists(f):
+            failures.append(f"{name}: no {k} report (exit {p.returncode}): {stdout[-1500:]} {stderr[-1500:]}")
+            return p.returncode, stdout, None
+    ET.parse(out["xml"])  # well-formed
+    if "<details" not in open(out["html"]).read():
+        failures.append(f"{name}: the HTML report lists no case")
+    return p.returncode, stdout + stderr, json.load(open(out["json"]))
+
+
+def expect(name, status, stdout, report, want_status, gate, verdict, reason):
+    if status != want_status:
+        failures.append(f"{name}: exit {status}, expected {want_status}: {stdout[-2000:]}")
+    if report is None:
+        return
+    g = report.get("gate_failure")
+    if gate is None:
+        if g is not None:
+            failures.append(f"{name}: gate_failure {g}, expected none")
+    elif not g or any(g.get(k) != v for k, v in gate.items()):
+        failures.append(f"{name}: gate_failure {g}, expected {gate}")
+    cases = report["cases"]
+    if len(cases) < 300 and name != "interrupted":
+        failures.append(f"{name}: {len(cases)} cases in the report, expected all")
+    wrong = [c for c in cases if verdict and (c["verdict"] != verdict or reason not in c.get("reason", ""))]
+    if wrong:
+        failures.append(f"{name}: {len(wrong)} case(s) not {verdict} with '{reason}', e.g. {wrong[0]['id']}: {wrong[0]['verdict']} {wrong[0].get('reason')}")
+    print(f"{name}: exit {status}, {report['summary']}")
+
+
+class NotFound(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(404)
+        self.send_header("Content-Length", "9")
+        self.end_headers()
+        self.wfile.write(b"not found")
+
+    def log_message(self, *args):
+        pass
+
+
+def start_node(name, *args):
+    d = os.path.join(state_root, name)
+    os.makedirs(d)
+    subprocess.run([node, "keygen", "--out", f"{d}/key", "--entity-id", name], check=True, stdout=subprocess.DEVNULL)
+    with open(f"{d}/out", "w") as out, open(f"{d}/err", "w") as err:
+        p = subprocess.Popen([node, "serve", "--key", f"{d}/key", "--port", "0", "--state-dir", f"{d}/state", *args], stdout=out, stderr=err)
+    started.append(p)
+    for _ in range(200):
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(f"{d}/out").read())
+        if m:
+            return f"http://127.0.0.1:{m.group(1)}"
+        if p.poll() is not None:
+            break
+        time.sleep(0.1)
+    sys.exit(f"{name}: the node did not start:\n{open(f'{d}/err').read()[-3000:]}")
+
+
+try:
+    # 1. Unreachable.
+    status, out, report = run("unreachable", f"http://127.0.0.1:{free_port()}")
+    expect("unreachable", status, out, report, 2, {"step": "discovery", "node_fault": False}, "skip", "not run: discovery: cannot reach")
+
+    # 2. Discovery refused (a server that is not a node).
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    status, out, report = run("not-a-node", f"http://127.0.0.1:{server.server_address[1]}")
+    expect("not-a-node", status, out, report, 1, {"step": "discovery", "rule": "HTTP-6", "node_fault": True}, "fail", "setup failed: discovery")
+    if "STOPPED AT discovery: rule HTTP-6" not in out:
+        failures.append(f"not-a-node: the console does not say where the run stopped: {out[:1000]}")
+    server.shutdown()
+    m = subprocess.run([runner, "merge", os.path.join(work, "not-a-node.json"), "--json", os.path.join(work, "merged.json")],
+                       capture_output=True, text=True)
+    merged = json.load(open(os.path.join(work, "merged.json"))) if os.path.exists(os.path.join(work, "merged.json")) else {}
+    if m.returncode != 1 or (merged.get("gate_failure") or {}).get("rule") != "HTTP-6":
+        failures.append(f"merge of a stopped run: exit {m.returncode}, gate {merged.get('gate_failure')}: {m.stdout[-1000:]} {m.stderr}")
+
+    # 3. A node that refuses new identities.
+    pinned = start_node("pinned", "--trust", "pinned")
+    status, out, report = run("pinned", pinned)
+    expect("pinned", status, out, report, 2, {"step": "trust check", "node_fault": False}, "skip", "UNKNOWN_SENDER")
+
+    # 4. Interrupted.
+    tofu = start_node("tofu", "--trust", "tofu")
+    status, out, report = run("interrupted", tofu, interrupt_after=3)
+    expect("interrupted", status, out, report, 130, None, None, "")
+    if report:
+        not_run = [c for c in report["cases"] if "not run: the run was interrupted" in c.get("reason", "")]
+        if not report.get("interrupted") or not not_run or len(report["cases"]) < 300:
+            failures.append(f"interrupted: interrupted={report.get('interrupted')}, {len(not_run)} cases not run, {len(report['cases'])} in all")
+finally:
+    for p in started:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+    shutil.rmtree(state_root, ignore_errors=True)
+for f in failures:
+    print("FAIL:", f)
+sys.exit(1 if failures else 0)
