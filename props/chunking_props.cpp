@@ -180,3 +180,26 @@ TEST(Chunking, LateDuplicateOfACompletedTransferIsNotDeliveredAgain) {
   EXPECT_EQ(r.add("a", one(3), t0 + 4s)->what, pp::reassembler::outcome::kind::duplicate);
   EXPECT_EQ(r.add("a", one(1), t0 + 5s)->what, pp::reassembler::outcome::kind::complete);
 }
+
+// CHK-4, CHK-7: a transfer counts as delivered only once its payload is handed on. Bytes that do
+// not parse as a JSON object drop the transfer (the same chunks again fail again, they are not
+// acknowledged as duplicates), and a payload the handler refused can be sent again (CHK-16).
+TEST(Chunking, OnlyAPayloadHandedOnCountsAsCompleted) {
+  pp::reassembler r;
+  const auto id = pp::make_uuid_v4({7});
+  const std::string text = R"({"not": json)";
+  const auto plan = pp::plan_transfer(text, "ping", 4, id);
+  ASSERT_TRUE(plan.ok());
+  for (int round = 0; round < 2; ++round) {
+    for (std::uint32_t i = 0; i + 1 < plan->total; ++i) EXPECT_EQ(r.add("a", plan->piece(text, i), t0)->what, pp::reassembler::outcome::kind::stored);
+    const auto last = r.add("a", plan->piece(text, plan->total - 1), t0);
+    ASSERT_FALSE(last.ok()) << "round " << round;
+    EXPECT_EQ(last.code(), pp::errc::chunk_error);
+  }
+  const std::string good = R"({"n":1})";
+  const auto p2 = pp::plan_transfer(good, "ping", 100, id);
+  EXPECT_EQ(r.add("a", p2->piece(good, 0), t0)->what, pp::reassembler::outcome::kind::complete);
+  r.forget_completed("a", id);  // the handler refused it
+  EXPECT_EQ(r.add("a", p2->piece(good, 0), t0)->what, pp::reassembler::outcome::kind::complete);
+  EXPECT_EQ(r.add("a", p2->piece(good, 0), t0)->what, pp::reassembler::outcome::kind::duplicate);
+}

@@ -222,6 +222,10 @@ class reassembler {
     return finish(it, now);
   }
 
+  /// The handler refused the payload of a completed transfer, so it was not delivered: the transfer
+  /// is forgotten, and its chunks sent again make a new one (CHK-16) instead of duplicates.
+  void forget_completed(std::string_view sender, const uuid& transfer_id) { completed_.erase(key{std::string(sender), transfer_id}); }
+
   /// Drops transfers idle for the idle timeout (CHK-11); returns how many.
   std::size_t expire(sys_milliseconds now) {
     std::erase_if(completed_, [&](const auto& kv) { return kv.second <= now; });
@@ -289,11 +293,12 @@ class reassembler {
     text.reserve(t.received);  // all of it has arrived (CHK-12)
     for (auto p = t.parts.begin(); p != t.parts.end(); p = t.parts.erase(p)) text.append(p->second.begin(), p->second.end());
     std::string type = std::move(t.original_msg_type);
+    const key k = it->first;
     bytes_held_ -= t.received;
-    remember_completed(it->first, now);
     transfers_.erase(it);
     auto v = jcs::parse_strict(text, {opt_.max_transfer_bytes, limits::max_json_depth});
-    if (!v || !v->is_object()) return failure{errc::chunk_error, "reassembled payload is not a JSON object"};
+    if (!v || !v->is_object()) return failure{errc::chunk_error, "reassembled payload is not a JSON object"};  // dropped (CHK-7)
+    remember_completed(k, now);  // only a payload that is handed on counts as delivered (CHK-4)
     return outcome{outcome::kind::complete, std::move(v->get_object()), std::move(type)};
   }
 

@@ -469,3 +469,33 @@ TEST(Peer, SendLimitsAndCancelledMessages) {
   EXPECT_NE(array.second.find("must be a JSON object"), std::string::npos) << array.second;
   EXPECT_EQ(a.outbox().size(), 2u);
 }
+
+// The handler refuses the payload of a completed transfer (a full inbox: RATE_LIMITED). The
+// transfer was not delivered, so the receiver forgets it and the sender's chunks, sent again
+// (CHK-16), deliver it once the inbox has room.
+TEST(Peer, ALargePayloadRefusedByAFullInboxArrivesOnceTheInboxIsRead) {
+  temp_dir dir;
+  const auto text = large_payload(2u << 20, 3);
+  const auto file = dir.path / "payload.json";
+  std::ofstream(file, std::ios::binary) << text;
+  node_process bob(dir.path, "bob", {"--trust", "tofu", "--max-inbox", "1"});
+  node_process alice(dir.path, "alice", {"--trust", "tofu", "--outbound-retry-initial-ms", "50", "--outbound-retry-max-ms", "500"});
+  control a(alice), b(bob);
+  ASSERT_EQ(state(a.send(bob.http_url(), "heartbeat", {{"fills", "the inbox"}}, 30)), "delivered");
+  const auto [status, out] = ctl(alice, "send --to " + bob.http_url() + " --type status_report --payload-file " + file.string());
+  ASSERT_EQ(status, 0) << out;
+  const auto id = json::parse(out).at("id").as_int64();
+  ASSERT_TRUE(eventually([&] {
+    const auto e = outbox_entry(alice, id);
+    return e && json::serialize(*e).find("RATE_LIMITED") != std::string::npos;
+  })) << alice.stderr_text();
+  b.call({{"op", "inbox_ack"}, {"through", b.inbox().at(0).at("seq")}});
+  ASSERT_TRUE(eventually([&] {
+    const auto e = outbox_entry(alice, id);
+    return e && state(*e) != "queued";
+  }, 120s)) << alice.stderr_text();
+  EXPECT_EQ(state(*outbox_entry(alice, id)), "delivered") << json::serialize(*outbox_entry(alice, id));
+  const auto inbox = b.inbox();
+  ASSERT_EQ(inbox.size(), 1u);
+  EXPECT_EQ(hex_sha256(peerproto::jcs::canonicalize(inbox[0].at("payload"))), hex_sha256(text));
+}

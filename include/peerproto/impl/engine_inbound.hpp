@@ -128,13 +128,16 @@ inline result<handler_reply> engine::dispatch(const envelope& e, const boost::js
     if (!c) return c.error();
     if (!handlers_.find(c->original_msg_type))
       return failure{errc::unsupported_message_type, "no handler for '" + c->original_msg_type + "'"};  // CHK-8
+    const uuid transfer_id = c->transfer_id;
     auto out = reassembler_.add(e.sender_id, std::move(*c), now);
     if (!out) return out.error();
     if (out->what != reassembler::outcome::kind::complete)
       return handler_reply{"ack", {{"acked_nonce", hex_encode(e.nonce)}, {"status", "chunk_received"}}};
     const handler* h = handlers_.find(out->original_msg_type);
     if (!h) return failure{errc::unsupported_message_type, "no handler for '" + out->original_msg_type + "'"};
-    return (*h)(handler_request{e, out->original_msg_type, *out->payload, remote, now});
+    auto reply = (*h)(handler_request{e, out->original_msg_type, *out->payload, remote, now});
+    if (!reply) reassembler_.forget_completed(e.sender_id, transfer_id);  // not delivered: CHK-16 may send it again
+    return reply;
   }
   if (is_reply_type(e.msg_type)) return failure{errc::unsupported_message_type, "'" + e.msg_type + "' is a reply, not a request"};
   const handler* h = handlers_.find(e.msg_type);
