@@ -113,6 +113,14 @@ inline identity generate_key_file(const std::filesystem::path& file, const std::
 /// Asked for the passphrase of an encrypted key file, when one is read.
 using passphrase_source = std::function<std::string()>;
 
+/// Refuses a file holding a private key (`what`, as the user named it) that its group or others
+/// may access, with the command that fixes it.
+inline void refuse_if_shared(const std::filesystem::path& file, const std::string& what) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)))
+    throw config_error(what + " " + file.string() + " is accessible by group or others; run: chmod 600 " + file.string());
+}
+
 /// Loads a key file; an encrypted one asks `passphrase` for its passphrase. Throws config_error
 /// when it is missing, malformed, readable by group or others, encrypted with nothing to ask, or
 /// the passphrase is wrong.
@@ -121,8 +129,7 @@ inline identity load_key_file(const std::filesystem::path& file, const passphras
   if (::stat(file.c_str(), &st) != 0)
     throw config_error("cannot read key file " + file.string() + ": " + std::strerror(errno) +
                        " (create one with: peerproto-node keygen)");
-  if (st.st_mode & (S_IRWXG | S_IRWXO))
-    throw config_error("key file " + file.string() + " is accessible by group or others; run: chmod 600 " + file.string());
+  refuse_if_shared(file, "key file");
   std::ifstream in(file);
   std::stringstream ss;
   ss << in.rdbuf();

@@ -416,6 +416,7 @@ std::unique_ptr<asio::ssl::context> tls_context(const node_config& cfg) {
   boost::system::error_code ec;
   ctx->use_certificate_chain_file(cfg.tls_cert.string(), ec);
   if (ec) throw config_error("--tls-cert " + cfg.tls_cert.string() + ": " + ec.message());
+  refuse_if_shared(cfg.tls_key, "--tls-key");  // like the identity key (ID-11)
   ctx->use_private_key_file(cfg.tls_key.string(), asio::ssl::context::pem, ec);
   if (ec) throw config_error("--tls-key " + cfg.tls_key.string() + ": " + ec.message());
   return ctx;

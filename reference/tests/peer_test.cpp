@@ -330,6 +330,20 @@ TEST(Peer, TwoNodesOverTlsWithACertificateTheTestMakes) {
     return o.size() == 2 && o[0].as_object().contains("result");
   }, 20s));
   EXPECT_EQ(state(c.outbox()[0].as_object()), "queued");
+
+  // The TLS key, like the identity key, must be its owner's only: a node does not start with one
+  // that its group or others may read.
+  std::filesystem::permissions(key, std::filesystem::perms::group_read | std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+  const auto err = dir.path / "shared-key.err";
+  const std::string cmd = std::string(PEERPROTO_NODE_BINARY) + " serve --key " + carol.key_file().string() + " --port 0 --state-dir " +
+                          (dir.path / "dan").string() + " --tls-cert " + cert.string() + " --tls-key " + key.string() + " >/dev/null 2>" +
+                          err.string();
+  const int status = std::system(cmd.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status;
+  std::ifstream in(err);
+  const std::string said((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(said.find("--tls-key " + key.string() + " is accessible by group or others; run: chmod 600"), std::string::npos) << said;
 }
 
 // Tracing: the outbox entry's trace id travels as `traceparent` and links the receiver's audit
