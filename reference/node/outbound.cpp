@@ -369,6 +369,11 @@ class outbound::link : public std::enable_shared_from_this<link> {
     read("max_chunk_data_bytes", peer_limits_.chunks.max_chunk_data);
     read("max_chunks_per_transfer", peer_limits_.chunks.max_chunks);
     read("max_transfer_bytes", peer_limits_.chunks.max_transfer_bytes);
+    // A peer may allow less than the chunk payload's bounds (CHK-2, CHK-9), never more.
+    const reassembly_options most;
+    peer_limits_.chunks.max_chunk_data = std::min(peer_limits_.chunks.max_chunk_data, most.max_chunk_data);
+    peer_limits_.chunks.max_chunks = std::min(peer_limits_.chunks.max_chunks, most.max_chunks);
+    peer_limits_.chunks.max_transfer_bytes = std::min(peer_limits_.chunks.max_transfer_bytes, most.max_transfer_bytes);
   }
 
   // GET /public-key: the peer's entity id and key, accepted under the node's trust policy.
