@@ -578,13 +578,14 @@ std::int64_t store::insert_outbox(const outbox_entry& e) {
 std::size_t store::outbox_waiting() { return count("SELECT COUNT(*) FROM outbox WHERE state = 0"); }
 
 namespace {
-// Listings leave the payload out (it may be 64 MiB); outbox_get reads it.
-constexpr const char* outbox_columns =
-    "SELECT id, peer, msg_type, COALESCE((SELECT payload FROM outbox_payloads p WHERE p.id = outbox.id), ''), created_ms, expires_ms, state, session, sealed, written, attempts, result, trace, "
-    "payload_bytes, transfer_id, chunk_size, chunk_total, chunks_acked, rounds FROM outbox ";
-constexpr const char* outbox_listing_columns =
-    "SELECT id, peer, msg_type, '', created_ms, expires_ms, state, session, '', written, attempts, result, trace, "
-    "payload_bytes, transfer_id, chunk_size, chunk_total, chunks_acked, rounds FROM outbox ";
+// The columns outbox_at reads. Listings leave the payload (it may be 64 MiB) and the sealed bytes
+// out; outbox_get reads them.
+std::string outbox_select(bool whole) {
+  return std::string("SELECT id, peer, msg_type, ") +
+         (whole ? "COALESCE((SELECT payload FROM outbox_payloads p WHERE p.id = outbox.id), '')" : "''") +
+         ", created_ms, expires_ms, state, session, " + (whole ? "sealed" : "''") +
+         ", written, attempts, result, trace, payload_bytes, transfer_id, chunk_size, chunk_total, chunks_acked, rounds FROM outbox ";
+}
 
 outbox_entry outbox_at(sqlite3_stmt* s) {
   outbox_entry e;
@@ -612,7 +613,7 @@ outbox_entry outbox_at(sqlite3_stmt* s) {
 }  // namespace
 
 std::optional<outbox_entry> store::outbox_get(std::int64_t id) {
-  statement s(prepare(std::string(outbox_columns) + "WHERE id = ?"));
+  statement s(prepare(outbox_select(true) + "WHERE id = ?"));
   sqlite3_bind_int64(s.get(), 1, id);
   if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
   return outbox_at(s.get());
@@ -627,7 +628,7 @@ std::vector<std::pair<std::int64_t, std::string>> store::outbox_queued() {
 
 std::vector<outbox_entry> store::outbox_recent(std::size_t limit) {
   std::vector<outbox_entry> out;
-  statement s(prepare(std::string(outbox_listing_columns) + "ORDER BY id DESC LIMIT ?"));
+  statement s(prepare(outbox_select(false) + "ORDER BY id DESC LIMIT ?"));
   sqlite3_bind_int64(s.get(), 1, static_cast<std::int64_t>(limit));
   while (sqlite3_step(s.get()) == SQLITE_ROW) out.push_back(outbox_at(s.get()));
   return out;

@@ -47,7 +47,12 @@ def run(name, target, *extra, interrupt_after=None):
     if interrupt_after:
         time.sleep(interrupt_after)
         p.send_signal(signal.SIGINT)
-    stdout, stderr = p.communicate(timeout=300)
+    try:
+        stdout, stderr = p.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        p.kill()  # never left running
+        stdout, stderr = p.communicate()
+        failures.append(f"{name}: the runner did not end within 300 s")
     for k, f in out.items():
         if not os.path.exists(f):
             failures.append(f"{name}: no {k} report (exit {p.returncode}): {stdout[-1500:]} {stderr[-1500:]}")
