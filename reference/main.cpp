@@ -226,8 +226,8 @@ int main(int argc, char** argv) {
     a->add_option_function<long>(name, [&v](long s) { v = std::chrono::milliseconds(s); }, help)
         ->default_str(std::to_string(v.count()))->check(CLI::PositiveNumber);
   };
-  millis(srv, "--outbound-retry-initial-ms", cfg.outbound.retry_initial, "first outbound back-off; it doubles per failure");
-  millis(srv, "--outbound-retry-max-ms", cfg.outbound.retry_max, "longest outbound back-off");
+  millis(srv, "--outbound-retry-initial-ms", cfg.outbound.delivery.retry_initial, "first outbound back-off; it doubles per failure");
+  millis(srv, "--outbound-retry-max-ms", cfg.outbound.delivery.retry_max, "longest outbound back-off");
   std::vector<std::string> limit_args;
   srv->add_option("--limit", limit_args,
                   "NAME=VALUE: set a limit of docs/SPEC.md §18 by its name and unit (as GET /capabilities lists them), "

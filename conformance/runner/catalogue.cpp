@@ -40,6 +40,7 @@ const std::map<std::string, std::string>& not_on_the_wire() {
       {"SES-6", "needs 2^32 - 1 messages"},
       {"ENC-7", "wiping memory is not visible on the wire"},
       {"CHK-13", "256 MiB of reassembly at the default limits takes longer than a run"},
+      {"CHK-17", "needs a restart of the node; the reference node's tests kill and restart it, props.delivery_props models it"},
       {"RL-3", "configuration is not visible on the wire"},
       {"RL-8", "100 000 tracked keys at the default limits take longer than a run"},
       {"MSG-5", "needs a handler that fails; the reference node's handlers fail only on storage faults"},

@@ -174,6 +174,14 @@ inline result<std::vector<chunk>> split(const boost::json::object& payload, std:
   return out;
 }
 
+/// A completed transfer the receiver remembers (CHK-4): what a node stores so that the memory
+/// outlives a restart (CHK-17).
+struct completed_transfer {
+  std::string sender;
+  uuid transfer_id;
+  sys_milliseconds until;  ///< remembered until then
+};
+
 /// The receiver's side.
 class reassembler {
  public:
@@ -224,7 +232,18 @@ class reassembler {
 
   /// The handler refused the payload of a completed transfer, so it was not delivered: the transfer
   /// is forgotten, and its chunks sent again make a new one (CHK-16) instead of duplicates.
-  void forget_completed(std::string_view sender, const uuid& transfer_id) { completed_.erase(key{std::string(sender), transfer_id}); }
+  void forget_completed(std::string_view sender, const uuid& transfer_id) {
+    completed_.erase(key{std::string(sender), transfer_id});
+    std::erase_if(journal_, [&](const completed_transfer& t) { return t.sender == sender && t.transfer_id == transfer_id; });
+  }
+
+  /// The transfers completed since the last call, for a node to store: the memory of CHK-4 must
+  /// outlive a restart (CHK-17), or chunks sent again after a lost reply could deliver twice.
+  std::vector<completed_transfer> take_completed() { return std::exchange(journal_, {}); }
+  /// Puts back a stored completion (after a restart); an expired one is ignored.
+  void restore_completed(const completed_transfer& t, sys_milliseconds now) {
+    if (t.until > now) remember_completed(key{t.sender, t.transfer_id}, t.until, now);
+  }
 
   /// Drops transfers idle for the idle timeout (CHK-11); returns how many.
   std::size_t expire(sys_milliseconds now) {
@@ -298,14 +317,18 @@ class reassembler {
     transfers_.erase(it);
     auto v = jcs::parse_strict(text, {opt_.max_transfer_bytes, limits::max_json_depth});
     if (!v || !v->is_object()) return failure{errc::chunk_error, "reassembled payload is not a JSON object"};  // dropped (CHK-7)
-    remember_completed(k, now);  // only a payload that is handed on counts as delivered (CHK-4)
+    remember_completed(k, now + opt_.idle_timeout, now);  // only a payload that is handed on counts as delivered (CHK-4)
+    if (opt_.max_completed > 0) {  // bounded like completed_, for a user that never takes it
+      if (journal_.size() >= opt_.max_completed) journal_.erase(journal_.begin());
+      journal_.push_back({k.sender, k.transfer_id, now + opt_.idle_timeout});
+    }
     return outcome{outcome::kind::complete, std::move(v->get_object()), std::move(type)};
   }
 
   // Completed transfers are remembered for the idle timeout so that a late duplicate chunk is
   // acknowledged instead of starting the transfer again. Bounded: when full, the entry closest
   // to expiry goes first.
-  void remember_completed(const key& k, sys_milliseconds now) {
+  void remember_completed(const key& k, sys_milliseconds until, sys_milliseconds now) {
     if (opt_.max_completed == 0) return;
     if (completed_.size() >= opt_.max_completed) {
       std::erase_if(completed_, [&](const auto& kv) { return kv.second <= now; });
@@ -313,11 +336,12 @@ class reassembler {
         completed_.erase(std::min_element(completed_.begin(), completed_.end(),
                                           [](const auto& a, const auto& b) { return a.second < b.second; }));
     }
-    completed_.insert_or_assign(k, now + opt_.idle_timeout);
+    completed_.insert_or_assign(k, until);
   }
 
   reassembly_options opt_;
   std::map<key, sys_milliseconds> completed_;
+  std::vector<completed_transfer> journal_;  ///< completions not yet taken (take_completed)
   map_type transfers_;
   std::size_t bytes_held_ = 0;
 };

@@ -200,6 +200,9 @@ class engine {
   }
   const replay_cache& replay() const noexcept { return replay_; }
   replay_cache& replay() noexcept { return replay_; }
+  /// The receiver's chunk reassembly: what it remembers of completed transfers is for a node to
+  /// store and put back (CHK-17).
+  reassembler& reassembly() noexcept { return reassembler_; }
 
   // ------------------------------------------------------------ client side (engine_handshake.hpp)
 

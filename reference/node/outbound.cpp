@@ -3,6 +3,7 @@
 #include "trace.hpp"
 
 #include <peerproto/chunking.hpp>
+#include <peerproto/delivery.hpp>
 #include <peerproto/fault.hpp>
 #include <peerproto/key_file.hpp>
 
@@ -20,7 +21,6 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
-#include <random>
 #include <variant>
 
 namespace peerproto::node {
@@ -51,17 +51,12 @@ struct exchange_result {
   }
 };
 
-/// What one attempt at a message leaves to do: nothing (settled), or try again after `wait`.
-using next_step = std::optional<milliseconds>;
-
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view v) {
   unsigned s = 0;
   const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
   if (ec != std::errc() || end != v.data() + v.size()) return std::nullopt;
   return std::chrono::seconds(s);
 }
-
-std::string result_json(boost::json::object o) { return jcs::canonicalize(o); }
 
 // The session a handshake_confirm names (for a fault that uses it unproven).
 std::optional<uuid> session_id_of(std::string_view msg3) {
@@ -70,10 +65,6 @@ std::optional<uuid> session_id_of(std::string_view msg3) {
   return id && id->is_string() ? parse_uuid_v4(id->get_string()) : std::nullopt;
 }
 
-bool session_gone(errc c) {
-  return c == errc::session_expired || c == errc::session_not_found || c == errc::encryption_not_ready ||
-         c == errc::invalid_state;
-}
 }  // namespace
 
 // ---------------------------------------------------------------- one peer
@@ -107,7 +98,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
         }
         if (!problem.empty()) {
           out_.ctx_.log->error("outbound to {}: {}", to_, problem);
-          co_await pause(backoff());
+          co_await pause(store_backoff());
         } else if (!stopping_) {
           queue_.pop_front();
         }
@@ -119,179 +110,130 @@ class outbound::link : public std::enable_shared_from_this<link> {
       if (!queue_.empty() || stopping_) continue;  // queued while the WebSocket was closing
       wake_.expires_after(session_ ? milliseconds(out_.opt_.idle_close) : milliseconds(std::chrono::hours(24)));
       const auto [ec] = co_await wake_.async_wait(use);
-      if (!ec && queue_.empty()) co_await close_session("idle");
+      if (!ec && queue_.empty()) co_await close_session(session_, "idle");
     }
-    co_await close_session("shutting down");
+    co_await close_session(session_, "shutting down");
     co_await close_websocket();
     http_.reset();
     out_.link_stopped();
   }
 
  private:
-  // Works on one outbox entry until it is settled or the node stops.
+  // Runs the delivery machine over one outbox entry until it is settled or the node stops: the
+  // machine decides, this function seals, stores and transmits.
   asio::awaitable<void> deliver(std::int64_t id) {
-    auto e = out_.ctx_.state.outbox_get(id);
-    // Bytes sealed before this call (by an earlier run of the node, or before a store failure) are
-    // stored before they are sent, and may have been sent: the peer may have delivered them.
-    if (e && !e->sealed.empty()) e->written = true;
-    while (e && e->status == outbox_entry::state::queued && !stopping_) {
-      if (out_.cancelled_.contains(e->id)) {
-        settle(*e, outbox_entry::state::failed, {{"problem", "cancelled by the operator"}, {"last", e->result}});
+    auto found = out_.ctx_.state.outbox_get(id);
+    if (!found || found->status != outbox_entry::state::queued) co_return;
+    outbox_entry& e = *found;
+    delivery d(e, out_.opt_.delivery, out_.rng_);
+    auto step = d.next(system_now(), e.session && usable(*e.session));
+    while (!stopping_) {
+      if (out_.cancelled_.contains(e.id) && step.what != delivery_step::kind::done) step = d.cancel();
+      if (!step.problem.empty() && step.problem != last_problem_)
+        out_.ctx_.log->warn("outbound #{} to {}: {} (trace {})", e.id, to_, step.problem, e.trace);
+      if (!step.problem.empty()) last_problem_ = step.problem;
+      if (step.what == delivery_step::kind::done) {
+        settle(e);  // first: closing the session is a courtesy that must not delay the outcome
+        co_await apply_session(step);
         co_return;
       }
-      if (system_now() >= e->expires) {
-        // A message that may have arrived is not reported as lost.
-        settle(*e, e->written ? outbox_entry::state::unconfirmed : outbox_entry::state::expired,
-               {{"problem", "expired before it could be delivered"}, {"last", e->result}});
-        co_return;
+      co_await apply_session(step);
+      // What the machine changed, and the engine with it (sealed bytes and the session's sequence
+      // numbers, a reply accepted), is stored before anything else is sent.
+      if (!commit(e)) {
+        co_await pause(store_backoff());
+        step = d.next(system_now(), e.session && usable(*e.session));
+        continue;
       }
-      const next_step step = co_await attempt(*e);
-      if (!step) co_return;
-      if (*step > milliseconds(0) && !out_.cancelled_.contains(id)) co_await pause(*step);
+      store_failures_ = 0;
+      switch (step.what) {
+        case delivery_step::kind::wait:
+          if (!out_.cancelled_.contains(e.id)) co_await pause(std::chrono::ceil<milliseconds>(step.not_before - system_now()));
+          step = d.next(system_now(), e.session && usable(*e.session));
+          break;
+        case delivery_step::kind::seal:
+          step = co_await seal(d, e);
+          break;
+        case delivery_step::kind::send:
+          if (!session_) session_ = e.session;  // sealed before a restart: its session goes on
+          step = d.answered(co_await transmit(e), system_now());
+          break;
+          break;
+        case delivery_step::kind::done:
+          break;
+      }
     }
   }
 
-  asio::awaitable<next_step> attempt(outbox_entry& e) {
-    if (retire_session_) {
-      retire_session_ = false;
-      co_await close_session("an unanswered sequence number");
-    }
+  // A ready session (a handshake first when there is none), then the payload or the current chunk
+  // sealed in it.
+  asio::awaitable<delivery_step> seal(delivery& d, outbox_entry& e) {
     if (!peer_id_) {
-      if (auto problem = co_await learn_identity()) co_return retry(e, *problem);
+      if (auto problem = co_await learn_identity()) co_return d.not_sealed(*problem, std::nullopt, system_now());
       co_await learn_limits();
     }
-    if (!e.sealed.empty() && !usable(*e.session)) {
-      if (e.written && !resendable_chunk(e)) {
-        settle(e, outbox_entry::state::unconfirmed, {{"problem", "the session ended before the peer's answer arrived"}});
-        co_return std::nullopt;
-      }
-      e.sealed.clear();  // never sent: sealed again in the session used now
-      e.session.reset();
+    if (!session_ || !usable(*session_)) {
+      session_.reset();
+      if (auto failed = co_await handshake(e.trace)) co_return d.not_sealed(failed->first, failed->second, system_now());
     }
-    if (!e.sealed.empty() && !session_) session_ = e.session;  // sealed before a restart: its session goes on
-    if (e.sealed.empty()) {
-      if (!session_ || !usable(*session_)) {
-        session_.reset();
-        if (auto wait = co_await handshake(e)) co_return wait;
-      }
-      auto payload = next_payload(e);
-      if (!payload) {
-        settle(e, outbox_entry::state::failed, {{"problem", payload.error().message}, {"error_code", wire_name(payload.code())}});
-        co_return std::nullopt;
-      }
-      auto sealed = out_.ctx_.protocol.send(*session_, e.transfer_id ? msg::chunk : std::string_view(e.msg_type), *payload, system_now());
-      if (!sealed) {
-        session_.reset();
-        if (session_gone(sealed.code())) co_return milliseconds(0);
-        settle(e, outbox_entry::state::failed, {{"error_code", wire_name(sealed.code())}, {"error_message", sealed.error().message}});
-        co_return std::nullopt;
-      }
-      e.sealed = std::move(*sealed);
-      e.session = session_;
-      e.written = false;
-      // The sealed bytes and the session's next sequence number are stored before they leave.
-      if (!commit(e)) co_return backoff();
+    auto payload = next_payload(d, e);
+    if (!payload) co_return d.seal_refused(payload.code(), payload.error().message);
+    auto sealed = out_.ctx_.protocol.send(*session_, e.transfer_id ? msg::chunk : std::string_view(e.msg_type), *payload, system_now());
+    if (!sealed) {
+      session_.reset();
+      co_return d.seal_refused(sealed.code(), sealed.error().message);
     }
-    ++e.attempts;
-    auto r = co_await exchange(e.sealed, e.trace);
-    if (!r.answered()) {
-      e.written = e.written || r.written;
-      if (PEERPROTO_FAULT(initiator_reseals_retransmission)) e.sealed.clear();
-      co_return retry(e, r.problem);
-    }
-    co_return co_await judge(e, r);
+    co_return d.sealed(std::move(*sealed), *session_);
   }
 
-  // The peer answered the sealed message.
-  asio::awaitable<next_step> judge(outbox_entry& e, const exchange_result& r) {
-    if (r.body.empty()) {  // not an authenticated answer (SND-1): as if it were lost
-      e.written = true;
-      co_return retry(e, "HTTP " + std::to_string(r.status) + " without an envelope");
+  // Sends the stored bytes and says what came back, for the machine.
+  asio::awaitable<delivery_answer> transmit(outbox_entry& e) {
+    delivery_answer a;
+    auto r = co_await exchange(e.sealed, e.trace);
+    if (!r.answered()) {
+      a.may_have_arrived = r.written;
+      a.detail = r.problem;
+      co_return a;
+    }
+    a.status = r.status;
+    a.retry_after = r.retry_after;
+    if (r.body.empty()) {  // not an authenticated answer (SND-1)
+      a.what = delivery_answer::kind::unauthenticated;
+      a.detail = "HTTP " + std::to_string(r.status) + " without an envelope";
+      co_return a;
     }
     auto got = out_.ctx_.protocol.accept_reply(r.body, system_now());
-    if (got) {
-      failures_ = 0;
-      last_problem_.clear();
-      if (e.transfer_id && got->size() == 1 && chunk_received(got->front())) co_return next_chunk(e);
-      boost::json::object result{{"status", r.status}};
-      if (!got->empty()) {
-        result["reply_type"] = got->front().reply.msg_type;
-        result["reply"] = got->front().payload;
-      }
-      settle(e, outbox_entry::state::delivered, std::move(result));
-      co_return std::nullopt;
+    if (!got) {
+      a.what = delivery_answer::kind::refused;
+      a.code = got.code();
+      a.detail = got.error().message;
+      co_return a;
     }
-    const errc code = got.code();
-    const boost::json::object refusal{{"status", r.status}, {"error_code", wire_name(code)}, {"error_message", got.error().message}};
-    if (code == errc::rate_limited) {
-      e.result = result_json(refusal);
-      commit(e);
-      const auto at_least = PEERPROTO_FAULT(initiator_ignores_retry_after) ? milliseconds(0) : milliseconds(r.retry_after.value_or(std::chrono::seconds(1)));
-      co_return std::max(at_least, backoff()) + jitter(milliseconds(100));  // RL-7: never earlier
+    if (got->empty()) {  // held behind a gap in the peer's replies (ORD-3): not an answer yet
+      a.what = delivery_answer::kind::unauthenticated;
+      a.detail = "the reply is held behind a gap in the session's replies";
+      co_return a;
     }
-    if (code == errc::replay_detected && refused_by_rate_limit(e)) {
-      // RL-7: the refusal came from the handler after delivery, which used the sequence number,
-      // so the content is sealed again under the next one. (A transmission without an answer
-      // after that refusal would have left another result.)
-      e.sealed.clear();
-      e.session.reset();
-      e.written = false;
-      e.result = result_json(refusal);
-      commit(e);
-      co_return milliseconds(0);
-    }
-    if (code == errc::replay_detected && e.written && resendable_chunk(e)) {
-      // The chunk arrived before (CHK-4 would acknowledge it again); its answer was lost.
-      co_await close_session("a reply was lost");
-      co_return next_chunk(e);
-    }
-    if (code == errc::replay_detected && e.written) {
-      // ORD-4: the peer delivered an earlier transmission of these bytes; its reply was lost, which
-      // leaves a gap in the replies of this session, so later messages use a new session.
-      settle(e, outbox_entry::state::delivered, {{"status", r.status}, {"reply", nullptr}, {"note", "delivered earlier; the reply was lost"}});
-      co_await close_session("a reply was lost");
-      co_return std::nullopt;
-    }
-    if (session_gone(code) || code == errc::sequence_error || code == errc::decryption_failed) {
-      // This transmission was refused, not delivered. An earlier one may have been delivered only
-      // if it was written and the session has since ended. A session the peer no longer has ends
-      // here without a message (SND-4); one it refused a message of is closed.
-      if (PEERPROTO_FAULT(initiator_keeps_expired_session)) {
-        e.sealed.clear();
-        co_return milliseconds(0);
-      }
-      if (code == errc::session_expired || code == errc::session_not_found) {
-        out_.ctx_.protocol.end_session(*e.session, system_now());
-        out_.commit({});
-        if (session_ == e.session) session_.reset();
-      } else {
-        co_await close_session("the peer refused the session");
-      }
-      if (e.written && !resendable_chunk(e) && (code == errc::session_expired || code == errc::session_not_found)) {
-        settle(e, outbox_entry::state::unconfirmed, refusal);
-        co_return std::nullopt;
-      }
-      e.sealed.clear();
-      e.session.reset();
-      e.result = result_json(refusal);
-      commit(e);
-      co_return milliseconds(0);
-    }
-    if ((code == errc::invalid_signature || code == errc::unknown_sender || code == errc::invalid_format) &&
-        !PEERPROTO_FAULT(initiator_trusts_forged_errors)) {
-      // A reply we cannot authenticate proves nothing: treat it as no answer (SND-1).
-      e.written = true;
-      co_return retry(e, std::string(wire_name(code)) + ": " + got.error().message);
-    }
-    if (PEERPROTO_FAULT(initiator_retries_refusals)) co_return retry(e, "refused");
-    settle(e, outbox_entry::state::failed, refusal);  // SND-3: refused for good
-    co_return std::nullopt;
+    last_problem_.clear();
+    a.what = got->size() == 1 && chunk_received(got->front()) ? delivery_answer::kind::chunk_received : delivery_answer::kind::reply;
+    a.reply = {{"reply_type", got->front().reply.msg_type}, {"reply", got->front().payload}};
+    co_return a;
+  }
+
+  // A session the machine is done with: the peer no longer has it (ended here, nothing sent), or
+  // it must carry nothing more (closed with session_close).
+  asio::awaitable<void> apply_session(const delivery_step& s) {
+    if (s.session == delivery_step::session_action::keep || !s.session_id) co_return;
+    if (s.session == delivery_step::session_action::close) co_return co_await close_session(s.session_id, "a message of this session was refused or its answer lost");
+    out_.ctx_.protocol.end_session(*s.session_id, system_now());
+    out_.commit({});
+    if (session_ == s.session_id) session_.reset();
   }
 
   // The payload to seal next: the message's own, or the next chunk of its transfer. A payload too
   // large for one envelope of the peer becomes a transfer here, when it is first sealed; the plan
   // is stored with the first chunk's sealed bytes, so a restart resumes the same transfer.
-  result<boost::json::object> next_payload(outbox_entry& e) {
+  result<boost::json::object> next_payload(delivery& d, outbox_entry& e) {
     if (!e.transfer_id && !needs_chunks(e.payload.size(), peer_limits_.max_envelope)) {
       auto payload = jcs::parse_strict(e.payload);
       if (!payload || !payload->is_object()) return failure{errc::invalid_format, "the stored payload is not a JSON object"};
@@ -301,10 +243,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
       const auto size = chunk_size_for(peer_limits_.max_envelope, peer_limits_.chunks.max_chunk_data);
       auto planned = plan_transfer(e.payload, e.msg_type, size, make_uuid_v4(crypto::random_array<16>()), peer_limits_.chunks);
       if (!planned) return failure{planned.code(), "too large for the peer's advertised limits: " + planned.error().message};
-      e.transfer_id = planned->transfer_id;
-      e.chunk_size = static_cast<std::uint32_t>(planned->chunk_size);
-      e.chunk_total = planned->total;
-      e.chunks_acked = e.rounds = 0;
+      d.start_transfer(planned->transfer_id, static_cast<std::uint32_t>(planned->chunk_size), planned->total);
       plan_ = {e.id, std::move(*planned)};
     }
     if (!plan_ || plan_->first != e.id || plan_->second.transfer_id != *e.transfer_id) {  // after a restart
@@ -312,41 +251,13 @@ class outbound::link : public std::enable_shared_from_this<link> {
       if (!planned || planned->total != e.chunk_total) return failure{errc::invalid_state, "the stored transfer does not match its payload"};
       plan_ = {e.id, std::move(*planned)};
     }
-    return to_json(plan_->second.piece(e.payload, e.chunks_acked));
+    return to_json(plan_->second.piece(e.payload, *d.chunk_index()));
   }
 
   // CHK-7: every chunk but the one that completes the transfer is answered ack "chunk_received".
   static bool chunk_received(const accepted_reply& r) {
     const auto* status = r.reply.msg_type == msg::ack ? r.payload.if_contains("status") : nullptr;
     return status && status->is_string() && status->get_string() == "chunk_received";
-  }
-
-  // A chunk that cannot complete its transfer (not the last of the first round): sending it again,
-  // even in another session, changes nothing at the peer but an acknowledgement (CHK-4).
-  static bool resendable_chunk(const outbox_entry& e) {
-    return e.transfer_id && e.rounds == 0 && e.chunks_acked + 1 < e.chunk_total;
-  }
-
-  // The current chunk was acknowledged: on to the next. When every chunk was acknowledged and none
-  // completed the transfer, the peer lost part of it (a restart, CHK-11): the chunks go again,
-  // each sealed anew, under the same transfer_id, so those the peer still has are acknowledged
-  // again (CHK-4) and the payload is delivered once.
-  next_step next_chunk(outbox_entry& e) {
-    e.sealed.clear();
-    e.session.reset();
-    e.written = false;
-    if (++e.chunks_acked == e.chunk_total) {
-      if (++e.rounds >= out_.opt_.max_transfer_rounds || PEERPROTO_FAULT(initiator_gives_up_lost_transfer)) {
-        settle(e, outbox_entry::state::failed,
-               {{"problem", "the peer acknowledged every chunk " + std::to_string(e.rounds) + " times without completing the transfer"}});
-        return std::nullopt;
-      }
-      out_.ctx_.log->warn("outbound #{} to {}: every chunk acknowledged, transfer not completed: sending it again (round {})", e.id,
-                          to_, e.rounds + 1);
-      e.chunks_acked = 0;
-    }
-    if (!commit(e)) return backoff();
-    return milliseconds(0);
   }
 
   // GET /capabilities: the limits the peer advertises that bound what is sent to it (SPEC §18),
@@ -397,19 +308,21 @@ class outbound::link : public std::enable_shared_from_this<link> {
     co_return std::nullopt;
   }
 
-  // A new session (SPEC §8 as initiator). Nothing to wait for when it is ready; otherwise the wait.
-  asio::awaitable<next_step> handshake(outbox_entry& e) {
+  // A new session (SPEC §8 as initiator): nothing when it is ready; otherwise why not, and the
+  // peer's retry_after when it refused with RATE_LIMITED (SND-2).
+  using handshake_failure = std::pair<std::string, std::optional<std::chrono::seconds>>;
+  asio::awaitable<std::optional<handshake_failure>> handshake(std::string trace) {
     auto& eng = out_.ctx_.protocol;
     const std::string m1 = eng.begin_handshake(*peer_id_, system_now());
-    auto m2 = co_await exchange(m1, e.trace);
+    auto m2 = co_await exchange(m1, trace);
     out_.commit({});
-    if (!m2.answered()) co_return retry(e, m2.problem);
-    if (m2.retry_after) co_return retry(e, "handshake: RATE_LIMITED", milliseconds(*m2.retry_after));
+    if (!m2.answered()) co_return handshake_failure{m2.problem, std::nullopt};
+    if (m2.retry_after) co_return handshake_failure{"handshake: RATE_LIMITED", m2.retry_after};
     auto m3 = eng.finish_handshake(m2.body, system_now());
     out_.commit({});
-    if (!m3) co_return retry(e, "handshake: " + std::string(wire_name(m3.code())) + ": " + m3.error().message);
-    auto m4 = co_await exchange(*m3, e.trace);
-    if (!m4.answered()) co_return retry(e, m4.problem);
+    if (!m3) co_return handshake_failure{"handshake: " + std::string(wire_name(m3.code())) + ": " + m3.error().message, std::nullopt};
+    auto m4 = co_await exchange(*m3, trace);
+    if (!m4.answered()) co_return handshake_failure{m4.problem, std::nullopt};
     auto ready = eng.accept_reply(m4.body, system_now());
     out_.commit({});
     if (!ready && PEERPROTO_FAULT(initiator_skips_session_ready))
@@ -418,29 +331,21 @@ class outbound::link : public std::enable_shared_from_this<link> {
         co_return std::nullopt;
       }
     if (!ready || ready->size() != 1 || ready->front().reply.msg_type != msg::ack || !ready->front().reply.session_id)
-      co_return retry(e, "handshake: the peer did not confirm the session" + (ready ? std::string() : ": " + ready.error().message));
+      co_return handshake_failure{"handshake: the peer did not confirm the session" + (ready ? std::string() : ": " + ready.error().message), std::nullopt};
     session_ = *ready->front().reply.session_id;
     out_.ctx_.log->info("outbound: session {} with {} at {}", format_uuid(*session_), *peer_id_, to_);
     co_return std::nullopt;
   }
 
   // SES-8: session_close, best effort; the session is closed on our side when it is sealed.
-  asio::awaitable<void> close_session(const char* why) {
-    if (!session_) co_return;
-    const auto id = *std::exchange(session_, std::nullopt);
-    if (!usable(id)) co_return;
-    auto m = out_.ctx_.protocol.send(id, msg::session_close, {{"reason", why}}, system_now());
+  asio::awaitable<void> close_session(std::optional<uuid> id, const char* why) {
+    if (!id) co_return;
+    if (session_ == id) session_.reset();
+    if (!usable(*id)) co_return;
+    auto m = out_.ctx_.protocol.send(*id, msg::session_close, {{"reason", why}}, system_now());
     out_.commit({});
     const std::string no_trace;
     if (m) co_await exchange(*m, no_trace);
-  }
-
-  // Whether the last answer to this message's stored bytes was RATE_LIMITED.
-  static bool refused_by_rate_limit(const outbox_entry& e) {
-    const auto last = jcs::parse_strict(e.result);
-    const auto* o = last && last->is_object() ? &last->as_object() : nullptr;
-    const auto* code = o ? o->if_contains("error_code") : nullptr;
-    return code && code->is_string() && code->get_string() == wire_name(errc::rate_limited);
   }
 
   bool usable(const uuid& id) const {
@@ -596,22 +501,8 @@ class outbound::link : public std::enable_shared_from_this<link> {
 
   // ------------------------------------------------------------ waiting and settling
 
-  next_step retry(outbox_entry& e, const std::string& problem, milliseconds at_least = milliseconds(0)) {
-    e.result = result_json({{"problem", problem}, {"attempts", e.attempts}});
-    commit(e);
-    if (problem != last_problem_) out_.ctx_.log->warn("outbound #{} to {}: {} (retrying; trace {})", e.id, to_, problem, e.trace);
-    last_problem_ = problem;
-    return std::max(at_least, backoff());
-  }
-
-  // Capped exponential back-off, each wait drawn from [d/2, d] so that senders do not align.
-  milliseconds backoff() {
-    const auto d = std::min(out_.opt_.retry_max, milliseconds(out_.opt_.retry_initial.count() << std::min(failures_++, 20u)));
-    return d / 2 + jitter(d / 2);
-  }
-  milliseconds jitter(milliseconds up_to) {
-    return milliseconds(std::uniform_int_distribution<long long>(0, up_to.count())(rng_));
-  }
+  // After a failure of the node's own store.
+  milliseconds store_backoff() { return backoff_delay(store_failures_++, out_.opt_.delivery, out_.rng_); }
 
   asio::awaitable<void> pause(milliseconds d) {
     pause_.expires_after(d);
@@ -624,16 +515,11 @@ class outbound::link : public std::enable_shared_from_this<link> {
     return out_.commit(std::move(c));
   }
 
-  void settle(outbox_entry& e, outbox_entry::state s, boost::json::object result) {
-    // A message given up with its sequence number perhaps never delivered would leave a gap that
-    // holds every later message of the session at the peer (ORD-3): later ones use a new session.
-    if (s != outbox_entry::state::delivered && !e.sealed.empty() && e.session == session_) retire_session_ = true;
-    e.status = s;
-    e.result = result_json(std::move(result));
-    e.sealed.clear();
+  // The machine settled the entry: stored, and anyone waiting for it told.
+  void settle(outbox_entry& e) {
     out_.cancelled_.erase(e.id);
-    if (s != outbox_entry::state::delivered && s != outbox_entry::state::failed)
-      out_.ctx_.log->warn("outbound #{} to {}: {}: {} (trace {})", e.id, to_, to_string(s), e.result, e.trace);
+    if (e.status != outbox_entry::state::delivered && e.status != outbox_entry::state::failed)
+      out_.ctx_.log->warn("outbound #{} to {}: {}: {} (trace {})", e.id, to_, to_string(e.status), e.result, e.trace);
     if (commit(e)) out_.settle(e);
   }
 
@@ -654,17 +540,21 @@ class outbound::link : public std::enable_shared_from_this<link> {
   beast::flat_buffer http_buffer_;
   std::optional<std::variant<websocket::stream<plain>, websocket::stream<secure>>> ws_;
   beast::flat_buffer ws_buffer_;
-  unsigned failures_ = 0;
-  bool retire_session_ = false;  ///< close the session before the next message (see settle)
+  unsigned store_failures_ = 0;
   std::string last_problem_;  ///< logged once per streak of the same problem
   bool stopping_ = false;
-  std::minstd_rand rng_{std::random_device{}()};
 };
 
 // ---------------------------------------------------------------- the links
 
 outbound::outbound(asio::io_context& ioc, outbound_context ctx, outbound_options opt)
     : ioc_(ioc), ctx_(std::move(ctx)), opt_(std::move(opt)), tls_(std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client)) {
+  opt_.delivery.faults = {.ignores_retry_after = PEERPROTO_FAULT(initiator_ignores_retry_after),
+                          .keeps_expired_session = PEERPROTO_FAULT(initiator_keeps_expired_session),
+                          .trusts_forged_errors = PEERPROTO_FAULT(initiator_trusts_forged_errors),
+                          .retries_refusals = PEERPROTO_FAULT(initiator_retries_refusals),
+                          .reseals_retransmission = PEERPROTO_FAULT(initiator_reseals_retransmission),
+                          .gives_up_lost_transfer = PEERPROTO_FAULT(initiator_gives_up_lost_transfer)};
   tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
                     asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
   boost::system::error_code ec;

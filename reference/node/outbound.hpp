@@ -3,31 +3,17 @@
 //
 // One link per peer URL sends one message at a time, in outbox order, over one keep-alive HTTP
 // connection or one WebSocket. A link learns the peer's key (GET /public-key, under the trust
-// policy), runs a handshake when it has no ready session, reuses the session for later messages,
-// and closes it when idle or at shutdown. Each message is sealed once and the sealed bytes are
-// committed, with the session's sequence numbers, before they are first sent; every retry resends
-// those bytes (ORD-7, ENC-4), so the peer delivers the message at most once (ORD-4), and a reply
-// of REPLAY_DETECTED to a resend means the message was delivered and its reply lost.
+// policy) and limits (GET /capabilities), runs a handshake when it has no ready session, reuses
+// the session for later messages, and closes it when idle or at shutdown. What is done with each
+// answer (retry when, give up, a new session, unconfirmed) is the library's delivery machine
+// (peerproto/delivery.hpp); the link is its transport, and stores its record (the outbox entry)
+// before anything it sealed leaves.
 //
 // A payload too large for one envelope of the peer (the max_envelope_bytes it advertises at GET
 // /capabilities; SPEC §18's default when it lists none) goes as a chunked transfer (SPEC §12): one
 // chunk at a time, each sealed, stored and sent like a message, the next once the peer answers
-// ack "chunk_received". The reply to the chunk that completes the transfer settles the message.
-// The transfer's plan and progress are stored, so a restart of this node resumes it; when the
-// peer acknowledges every chunk without completing (it lost them in a restart), the chunks go
-// again under the same transfer_id (CHK-4 makes that harmless), up to max_transfer_rounds times.
-//
-// What settles a message:
-//   the peer's reply                       delivered (the reply is kept as the result)
-//   REPLAY_DETECTED to a resend            delivered (the reply was lost)
-//   a refusal of the message itself        failed (INVALID_FORMAT, UNSUPPORTED_MESSAGE_TYPE, ...)
-//   the session ended at the peer          resealed in a new session when no earlier attempt can
-//                                          have arrived; unconfirmed otherwise
-//   its expiry, while the peer is down     expired (unconfirmed when an attempt may have arrived)
-// Everything else (no connection, timeouts, 429, handshake refusals) is retried with capped
-// exponential back-off and jitter; a 429 waits at least its Retry-After (RL-7). When the stored
-// bytes then get REPLAY_DETECTED, the 429 came from the peer's handler after delivery (a full
-// queue), which used the sequence number: the message is sealed again under the next one.
+// ack "chunk_received". The transfer's plan and progress are stored, so a restart of this node
+// resumes it.
 #pragma once
 
 #include "store.hpp"
@@ -65,10 +51,8 @@ inline std::string canonical_url(const peer_url& url) {
 struct outbound_options {
   outbox_bounds max_outbox;                              ///< messages and payload bytes waiting; ctl send is refused beyond
   std::size_t max_send_bytes = limits::max_transfer_bytes;  ///< the largest payload sent (CHK-9 bounds it)
-  std::uint32_t max_transfer_rounds = 4;                 ///< a transfer sent again from its first chunk at most this often
   std::chrono::seconds default_expiry{24 * 3600};        ///< how long a message is retried
-  std::chrono::milliseconds retry_initial{500};          ///< first back-off
-  std::chrono::milliseconds retry_max{30'000};           ///< back-off cap
+  delivery_options delivery;                             ///< back-off, transfer rounds (delivery.hpp)
   std::chrono::seconds timeout{30};                      ///< one exchange with a peer
   std::chrono::seconds idle_close{60};                   ///< a session unused this long is closed
   std::chrono::hours retention{24 * 7};                  ///< settled messages are listed this long
@@ -120,6 +104,7 @@ class outbound {
   std::map<std::string, std::shared_ptr<link>> links_;  ///< by peer URL
   std::multimap<std::int64_t, boost::asio::steady_timer*> waiters_;
   std::set<std::int64_t> cancelled_;  ///< queued messages to give up (cancel)
+  random_source rng_ = system_random();  ///< back-off jitter
   std::function<void()> on_stopped_;
   std::size_t stopped_ = 0;
   bool stopping_ = false;

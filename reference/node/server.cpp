@@ -505,6 +505,7 @@ server::server(asio::io_context& ioc, node_config cfg)
   engine_->replay().restore_forgotten_through(store_->nonces_forgotten_through(), t);
   for (const auto& s : store_->sessions()) sessions += engine_->restore_session(s) ? 1 : 0;
   (void)engine_->take_changed_sessions();
+  for (const auto& done : store_->completed_transfers(t)) engine_->reassembly().restore_completed(done, t);
 
   std::set<std::string> known(msg::core_requests.begin(), msg::core_requests.end());
   for (const auto& type : handlers_.types()) known.insert(type);
@@ -810,6 +811,8 @@ void server::commit(state_changes c) {
   c.append(pending_);
   auto j = engine_->replay().take_journal();
   c.nonces.insert(c.nonces.end(), j.begin(), j.end());
+  auto done = engine_->reassembly().take_completed();
+  c.completed.insert(c.completed.end(), std::make_move_iterator(done.begin()), std::make_move_iterator(done.end()));
   for (const auto& id : engine_->take_changed_sessions()) {
     const auto* s = engine_->find_session(id);
     if (auto snap = s ? s->snapshot() : std::nullopt) c.sessions.push_back(std::move(*snap));

@@ -119,6 +119,19 @@ ALTER TABLE outbox ADD COLUMN rounds INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 5;
 )sql";
 
+// Version 6 adds what the delivery machine keeps beside: the time before which an outbox entry is
+// not sent again (a peer's retry_after, SND-2), so that a restart does not send it earlier, and
+// whether its sealed bytes were refused with RATE_LIMITED (RL-7); and the transfers this node
+// completed as a receiver, remembered across a restart (CHK-17).
+constexpr const char* schema_v6 = R"sql(
+CREATE TABLE completed_transfers(
+  sender TEXT NOT NULL, transfer_id BLOB NOT NULL, until_ms INTEGER NOT NULL, PRIMARY KEY(sender, transfer_id));
+ALTER TABLE outbox ADD COLUMN not_before_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN maybe_completed INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 6;
+)sql";
+
 // The key that wraps session keys at rest: HKDF of the identity key's signature of a fixed label
 // (Ed25519 signatures are deterministic, and a key in a token can make one too).
 crypto::secret<32> wrap_key_of(const crypto::ed25519_keypair& identity) {
@@ -168,6 +181,7 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
       if (version < 3) exec(schema_v3);
       if (version < 4) exec(schema_v4);
       if (version < 5) exec(schema_v5);
+      if (version < 6) exec(schema_v6);
       wrap_clear_keys();
       exec("COMMIT");
     } catch (...) {
@@ -261,6 +275,18 @@ void store::apply(const state_changes& c) {
         step(s.get());
       }
     }
+    if (!c.completed.empty()) {
+      statement s(prepare("INSERT OR REPLACE INTO completed_transfers(sender, transfer_id, until_ms) VALUES(?,?,?)"));
+      for (const auto& t : c.completed) {
+        bind_text(s.get(), 1, t.sender);
+        bind_blob(s.get(), 2, t.transfer_id.bytes.data(), t.transfer_id.bytes.size());
+        sqlite3_bind_int64(s.get(), 3, ms(t.until));
+        step(s.get());
+      }
+      statement purge(prepare("DELETE FROM completed_transfers WHERE until_ms <= ?"));  // bounded by what is remembered
+      sqlite3_bind_int64(purge.get(), 1, ms(system_now()));
+      step(purge.get());
+    }
     if (!c.sessions.empty()) {
       statement s(prepare("INSERT OR REPLACE INTO sessions VALUES(?,?,?,?,?,?,?,?,?,?,?)"));
       for (const auto& x : c.sessions) {
@@ -337,7 +363,7 @@ void store::apply(const state_changes& c) {
     }
     if (!c.outbox.empty()) {
       statement s(prepare("UPDATE outbox SET state = ?, session = ?, sealed = ?, written = ?, attempts = ?, result = ?, "
-                          "transfer_id = ?, chunk_size = ?, chunk_total = ?, chunks_acked = ?, rounds = ? WHERE id = ?"));
+                          "transfer_id = ?, chunk_size = ?, chunk_total = ?, chunks_acked = ?, rounds = ?, not_before_ms = ?, rate_limited = ?, maybe_completed = ? WHERE id = ?"));
       for (const auto& e : c.outbox) {
         sqlite3_bind_int(s.get(), 1, static_cast<int>(e.status));
         if (e.session) bind_blob(s.get(), 2, e.session->bytes.data(), e.session->bytes.size());
@@ -350,7 +376,10 @@ void store::apply(const state_changes& c) {
         sqlite3_bind_int64(s.get(), 9, e.chunk_total);
         sqlite3_bind_int64(s.get(), 10, e.chunks_acked);
         sqlite3_bind_int64(s.get(), 11, e.rounds);
-        sqlite3_bind_int64(s.get(), 12, e.id);
+        sqlite3_bind_int64(s.get(), 12, ms(e.not_before));
+        sqlite3_bind_int(s.get(), 13, e.rate_limited ? 1 : 0);
+        sqlite3_bind_int(s.get(), 14, e.maybe_completed ? 1 : 0);
+        sqlite3_bind_int64(s.get(), 15, e.id);
         step(s.get());
         if (e.status != outbox_entry::state::queued) {
           statement d(prepare("DELETE FROM outbox_payloads WHERE id = ?"));
@@ -396,6 +425,15 @@ std::vector<replay_entry> store::nonces(sys_milliseconds now) {
   sqlite3_bind_int64(s.get(), 1, ms(now));
   while (sqlite3_step(s.get()) == SQLITE_ROW)
     out.push_back({column_text(s.get(), 0), column_fixed<16>(s.get(), 1), from_ms(sqlite3_column_int64(s.get(), 2))});
+  return out;
+}
+
+std::vector<completed_transfer> store::completed_transfers(sys_milliseconds now) {
+  std::vector<completed_transfer> out;
+  statement s(prepare("SELECT sender, transfer_id, until_ms FROM completed_transfers WHERE until_ms > ? ORDER BY until_ms"));
+  sqlite3_bind_int64(s.get(), 1, ms(now));
+  while (sqlite3_step(s.get()) == SQLITE_ROW)
+    out.push_back({column_text(s.get(), 0), uuid{column_fixed<16>(s.get(), 1)}, from_ms(sqlite3_column_int64(s.get(), 2))});
   return out;
 }
 
@@ -584,7 +622,7 @@ std::string outbox_select(bool whole) {
   return std::string("SELECT id, peer, msg_type, ") +
          (whole ? "COALESCE((SELECT payload FROM outbox_payloads p WHERE p.id = outbox.id), '')" : "''") +
          ", created_ms, expires_ms, state, session, " + (whole ? "sealed" : "''") +
-         ", written, attempts, result, trace, payload_bytes, transfer_id, chunk_size, chunk_total, chunks_acked, rounds FROM outbox ";
+         ", written, attempts, result, trace, payload_bytes, transfer_id, chunk_size, chunk_total, chunks_acked, rounds, not_before_ms, rate_limited, maybe_completed FROM outbox ";
 }
 
 outbox_entry outbox_at(sqlite3_stmt* s) {
@@ -608,6 +646,9 @@ outbox_entry outbox_at(sqlite3_stmt* s) {
   e.chunk_total = static_cast<std::uint32_t>(sqlite3_column_int64(s, 16));
   e.chunks_acked = static_cast<std::uint32_t>(sqlite3_column_int64(s, 17));
   e.rounds = static_cast<std::uint32_t>(sqlite3_column_int64(s, 18));
+  e.not_before = from_ms(sqlite3_column_int64(s, 19));
+  e.rate_limited = sqlite3_column_int(s, 20) != 0;
+  e.maybe_completed = sqlite3_column_int(s, 21) != 0;
   return e;
 }
 }  // namespace

@@ -5,7 +5,9 @@
 // MSG-6).
 #pragma once
 
+#include <peerproto/chunking.hpp>
 #include <peerproto/crypto.hpp>
+#include <peerproto/delivery.hpp>
 #include <peerproto/key_rotation.hpp>
 #include <peerproto/replay_cache.hpp>
 #include <peerproto/session.hpp>
@@ -56,27 +58,17 @@ struct inbox_entry {
 };
 
 /// A message handed to the node for a peer (`ctl send`), and how far its delivery got.
-struct outbox_entry {
-  enum class state { queued, delivered, failed, expired, unconfirmed };
+/// One message of the outbox: what the delivery machine keeps (delivery.hpp), and what the node
+/// keeps beside it.
+struct outbox_entry : delivery_record {
+  using state = delivery_status;
   std::int64_t id = 0;      ///< increasing in the order messages were handed over
   std::string to;           ///< the peer's URL
   std::string msg_type;
   std::string payload;      ///< JSON text (kept while queued; listings leave it out)
-  sys_milliseconds created{}, expires{};
-  state status = state::queued;
-  std::optional<uuid> session;  ///< the session `sealed` belongs to
-  std::string sealed;       ///< the envelope as first sent, resent as is (ORD-7, ENC-4); empty before
-  bool written = false;     ///< a transmission of `sealed` may have reached the peer
-  std::uint32_t attempts = 0;
-  std::string result;       ///< JSON: the reply or the error that settled it, or the last problem
+  sys_milliseconds created{};
   std::string trace;        ///< the request id that links it to logs and audit records
   std::uint64_t payload_bytes = 0;  ///< size of `payload` (kept when a listing leaves the payload out)
-  // A payload too large for one envelope of its peer goes as a chunked transfer (SPEC §12); `sealed`
-  // is then the current chunk. Empty transfer_id: one envelope.
-  std::optional<uuid> transfer_id;
-  std::uint32_t chunk_size = 0, chunk_total = 0;
-  std::uint32_t chunks_acked = 0;  ///< chunks 0 .. chunks_acked-1 were acknowledged in this round
-  std::uint32_t rounds = 0;        ///< times every chunk was acknowledged without the transfer completing
 };
 std::string_view to_string(outbox_entry::state s);
 
@@ -113,9 +105,10 @@ struct state_changes {
   std::vector<task_record> tasks;                 ///< accepted task_delegate (MSG-6)
   std::vector<inbox_entry> inbox;                 ///< delivered messages for the application
   std::vector<outbox_entry> outbox;               ///< outbox rows to update (by id)
+  std::vector<completed_transfer> completed;      ///< transfers completed (CHK-4, CHK-17)
   bool empty() const {
     return nonces.empty() && sessions.empty() && gone.empty() && peers.empty() && rotations.empty() && tasks.empty() && inbox.empty() &&
-           outbox.empty();
+           outbox.empty() && completed.empty();
   }
   /// Moves everything of `from` to the end of this, leaving `from` empty.
   void append(state_changes& from) {
@@ -131,6 +124,7 @@ struct state_changes {
     take(tasks, from.tasks);
     take(inbox, from.inbox);
     take(outbox, from.outbox);
+    take(completed, from.completed);
   }
 };
 
@@ -156,6 +150,7 @@ class store {
 
   std::vector<replay_entry> nonces(sys_milliseconds now);  ///< the live ones
   std::vector<session_snapshot> sessions();
+  std::vector<completed_transfer> completed_transfers(sys_milliseconds now);  ///< the ones still remembered
 
   std::size_t task_count();  ///< queued and claimed
   std::vector<task_record> tasks();

@@ -435,7 +435,7 @@ TEST(Peer, ALargePayloadGoesInChunksThroughKillsOfTheReceiverAndTheSender) {
       return e && state(*e) != "queued";
     }, 300s)) << alice.stderr_text();
     const auto e = *outbox_entry(alice, id);
-    ASSERT_EQ(state(e), "delivered") << json::serialize(e);
+    ASSERT_EQ(state(e), "delivered") << json::serialize(e) << "\nalice:\n" << alice.stderr_text() << "\nbob:\n" << bob.stderr_text();
     std::cout << "[ report ] over " << to << ": " << e.at("transfer").at("chunks") << " chunks, " << e.at("transfer").at("rounds")
               << " rounds, " << e.at("attempts") << " transmissions\n";
     control b(bob);
