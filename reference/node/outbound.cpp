@@ -178,7 +178,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     }
     auto payload = next_payload(d, e);
     if (!payload) co_return d.seal_refused(payload.code(), payload.error().message);
-    auto sealed = out_.ctx_.protocol.send(*session_, e.transfer_id ? msg::chunk : std::string_view(e.msg_type), *payload, system_now());
+    auto sealed = out_.ctx_.protocol.send(*session_, e.transfer_id ? msg::chunk : std::string_view(e.msg_type), *payload, stamp());
     if (!sealed) {
       session_.reset();
       co_return d.seal_refused(sealed.code(), sealed.error().message);
@@ -313,7 +313,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
   using handshake_failure = std::pair<std::string, std::optional<std::chrono::seconds>>;
   asio::awaitable<std::optional<handshake_failure>> handshake(std::string trace) {
     auto& eng = out_.ctx_.protocol;
-    const std::string m1 = eng.begin_handshake(*peer_id_, system_now());
+    const std::string m1 = eng.begin_handshake(*peer_id_, stamp());
     auto m2 = co_await exchange(m1, trace);
     out_.commit({});
     if (!m2.answered()) co_return handshake_failure{m2.problem, std::nullopt};
@@ -347,6 +347,9 @@ class outbound::link : public std::enable_shared_from_this<link> {
     const std::string no_trace;
     if (m) co_await exchange(*m, no_trace);
   }
+
+  // The time the messages this node creates carry (a fault-injection node may date them wrong).
+  static sys_milliseconds stamp() { return system_now() - (PEERPROTO_FAULT(initiator_stale_timestamp) ? std::chrono::minutes(2) : std::chrono::minutes(0)); }
 
   bool usable(const uuid& id) const {
     const session* s = out_.ctx_.protocol.find_session(id);
