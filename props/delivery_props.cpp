@@ -92,7 +92,7 @@ TEST(Delivery, RateLimitedWaitsAtLeastRetryAfterEvenAcrossARestart) {
   const pp::delivery_options opt;
   pp::delivery d(r, opt, zeros);
   ASSERT_EQ(d.next(t0, false).what, step::kind::seal);
-  ASSERT_EQ(d.sealed("env", s1).what, step::kind::send);
+  ASSERT_EQ(d.sealed("env", s1, t0).what, step::kind::send);
   const auto s = d.answered(refused(pp::errc::rate_limited, 7s), t0);
   ASSERT_EQ(s.what, step::kind::wait);
   EXPECT_EQ(s.not_before, t0 + 7s);
@@ -107,7 +107,7 @@ TEST(Delivery, AReplayAfterAHandlersRateLimitIsSealedAgainNotTakenAsDelivered) {
   const pp::delivery_options opt;
   pp::delivery d(r, opt, zeros);
   d.next(t0, false);
-  d.sealed("env", s1);
+  d.sealed("env", s1, t0);
   d.answered(refused(pp::errc::rate_limited, 1s), t0);
   ASSERT_EQ(d.next(t0 + 1s, true).what, step::kind::send);
   EXPECT_EQ(d.answered(refused(pp::errc::replay_detected), t0 + 1s).what, step::kind::seal);  // RL-7
@@ -133,7 +133,7 @@ TEST(Delivery, ARefusalForGoodFailsTheMessageAndAForgedOneIsRetried) {
   auto r = queued();
   pp::delivery d(r, opt, zeros);
   d.next(t0, false);
-  d.sealed("env", s1);
+  d.sealed("env", s1, t0);
   EXPECT_EQ(d.answered(refused(pp::errc::invalid_signature), t0).what, step::kind::wait);  // SND-1
   EXPECT_EQ(r.status, pp::delivery_status::queued);
   ASSERT_EQ(d.next(t0 + 1h - 1ms, true).what, step::kind::send);

@@ -74,7 +74,9 @@ struct delivery_record {
   std::uint32_t chunk_size = 0, chunk_total = 0;
   std::uint32_t chunks_acked = 0;  ///< chunks 0 .. chunks_acked-1 were acknowledged in this round
   std::uint32_t rounds = 0;        ///< times every chunk was acknowledged without the transfer completing
-  bool maybe_completed = false;    ///< a chunk that could complete the transfer was answered only by REPLAY_DETECTED
+  sys_milliseconds sealed_at{};    ///< when `sealed` was sealed: it was not sent before
+  bool maybe_completed = false;    ///< a chunk whose answer was lost could have completed the transfer
+  sys_milliseconds resend_until{}; ///< with maybe_completed: the peer remembers a completion that long (CHK-4)
 };
 
 /// Sender mistakes the conformance suite must catch, for the fault-injection node only: each
@@ -92,6 +94,8 @@ struct delivery_options {
   std::chrono::milliseconds retry_initial{500};  ///< first back-off
   std::chrono::milliseconds retry_max{30'000};   ///< back-off cap
   std::uint32_t max_transfer_rounds = 4;         ///< a transfer sent again from its first chunk at most this often
+  /// How long a receiver remembers a completed transfer (CHK-4: the transfer idle timeout, §18).
+  std::chrono::milliseconds completion_memory = limits::transfer_idle_timeout;
   delivery_faults faults{};
 };
 
@@ -162,8 +166,9 @@ class delivery {
   delivery_step next(sys_milliseconds now, bool session_ready) {
     if (r_.status != delivery_status::queued) return {delivery_step::kind::done};
     if (now >= r_.expires)  // a message that may have arrived is not reported as lost
-      return settle(r_.written ? delivery_status::unconfirmed : delivery_status::expired,
+      return settle(r_.written || r_.maybe_completed ? delivery_status::unconfirmed : delivery_status::expired,
                     {{"problem", "expired before it could be delivered"}, {"last", last_result()}});
+    if (too_late_for_chunks(now)) return seal_step(now);
     if (now < r_.not_before) return wait_until(r_.not_before, {});
     if (!r_.sealed.empty() && !session_ready) {
       if (r_.written && !r_.transfer_id)
@@ -171,7 +176,7 @@ class delivery {
       note_lost_chunk();
       unseal();  // never sent, or a chunk (CHK-4 makes it harmless again): sealed again in a new session
     }
-    return {r_.sealed.empty() ? delivery_step::kind::seal : delivery_step::kind::send};
+    return r_.sealed.empty() ? seal_step(now) : delivery_step{delivery_step::kind::send};
   }
 
   /// The chunk to seal next, when the message goes as a transfer.
@@ -188,8 +193,9 @@ class delivery {
   }
 
   /// The engine sealed the payload (or chunk) in `session`: store the record, then send.
-  delivery_step sealed(std::string envelope, const uuid& session) {
+  delivery_step sealed(std::string envelope, const uuid& session, sys_milliseconds now) {
     r_.sealed = std::move(envelope);
+    r_.sealed_at = now;
     r_.session = session;
     r_.written = r_.rate_limited = false;
     return {delivery_step::kind::send};
@@ -203,10 +209,10 @@ class delivery {
 
   /// The engine would not seal: in a session that has ended, the payload is sealed again in a new
   /// one; any other code refuses the message for good (its payload or type is not acceptable).
-  delivery_step seal_refused(errc code, const std::string& message) {
+  delivery_step seal_refused(errc code, const std::string& message, sys_milliseconds now) {
     if (session_gone(code)) {
       unseal();
-      return {delivery_step::kind::seal};
+      return seal_step(now);
     }
     return settle(delivery_status::failed, {{"error_code", wire_name(code)}, {"error_message", message}});
   }
@@ -225,7 +231,7 @@ class delivery {
       case delivery_answer::kind::chunk_received:
         if (r_.transfer_id) {
           failures_ = 0;
-          return next_chunk();
+          return next_chunk(now);
         }
         [[fallthrough]];  // not a chunk: the reply to the message
       case delivery_answer::kind::reply: {
@@ -269,7 +275,7 @@ class delivery {
       // RL-7: the number was used by the refusal; the content is sealed again under the next one.
       unseal();
       r_.result = jcs::canonicalize(refusal);
-      return {step::kind::seal};
+      return seal_step(now);
     }
     if (code == errc::replay_detected && r_.written && r_.transfer_id) {
       // The chunk arrived before (CHK-4 acknowledges it again); its answer was lost, which leaves
@@ -279,7 +285,7 @@ class delivery {
       // acknowledged without completion the transfer is reported unconfirmed, not failed.
       note_lost_chunk();
       const auto session = r_.session;
-      return with_session(next_chunk(), step::session_action::close, session);
+      return with_session(next_chunk(now), step::session_action::close, session);
     }
     if (code == errc::replay_detected && r_.written) {
       // ORD-7: an earlier transmission was delivered (handed to the peer's dispatch) and its answer
@@ -313,7 +319,7 @@ class delivery {
       note_lost_chunk();
       unseal();
       r_.result = jcs::canonicalize(refusal);
-      return with_session({step::kind::seal}, action, session);
+      return with_session(seal_step(now), action, session);
     }
     if ((code == errc::invalid_signature || code == errc::unknown_sender || code == errc::invalid_format) &&
         !opt_.faults.trusts_forged_errors) {
@@ -330,9 +336,10 @@ class delivery {
   // completed the transfer, the peer lost part of it (a restart, CHK-11): the chunks go again,
   // each sealed anew, under the same transfer_id, so those the peer still has are acknowledged
   // again (CHK-4) and the payload is delivered once (CHK-16).
-  delivery_step next_chunk() {
+  delivery_step next_chunk(sys_milliseconds now) {
     unseal();
-    delivery_step s{delivery_step::kind::seal};
+    delivery_step s = seal_step(now);
+    if (s.what == delivery_step::kind::done) return s;
     if (++r_.chunks_acked == r_.chunk_total) {
       if (++r_.rounds >= opt_.max_transfer_rounds || opt_.faults.gives_up_lost_transfer)
         return settle(r_.maybe_completed ? delivery_status::unconfirmed : delivery_status::failed,
@@ -347,8 +354,25 @@ class delivery {
   // A chunk whose answer is lost may have completed its transfer, unless it cannot (it is not the
   // last of the first round). Sending chunks again is harmless either way (CHK-4, CHK-17), but a
   // transfer whose rounds then run out may have been delivered: unconfirmed, not failed.
+  // The completion, if there was one, came after the chunk was sealed, and the peer remembers it
+  // for completion_memory (CHK-4, CHK-17): chunks of the transfer sent after that could complete
+  // it again.
   void note_lost_chunk() {
-    if (r_.written && r_.transfer_id && (r_.rounds > 0 || r_.chunks_acked + 1 >= r_.chunk_total)) r_.maybe_completed = true;
+    if (!r_.written || !r_.transfer_id || (r_.rounds == 0 && r_.chunks_acked + 1 < r_.chunk_total)) return;
+    const auto until = r_.sealed_at + opt_.completion_memory;
+    r_.resend_until = r_.maybe_completed ? std::min(r_.resend_until, until) : until;
+    r_.maybe_completed = true;
+  }
+
+  // The next seal, unless the transfer may have completed longer ago than the peer remembers:
+  // then no chunk of it may be sent or sealed again.
+  bool too_late_for_chunks(sys_milliseconds now) const { return r_.transfer_id && r_.maybe_completed && now >= r_.resend_until; }
+  delivery_step seal_step(sys_milliseconds now) {
+    if (too_late_for_chunks(now))
+      return settle(delivery_status::unconfirmed,
+                    {{"problem", "a chunk whose answer was lost may have completed the transfer, longer ago than the peer remembers "
+                                 "completed transfers (CHK-4): sending more could deliver it twice"}});
+    return {delivery_step::kind::seal};
   }
 
   delivery_step retry(const std::string& problem, sys_milliseconds now, std::chrono::milliseconds at_least = {}) {

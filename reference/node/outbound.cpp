@@ -177,13 +177,13 @@ class outbound::link : public std::enable_shared_from_this<link> {
       if (auto failed = co_await handshake(e.trace)) co_return d.not_sealed(failed->first, failed->second, system_now());
     }
     auto payload = next_payload(d, e);
-    if (!payload) co_return d.seal_refused(payload.code(), payload.error().message);
+    if (!payload) co_return d.seal_refused(payload.code(), payload.error().message, system_now());
     auto sealed = out_.ctx_.protocol.send(*session_, e.transfer_id ? msg::chunk : std::string_view(e.msg_type), *payload, stamp());
     if (!sealed) {
       session_.reset();
-      co_return d.seal_refused(sealed.code(), sealed.error().message);
+      co_return d.seal_refused(sealed.code(), sealed.error().message, system_now());
     }
-    co_return d.sealed(std::move(*sealed), *session_);
+    co_return d.sealed(std::move(*sealed), *session_, system_now());
   }
 
   // Sends the stored bytes and says what came back, for the machine.

@@ -128,7 +128,9 @@ CREATE TABLE completed_transfers(
   sender TEXT NOT NULL, transfer_id BLOB NOT NULL, until_ms INTEGER NOT NULL, PRIMARY KEY(sender, transfer_id));
 ALTER TABLE outbox ADD COLUMN not_before_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN rate_limited INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN sealed_at_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN maybe_completed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN resend_until_ms INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 6;
 )sql";
 
@@ -363,7 +365,7 @@ void store::apply(const state_changes& c) {
     }
     if (!c.outbox.empty()) {
       statement s(prepare("UPDATE outbox SET state = ?, session = ?, sealed = ?, written = ?, attempts = ?, result = ?, "
-                          "transfer_id = ?, chunk_size = ?, chunk_total = ?, chunks_acked = ?, rounds = ?, not_before_ms = ?, rate_limited = ?, maybe_completed = ? WHERE id = ?"));
+                          "transfer_id = ?, chunk_size = ?, chunk_total = ?, chunks_acked = ?, rounds = ?, not_before_ms = ?, rate_limited = ?, sealed_at_ms = ?, maybe_completed = ?, resend_until_ms = ? WHERE id = ?"));
       for (const auto& e : c.outbox) {
         sqlite3_bind_int(s.get(), 1, static_cast<int>(e.status));
         if (e.session) bind_blob(s.get(), 2, e.session->bytes.data(), e.session->bytes.size());
@@ -378,8 +380,10 @@ void store::apply(const state_changes& c) {
         sqlite3_bind_int64(s.get(), 11, e.rounds);
         sqlite3_bind_int64(s.get(), 12, ms(e.not_before));
         sqlite3_bind_int(s.get(), 13, e.rate_limited ? 1 : 0);
-        sqlite3_bind_int(s.get(), 14, e.maybe_completed ? 1 : 0);
-        sqlite3_bind_int64(s.get(), 15, e.id);
+        sqlite3_bind_int64(s.get(), 14, ms(e.sealed_at));
+        sqlite3_bind_int(s.get(), 15, e.maybe_completed ? 1 : 0);
+        sqlite3_bind_int64(s.get(), 16, ms(e.resend_until));
+        sqlite3_bind_int64(s.get(), 17, e.id);
         step(s.get());
         if (e.status != outbox_entry::state::queued) {
           statement d(prepare("DELETE FROM outbox_payloads WHERE id = ?"));
@@ -622,7 +626,7 @@ std::string outbox_select(bool whole) {
   return std::string("SELECT id, peer, msg_type, ") +
          (whole ? "COALESCE((SELECT payload FROM outbox_payloads p WHERE p.id = outbox.id), '')" : "''") +
          ", created_ms, expires_ms, state, session, " + (whole ? "sealed" : "''") +
-         ", written, attempts, result, trace, payload_bytes, transfer_id, chunk_size, chunk_total, chunks_acked, rounds, not_before_ms, rate_limited, maybe_completed FROM outbox ";
+         ", written, attempts, result, trace, payload_bytes, transfer_id, chunk_size, chunk_total, chunks_acked, rounds, not_before_ms, rate_limited, sealed_at_ms, maybe_completed, resend_until_ms FROM outbox ";
 }
 
 outbox_entry outbox_at(sqlite3_stmt* s) {
@@ -648,7 +652,9 @@ outbox_entry outbox_at(sqlite3_stmt* s) {
   e.rounds = static_cast<std::uint32_t>(sqlite3_column_int64(s, 18));
   e.not_before = from_ms(sqlite3_column_int64(s, 19));
   e.rate_limited = sqlite3_column_int(s, 20) != 0;
-  e.maybe_completed = sqlite3_column_int(s, 21) != 0;
+  e.sealed_at = from_ms(sqlite3_column_int64(s, 21));
+  e.maybe_completed = sqlite3_column_int(s, 22) != 0;
+  e.resend_until = from_ms(sqlite3_column_int64(s, 23));
   return e;
 }
 }  // namespace

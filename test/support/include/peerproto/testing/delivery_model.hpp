@@ -199,7 +199,7 @@ class delivery_model {
     if (choose(16) == 1) {  // the sender's engine finds the session expired as it seals
       sender_sessions_.erase(*current_);
       current_.reset();
-      return d.seal_refused(errc::session_expired, "the session expired");
+      return d.seal_refused(errc::session_expired, "the session expired", now_);
     }
     const auto& msg = messages_[m];
     sent what{*current_, m, std::nullopt};
@@ -214,7 +214,7 @@ class delivery_model {
     }
     std::string envelope = "envelope " + std::to_string(++envelopes_made_) + " in " + format_uuid(*current_);
     envelopes_.emplace(envelope, std::move(what));
-    return d.sealed(std::move(envelope), *current_);
+    return d.sealed(std::move(envelope), *current_, now_);
   }
 
   // The peer's side of one transmission. Sets `retry_after` when the answer carries one.
