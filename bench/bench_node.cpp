@@ -11,6 +11,7 @@
 // per message (their thread CPU clocks over the timed iterations).
 #include "node/client.hpp"
 #include "node/server.hpp"
+#include "node/store.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -118,8 +119,10 @@ class echo_server {
 
 class node_under_test {
  public:
-  explicit node_under_test(unsigned threads) {
-    dir_ = std::filesystem::temp_directory_path() / ("peerproto-bench-" + std::to_string(::getpid()) + "-" + std::to_string(threads));
+  /// `backlog`: messages already in the inbox that the application has not acknowledged.
+  explicit node_under_test(unsigned threads, std::size_t backlog = 0) {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("peerproto-bench-" + std::to_string(::getpid()) + "-" + std::to_string(threads) + "-" + std::to_string(backlog));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     peerproto::generate_key_file(dir_ / "node.key", "bench-node");
@@ -131,6 +134,15 @@ class node_under_test {
     cfg.port = 0;
     cfg.rate_multiplier = 1e6;  // measure the node, not its rate limits
     cfg.threads = threads;
+    cfg.max_inbox = backlog + 1'000'000;  // never full during a run
+    if (backlog > 0) {
+      std::filesystem::create_directories(cfg.state_dir);
+      pn::store s(cfg.state_dir / "state.sqlite3", peerproto::load_key_file(cfg.key_file).key);
+      pn::state_changes c;
+      for (std::size_t i = 0; i < backlog; ++i)
+        c.inbox.push_back({0, "bench-client", "heartbeat", R"({"n":)" + std::to_string(i) + "}", "", "", "", ""});
+      s.apply(c);
+    }
     spdlog::set_level(spdlog::level::warn);
     server_ = std::make_unique<pn::server>(ioc_, cfg);
     server_->start();
@@ -158,8 +170,13 @@ class node_under_test {
   std::thread thread_;
 };
 
-// The node with --threads 1 and with --threads 2, each started when first used.
+// The node with --threads 1 and with --threads 2, each started when first used; and with
+// --threads 1 and 100,000 unacknowledged messages in its inbox (threads 100).
 node_under_test& node(unsigned threads) {
+  if (threads == 100) {
+    static node_under_test backlogged(1, 100'000);
+    return backlogged;
+  }
   if (threads == 2) {
     static node_under_test two(2);
     return two;
@@ -190,10 +207,11 @@ struct worker {
     const auto id = client->learn_identity(node_peer);
     session = *client->handshake(node_peer, *id);
   }
-  // A round trip; returns false on any failure.
-  bool round_trip(bool to_node, const boost::json::object& payload) {
+  // A round trip; returns false on any failure. `type`: ping, which the node answers itself, or
+  // heartbeat, which it delivers to the application's inbox.
+  bool round_trip(bool to_node, const boost::json::object& payload, const char* type = "ping") {
     if (to_node) {
-      const auto r = client->send(node_peer, session, "ping", payload);
+      const auto r = client->send(node_peer, session, type, payload);
       return r.ok() && r->size() == 1;
     }
     const auto msg = client->protocol().send(session, "ping", payload, pp::system_now());
@@ -205,8 +223,8 @@ struct worker {
   pp::uuid session;
 };
 
-// node_threads: 0 for the echo server, else the node's --threads.
-void bench_round_trips(benchmark::State& state, bool ws, bool encrypted, unsigned node_threads) {
+// node_threads: 0 for the echo server, else the node's --threads (100: one, with a backlog).
+void bench_round_trips(benchmark::State& state, bool ws, bool encrypted, unsigned node_threads, const char* type = "ping") {
   const bool to_node = node_threads > 0;
   const auto connections = static_cast<std::size_t>(state.range(0));
   std::vector<std::unique_ptr<worker>> workers;
@@ -227,7 +245,7 @@ void bench_round_trips(benchmark::State& state, bool ws, bool encrypted, unsigne
         bool ok = true;
         for (int i = 0; i < round_trips && ok; ++i) {
           const auto s = std::chrono::steady_clock::now();
-          ok = wp->round_trip(to_node, payload);
+          ok = wp->round_trip(to_node, payload, type);
           mine.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - s).count());
         }
         std::lock_guard lock(m);
@@ -275,6 +293,15 @@ const bool registered = [] {
         benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { bench_round_trips(s, ws, encrypted, threads); })
             ->Arg(1)->Arg(4)->UseManualTime()->Unit(benchmark::kMicrosecond);
       }
+  // A message delivered to the application (heartbeat, into the inbox) beside one the node
+  // answers itself (ping), with an empty inbox and with 100,000 unacknowledged messages: the
+  // delivery path's cost must not grow with the backlog.
+  for (const unsigned threads : {1u, 100u}) {
+    const std::string backlog = threads == 1 ? "" : "_backlog100k";
+    benchmark::RegisterBenchmark(("http_encrypted/delivered" + backlog).c_str(),
+                                 [=](benchmark::State& s) { bench_round_trips(s, false, true, threads, "heartbeat"); })
+        ->Arg(4)->UseManualTime()->Unit(benchmark::kMicrosecond);
+  }
   for (const bool ws : {false, true})
     benchmark::RegisterBenchmark(ws ? "chunked_ws/peerproto" : "chunked_http/peerproto", [=](benchmark::State& s) { bench_chunked(s, ws); })
         ->Arg(8 << 20)->Unit(benchmark::kMillisecond)->UseRealTime();

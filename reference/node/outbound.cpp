@@ -126,7 +126,8 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (!found || found->status != outbox_entry::state::queued) co_return;
     outbox_entry& e = *found;
     delivery d(e, out_.opt_.delivery, out_.rng_);
-    auto step = d.next(system_now(), e.session && usable(*e.session));
+    const auto resume = [&] { return d.next(system_now(), e.session && usable(*e.session)); };
+    auto step = resume();
     while (!stopping_) {
       if (out_.cancelled_.contains(e.id) && step.what != delivery_step::kind::done) step = d.cancel();
       if (!step.problem.empty() && step.problem != last_problem_)
@@ -142,14 +143,14 @@ class outbound::link : public std::enable_shared_from_this<link> {
       // numbers, a reply accepted), is stored before anything else is sent.
       if (!commit(e)) {
         co_await pause(store_backoff());
-        step = d.next(system_now(), e.session && usable(*e.session));
+        step = resume();
         continue;
       }
       store_failures_ = 0;
       switch (step.what) {
         case delivery_step::kind::wait:
           if (!out_.cancelled_.contains(e.id)) co_await pause(std::chrono::ceil<milliseconds>(step.not_before - system_now()));
-          step = d.next(system_now(), e.session && usable(*e.session));
+          step = resume();
           break;
         case delivery_step::kind::seal:
           step = co_await seal(d, e);
@@ -157,7 +158,6 @@ class outbound::link : public std::enable_shared_from_this<link> {
         case delivery_step::kind::send:
           if (!session_) session_ = e.session;  // sealed before a restart: its session goes on
           step = d.answered(co_await transmit(e), system_now());
-          break;
           break;
         case delivery_step::kind::done:
           break;

@@ -186,6 +186,8 @@ store::store(const std::filesystem::path& file, const crypto::ed25519_keypair& i
       if (version < 6) exec(schema_v6);
       wrap_clear_keys();
       exec("COMMIT");
+      inbox_rows_ = count("SELECT COUNT(*) FROM inbox");
+      task_rows_ = count("SELECT COUNT(*) FROM tasks");
     } catch (...) {
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
@@ -393,6 +395,8 @@ void store::apply(const state_changes& c) {
       }
     }
     exec("COMMIT");
+    inbox_rows_ += c.inbox.size();  // each insert added a row, or the transaction failed
+    task_rows_ += c.tasks.size();
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
@@ -515,8 +519,6 @@ std::vector<session_snapshot> store::sessions() {
   return out;
 }
 
-std::size_t store::task_count() { return count("SELECT COUNT(*) FROM tasks"); }
-
 std::vector<task_record> store::tasks() {
   std::vector<task_record> out;
   statement s(prepare("SELECT task_id, sender_id, task, received_at, claim FROM tasks ORDER BY seq"));
@@ -547,7 +549,7 @@ std::optional<task_record> store::claim_task(sys_milliseconds now, std::chrono::
 
 std::optional<std::int64_t> store::finish_task(const std::string& task_id, const std::string& claim, sys_milliseconds now,
                                                const outbox_entry& result, const outbox_bounds& max) {
-  return transaction([&]() -> std::optional<std::int64_t> {
+  const auto id = transaction([&]() -> std::optional<std::int64_t> {
     if (!outbox_has_room(result, max)) return 0;
     statement s(prepare("DELETE FROM tasks WHERE task_id = ? AND claim = ? AND claim <> '' AND claimed_until_ms > ?"));
     bind_text(s.get(), 1, task_id);
@@ -557,6 +559,8 @@ std::optional<std::int64_t> store::finish_task(const std::string& task_id, const
     if (sqlite3_changes(db_) != 1) return std::nullopt;
     return insert_outbox(result);
   });
+  if (id && *id != 0) --task_rows_;  // the task's row went with the committed transaction
+  return id;
 }
 
 std::size_t store::count(const char* sql) {
@@ -564,8 +568,6 @@ std::size_t store::count(const char* sql) {
   if (sqlite3_step(s.get()) != SQLITE_ROW) throw error(db_);
   return static_cast<std::size_t>(sqlite3_column_int64(s.get(), 0));
 }
-
-std::size_t store::inbox_count() { return count("SELECT COUNT(*) FROM inbox"); }
 
 std::vector<inbox_entry> store::inbox(std::int64_t after, std::size_t limit) {
   std::vector<inbox_entry> out;
@@ -583,7 +585,9 @@ std::size_t store::ack_inbox(std::int64_t through) {
   statement s(prepare("DELETE FROM inbox WHERE seq <= ?"));
   sqlite3_bind_int64(s.get(), 1, through);
   if (sqlite3_step(s.get()) != SQLITE_DONE) throw error(db_);
-  return static_cast<std::size_t>(sqlite3_changes(db_));
+  const auto removed = static_cast<std::size_t>(sqlite3_changes(db_));
+  inbox_rows_ -= removed;
+  return removed;
 }
 
 std::int64_t store::add_outbox(const outbox_entry& e, const outbox_bounds& max) {

@@ -57,9 +57,8 @@ struct inbox_entry {
   std::string trace_id;     ///< the W3C trace id of the request that delivered it
 };
 
-/// A message handed to the node for a peer (`ctl send`), and how far its delivery got.
-/// One message of the outbox: what the delivery machine keeps (delivery.hpp), and what the node
-/// keeps beside it.
+/// A message handed to the node for a peer (`ctl send`), and how far its delivery got: what the
+/// delivery machine keeps (delivery.hpp), and what the node keeps beside it.
 struct outbox_entry : delivery_record {
   using state = delivery_status;
   std::int64_t id = 0;      ///< increasing in the order messages were handed over
@@ -152,7 +151,7 @@ class store {
   std::vector<session_snapshot> sessions();
   std::vector<completed_transfer> completed_transfers(sys_milliseconds now);  ///< the ones still remembered
 
-  std::size_t task_count();  ///< queued and claimed
+  std::size_t task_count() const noexcept { return task_rows_; }  ///< queued and claimed
   std::vector<task_record> tasks();
   std::optional<task_record> task(const std::string& task_id);  ///< queued or claimed
   /// Claims the oldest task that is queued or whose claim expired before `now`, until
@@ -164,7 +163,7 @@ class store {
   std::optional<std::int64_t> finish_task(const std::string& task_id, const std::string& claim, sys_milliseconds now,
                                           const outbox_entry& result, const outbox_bounds& max);
 
-  std::size_t inbox_count();  ///< delivered and not acknowledged
+  std::size_t inbox_count() const noexcept { return inbox_rows_; }  ///< delivered and not acknowledged
   /// Up to `limit` unacknowledged entries after `after`, in delivery order.
   std::vector<inbox_entry> inbox(std::int64_t after, std::size_t limit);
   /// Acknowledges every entry up to `through`; returns how many there were.
@@ -223,6 +222,10 @@ class store {
   bytes wrap(const uuid& session, char direction, const crypto::secret<32>& key) const;
   crypto::secret<32> unwrap(const uuid& session, char direction, sqlite3_stmt* s, int column) const;
   sqlite3* db_ = nullptr;
+  // The rows of the inbox and the task queue, kept with the data (counted once at open, changed
+  // after each transaction that changes them commits): every delivered message checks its bound,
+  // and counting the table each time made delivery cost grow with the backlog.
+  std::size_t inbox_rows_ = 0, task_rows_ = 0;
   std::unordered_map<std::string, statement_slot> statements_;
   crypto::secret<32> wrap_key_;  ///< HKDF of the identity key (session keys at rest)
 };
