@@ -13,13 +13,14 @@
 //     wait  → sleep until step.not_before, then step = d.next(...)
 //     seal  → a ready session (a handshake first when there is none), then the payload, or chunk
 //             d.chunk_index() of its transfer (start_transfer() first when it needs one), sealed
-//             by the engine: step = d.sealed(bytes, session), or d.not_sealed(...) / d.seal_refused(...)
+//             by the engine: step = d.sealed(bytes, session, now), or d.not_sealed(...) /
+//             d.seal_refused(...)
 //     send  → transmit record.sealed as is: step = d.answered(what came back, now)
 //
 // The record is everything that must be stored: a machine made over a stored record after a
 // restart goes on where the last one stopped. The sealed bytes are stored before they are first
 // sent and every retransmission sends them again (SND-5), so the peer delivers the message at most
-// once (ORD-4), and REPLAY_DETECTED to a retransmission means it was delivered and its reply lost.
+// once (ORD-4), and REPLAY_DETECTED to a retransmission means that its number was used.
 //
 // What settles a message ("delivered" in ORD-7's sense: handed to the peer's dispatch):
 //   the peer's reply                       delivered (the reply is kept as the result); for a
@@ -27,8 +28,9 @@
 //   REPLAY_DETECTED to a retransmission    delivered, its answer lost; unconfirmed when the number
 //                                          may have been used by a refusal after RATE_LIMITED
 //                                          (RL-7); for a chunk, the transfer goes on (CHK-4, CHK-17)
-//   every chunk acknowledged, rounds over  failed; unconfirmed when a chunk that could have
-//                                          completed the transfer was answered by REPLAY_DETECTED
+//   every chunk acknowledged, rounds over  failed; unconfirmed when a chunk whose answer was lost
+//                                          could have completed the transfer; then also once the
+//                                          peer may have forgotten that completion (CHK-16)
 //   a refusal of the message itself        failed (SND-3)
 //   the session ended at the peer          sealed again in a new session when no earlier
 //                                          transmission can have arrived (a chunk: always, CHK-4);
