@@ -101,15 +101,18 @@ struct delivery_options {
   delivery_faults faults{};
 };
 
-/// Capped exponential back-off after `failures` failures in a row, each wait drawn from [d/2, d]
-/// with the crypto RNG so that senders do not align.
+/// A wait drawn from [0, up_to] with the crypto RNG, so that senders do not align.
+inline std::chrono::milliseconds random_up_to(std::chrono::milliseconds up_to, const random_source& rng) {
+  std::uint64_t x = 0;
+  for (auto b : draw<8>(rng)) x = x << 8 | b;
+  return std::chrono::milliseconds(static_cast<long long>(x % (static_cast<std::uint64_t>(up_to.count()) + 1)));
+}
+
+/// Capped exponential back-off after `failures` failures in a row, each wait drawn from [d/2, d].
 inline std::chrono::milliseconds backoff_delay(unsigned failures, const delivery_options& opt, const random_source& rng) {
   const auto d = std::min(opt.retry_max, std::chrono::milliseconds(opt.retry_initial.count() << std::min(failures, 20u)));
-  const auto half = static_cast<std::uint64_t>(d.count() / 2);
-  const auto r = draw<8>(rng);
-  std::uint64_t x = 0;
-  for (auto b : r) x = x << 8 | b;
-  return std::chrono::milliseconds(d.count() - static_cast<long long>(half) + static_cast<long long>(x % (half + 1)));
+  const auto half = d / 2;
+  return d - half + random_up_to(half, rng);
 }
 
 /// What came back for one transmission of the sealed bytes, as the transport and the engine's
@@ -161,8 +164,6 @@ class delivery {
     // before they are sent, and may have been sent: the peer may have delivered them.
     if (!r_.sealed.empty()) r_.written = true;
   }
-
-  const delivery_record& record() const noexcept { return r_; }
 
   /// What to do now. `session_ready`: the record's session is still ready at this end.
   delivery_step next(sys_milliseconds now, bool session_ready) {
@@ -267,7 +268,7 @@ class delivery {
       const auto at_least = opt_.faults.ignores_retry_after ? std::chrono::seconds(0) : a.retry_after.value_or(std::chrono::seconds(1));
       r_.rate_limited = true;
       r_.result = jcs::canonicalize(refusal);
-      return wait_until(now + std::max<std::chrono::milliseconds>(at_least, backoff()) + jitter(std::chrono::milliseconds(100)),
+      return wait_until(now + std::max<std::chrono::milliseconds>(at_least, backoff()) + random_up_to(std::chrono::milliseconds(100), rng_),
                         "RATE_LIMITED");
     }
     // REPLAY_DETECTED to the stored bytes: the peer used their sequence number before, by
@@ -420,10 +421,6 @@ class delivery {
   }
 
   std::chrono::milliseconds backoff() { return backoff_delay(failures_++, opt_, rng_); }
-  std::chrono::milliseconds jitter(std::chrono::milliseconds up_to) {
-    const auto r = draw<2>(rng_);
-    return std::chrono::milliseconds((r[0] << 8 | r[1]) % (up_to.count() + 1));
-  }
 
   delivery_record& r_;
   const delivery_options& opt_;

@@ -119,9 +119,11 @@ ALTER TABLE outbox ADD COLUMN rounds INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 5;
 )sql";
 
-// Version 6 adds what the delivery machine keeps beside: the time before which an outbox entry is
-// not sent again (a peer's retry_after, SND-2), so that a restart does not send it earlier, and
-// whether its sealed bytes were refused with RATE_LIMITED (RL-7); and the transfers this node
+// Version 6 adds what the delivery machine (delivery.hpp) keeps of an outbox entry beyond version
+// 5: the time before which it is not sent again (a back-off or a peer's retry_after, SND-2), so
+// that a restart does not send it earlier; whether its sealed bytes were refused with
+// RATE_LIMITED (RL-7); when they were sealed, and whether a chunk of its transfer may have
+// completed it and until when chunks may still be sent (CHK-16). And the transfers this node
 // completed as a receiver, remembered across a restart (CHK-17).
 constexpr const char* schema_v6 = R"sql(
 CREATE TABLE completed_transfers(
