@@ -9,6 +9,9 @@
 // core thread and a transport thread); each iteration is 64 round trips per connection; counters
 // p50_us and p99_us are per round trip, and server_cpu_us is the CPU time of the server's threads
 // per message (their thread CPU clocks over the timed iterations).
+//
+// outbox_ws/in_flight/<W>: messages an application queues with `ctl send` at a second node, until
+// they are in the first node's inbox, over WebSocket with at most W under way (SPEC SND-6).
 #include "node/client.hpp"
 #include "node/server.hpp"
 #include "node/store.hpp"
@@ -16,6 +19,9 @@
 #include <benchmark/benchmark.h>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
@@ -157,6 +163,8 @@ class node_under_test {
   }
   std::uint16_t port() const { return server_->port(); }
   std::filesystem::path client_key() const { return dir_ / "client.key"; }
+  std::filesystem::path control_socket() const { return dir_ / "state" / "control.sock"; }
+  std::filesystem::path dir() const { return dir_; }
   double cpu_seconds() {
     double sum = thread_cpu_seconds(thread_.native_handle());
     for (const auto t : server_->transport_threads()) sum += thread_cpu_seconds(t);
@@ -284,6 +292,96 @@ void bench_chunked(benchmark::State& state, bool ws) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size));
 }
 
+// ------------------------------------------------------------ the outbox, node to node
+
+// A blocking client of a node's control socket: one JSON object per line each way.
+class control_client {
+ public:
+  explicit control_client(const std::filesystem::path& socket) : socket_(ioc_) { socket_.connect(socket.string()); }
+  void write(const boost::json::object& request) { asio::write(socket_, asio::buffer(boost::json::serialize(request) + "\n")); }
+  boost::json::object read() {
+    const auto n = asio::read_until(socket_, asio::dynamic_buffer(buffer_), '\n');
+    auto answer = boost::json::parse(std::string_view(buffer_).substr(0, n - 1)).as_object();
+    buffer_.erase(0, n);
+    if (answer.contains("error")) throw std::runtime_error(boost::json::serialize(answer));
+    return answer;
+  }
+  boost::json::object call(const boost::json::object& request) {
+    write(request);
+    return read();
+  }
+
+ private:
+  asio::io_context ioc_;
+  asio::local::stream_protocol::socket socket_;
+  std::string buffer_;
+};
+
+// A second node that sends to node(1) over WebSocket what its application queues with `ctl send`,
+// with at most `in_flight` messages under way (--outbound-max-in-flight).
+class sender_node {
+ public:
+  explicit sender_node(std::size_t in_flight) : dir_(node(1).dir() / ("sender-" + std::to_string(in_flight))) {
+    std::filesystem::create_directories(dir_);
+    const auto key = node(1).dir() / "sender.key";  // one identity for every sender: node(1) pins it once
+    if (!std::filesystem::exists(key)) peerproto::generate_key_file(key, "bench-sender");
+    pn::node_config cfg;
+    cfg.key_file = key;
+    cfg.state_dir = dir_ / "state";
+    cfg.trust = "tofu";
+    cfg.port = 0;
+    cfg.threads = 1;
+    cfg.outbound.max_in_flight = in_flight;
+    server_ = std::make_unique<pn::server>(ioc_, cfg);
+    server_->start();
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  ~sender_node() {
+    asio::post(ioc_, [this] { server_->shutdown(); });  // closes its session; run() returns when done
+    thread_.join();
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  std::filesystem::path control_socket() const { return dir_ / "state" / "control.sock"; }
+
+ private:
+  std::filesystem::path dir_;
+  asio::io_context ioc_;
+  std::unique_ptr<pn::server> server_;
+  std::thread thread_;
+};
+
+// Each iteration queues `batch` messages at the sender through its control socket (100 requests
+// written at a time, as an application would) and ends when the last of them is in node(1)'s inbox: the path
+// from an application to its peer's application. The same run with one message under way at a
+// time and with up to 64 gives the ratio.
+void bench_outbox(benchmark::State& state) {
+  constexpr std::int64_t batch = 2000;
+  sender_node sender(static_cast<std::size_t>(state.range(0)));
+  control_client out(sender.control_socket()), in(node(1).control_socket());
+  const auto to = url(true, node(1).port());
+  const boost::json::object payload{{"text", std::string(100, 'x')}};
+  for (auto _ : state) {
+    in.call({{"op", "inbox_ack"}, {"through", INT64_MAX}});  // the inbox holds only this batch
+    const auto t0 = std::chrono::steady_clock::now();
+    // 100 requests written at a time, then their answers read (the socket's buffers hold that much).
+    for (std::int64_t i = 0; i < batch; i += 100) {
+      for (int k = 0; k < 100; ++k) out.write({{"op", "send"}, {"to", to}, {"type", "status_report"}, {"payload", payload}});
+      for (int k = 0; k < 100; ++k) out.read();
+    }
+    // The batch's messages are numbered first .. first + batch - 1 in the inbox, in arrival order.
+    const auto arrived = [&](std::int64_t after) { return in.call({{"op", "inbox"}, {"after", after}, {"limit", 1}, {"wait_s", 120}}).at("messages").as_array(); };
+    const auto first = arrived(0);
+    const auto last = first.empty() ? first : arrived(first.at(0).at("seq").as_int64() + batch - 2);
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (last.empty()) {
+      state.SkipWithError("the batch did not arrive within 120 s");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
 const bool registered = [] {
   for (const bool ws : {false, true})
     for (const bool encrypted : {false, true})
@@ -302,6 +400,7 @@ const bool registered = [] {
                                  [=](benchmark::State& s) { bench_round_trips(s, false, true, threads, "heartbeat"); })
         ->Arg(4)->UseManualTime()->Unit(benchmark::kMicrosecond);
   }
+  benchmark::RegisterBenchmark("outbox_ws/in_flight", bench_outbox)->Arg(1)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond);
   for (const bool ws : {false, true})
     benchmark::RegisterBenchmark(ws ? "chunked_ws/peerproto" : "chunked_http/peerproto", [=](benchmark::State& s) { bench_chunked(s, ws); })
         ->Arg(8 << 20)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -220,6 +220,10 @@ int main(int argc, char** argv) {
   seconds(srv, "--drain-timeout", cfg.drain_timeout, "seconds SIGTERM waits for in-flight work");
   seconds(srv, "--linger-timeout", cfg.linger_timeout, "seconds a refused client's remaining input is read and discarded before closing");
   seconds(srv, "--outbox-expiry", cfg.outbound.default_expiry, "seconds an outbox message is retried unless ctl send says otherwise");
+  srv->add_option("--outbound-max-in-flight", cfg.outbound.max_in_flight,
+                  "messages under way at once per WebSocket peer, at most (fewer when the peer advertises less: SPEC SND-6); "
+                  "over HTTP, one")
+      ->capture_default_str()->check(CLI::Range(std::size_t{1}, std::size_t{4096}));
   seconds(srv, "--outbound-timeout", cfg.outbound.timeout, "seconds one outbound request waits for its answer");
   seconds(srv, "--outbound-idle-close", cfg.outbound.idle_close, "seconds an unused outbound session stays open");
   const auto millis = [](CLI::App* a, const char* name, std::chrono::milliseconds& v, const char* help) {

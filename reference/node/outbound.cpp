@@ -20,7 +20,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
+#include <set>
 #include <variant>
 
 namespace peerproto::node {
@@ -41,6 +43,9 @@ struct exchange_result {
   std::optional<std::chrono::seconds> retry_after;
   bool written = false;  ///< the request may have reached the peer
   std::string problem;   ///< when nothing came back
+  /// A reply in a session, already accepted by the engine (the WebSocket reader opens a sealed
+  /// reply to learn which request it answers); otherwise the body is still to be accepted.
+  std::optional<std::vector<accepted_reply>> accepted;
   bool answered() const { return status >= 0; }
   static exchange_result unanswered(std::string why, bool may_have_arrived = false) {
     exchange_result r;
@@ -50,6 +55,36 @@ struct exchange_result {
     return r;
   }
 };
+
+/// Coroutines of one io_context thread wait here until notify() or their time limit: an
+/// asynchronous condition variable. A notify() with no one waiting is not remembered, so a waiter
+/// checks its condition before it waits, with no suspension in between.
+class wakeup {
+ public:
+  /// True when woken by notify(), false when `limit` passed.
+  asio::awaitable<bool> wait(asio::io_context& ioc, milliseconds limit = std::chrono::hours(24)) {
+    asio::steady_timer t(ioc, limit);
+    waiting_.insert(&t);
+    const auto [ec] = co_await t.async_wait(use);
+    waiting_.erase(&t);
+    co_return ec == asio::error::operation_aborted;
+  }
+  void notify() {
+    for (auto* t : waiting_) t->cancel();
+  }
+
+ private:
+  std::set<asio::steady_timer*> waiting_;
+};
+
+/// Runs `f` when the scope ends, however it ends.
+template <class F>
+struct on_exit {
+  F f;
+  ~on_exit() { f(); }
+};
+template <class F>
+on_exit(F) -> on_exit<F>;
 
 std::optional<std::chrono::seconds> parse_retry_after(std::string_view v) {
   unsigned s = 0;
@@ -71,47 +106,40 @@ std::optional<uuid> session_id_of(std::string_view msg3) {
 
 class outbound::link : public std::enable_shared_from_this<link> {
  public:
-  link(outbound& out, peer_url url, std::string to)
-      : out_(out), url_(std::move(url)), to_(std::move(to)), wake_(out.ioc_), pause_(out.ioc_) {}
+  link(outbound& out, peer_url url, std::string to) : out_(out), url_(std::move(url)), to_(std::move(to)) {}
 
   void push(std::int64_t id) {
     queue_.push_back(id);
-    wake_.cancel();
+    changed_.notify();
   }
   void stop() {
     stopping_ = true;
-    wake_.cancel();
-    pause_.cancel();
+    for (auto* w : {&changed_, &pauses_, &setup_done_, &transfer_done_, &session_quiet_, &ws_opened_}) w->notify();
   }
   /// A message was cancelled: a back-off ends now, so that it is given up without waiting.
-  void interrupt() { pause_.cancel(); }
+  void interrupt() { pauses_.notify(); }
 
+  // Starts a delivery for each queued message while fewer than window() are under way.
   asio::awaitable<void> run() {
     auto self = shared_from_this();
     while (!stopping_) {
-      while (!queue_.empty() && !stopping_) {
-        std::string problem;
-        try {
-          co_await deliver(queue_.front());
-        } catch (const std::exception& e) {  // the store failed: the entry stays queued
-          problem = e.what();
-        }
-        if (!problem.empty()) {
-          out_.ctx_.log->error("outbound to {}: {}", to_, problem);
-          co_await pause(store_backoff());
-        } else if (!stopping_) {
-          queue_.pop_front();
-        }
+      while (!queue_.empty() && active_ < window()) {
+        ++active_;
+        asio::co_spawn(out_.ioc_, deliver_until_settled(queue_.front()), asio::detached);
+        queue_.pop_front();
       }
-      if (stopping_) break;
-      // Idle: a WebSocket is closed now (an idle one reads nothing, so it could not answer the
-      // peer's close), the session stays for the next message unless unused for idle_close.
+      if (active_ > 0 || !queue_.empty()) {  // until a delivery ends or a message is queued
+        co_await changed_.wait(out_.ioc_);
+        continue;
+      }
+      // Idle: the WebSocket is closed now, the session stays for the next message unless unused
+      // for idle_close.
       co_await close_websocket();
       if (!queue_.empty() || stopping_) continue;  // queued while the WebSocket was closing
-      wake_.expires_after(session_ ? milliseconds(out_.opt_.idle_close) : milliseconds(std::chrono::hours(24)));
-      const auto [ec] = co_await wake_.async_wait(use);
-      if (!ec && queue_.empty()) co_await close_session(session_, "idle");
+      const bool woken = co_await changed_.wait(out_.ioc_, session_ ? milliseconds(out_.opt_.idle_close) : milliseconds(std::chrono::hours(24)));
+      if (!woken && queue_.empty()) co_await close_session(session_, "idle");
     }
+    while (active_ > 0) co_await changed_.wait(out_.ioc_);
     co_await close_session(session_, "shutting down");
     co_await close_websocket();
     http_.reset();
@@ -119,11 +147,53 @@ class outbound::link : public std::enable_shared_from_this<link> {
   }
 
  private:
+  // How many messages may be under way at once (SPEC SND-6): over WebSocket, as many as the peer
+  // takes in flight on one connection (WS-2) and holds in one session's window (ORD-3, ORD-5),
+  // within this node's own bound; over HTTP's one connection, one. One, too, until a session is
+  // ready: the first delivery learns the peer and runs the handshake.
+  std::size_t window() const {
+    if (!url_.websocket || !session_ || !usable(*session_)) return 1;
+    return std::max<std::size_t>(1, std::min({out_.opt_.max_in_flight, peer_limits_.ws_max_in_flight, peer_limits_.reorder_window}));
+  }
+
+  asio::awaitable<void> deliver_until_settled(std::int64_t id) {
+    auto self = shared_from_this();
+    while (!stopping_) {
+      std::string problem;
+      try {
+        co_await deliver(id);
+      } catch (const std::exception& e) {  // the store failed: the entry stays queued
+        problem = e.what();
+      }
+      if (problem.empty()) break;
+      out_.ctx_.log->error("outbound to {}: {}", to_, problem);
+      co_await pause(store_backoff());
+    }
+    --active_;
+    changed_.notify();
+  }
+
   // Runs the delivery machine over one outbox entry until it is settled or the node stops: the
   // machine decides, this function seals, stores and transmits.
   asio::awaitable<void> deliver(std::int64_t id) {
     auto found = out_.ctx_.state.outbox_get(id);
     if (!found || found->status != outbox_entry::state::queued) co_return;
+    // One transfer at a time per link: each holds its whole payload in memory.
+    const bool transfer = found->transfer_id || needs_chunks(found->payload.size(), peer_limits_.max_envelope);
+    if (transfer && transfer_busy_) {
+      found.reset();
+      while (transfer_busy_ && !stopping_) co_await transfer_done_.wait(out_.ioc_);
+      if (stopping_) co_return;
+      found = out_.ctx_.state.outbox_get(id);
+      if (!found || found->status != outbox_entry::state::queued) co_return;
+    }
+    if (transfer) transfer_busy_ = true;
+    const on_exit release{[this, id, transfer] {
+      if (!transfer) return;
+      plans_.erase(id);
+      transfer_busy_ = false;
+      transfer_done_.notify();
+    }};
     outbox_entry& e = *found;
     delivery d(e, out_.opt_.delivery, out_.rng_);
     const auto resume = [&] { return d.next(system_now(), e.session && usable(*e.session)); };
@@ -134,14 +204,15 @@ class outbound::link : public std::enable_shared_from_this<link> {
         out_.ctx_.log->warn("outbound #{} to {}: {} (trace {})", e.id, to_, step.problem, e.trace);
       if (!step.problem.empty()) last_problem_ = step.problem;
       if (step.what == delivery_step::kind::done) {
-        settle(e);  // first: closing the session is a courtesy that must not delay the outcome
+        co_await settle(e);  // first: closing the session is a courtesy that must not delay the outcome
         co_await apply_session(step);
         co_return;
       }
       co_await apply_session(step);
       // What the machine changed, and the engine with it (sealed bytes and the session's sequence
       // numbers, a reply accepted), is stored before anything else is sent.
-      if (!commit(e)) {
+      const bool stored = co_await commit(e);
+      if (!stored) {
         co_await pause(store_backoff());
         step = resume();
         continue;
@@ -168,14 +239,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
   // A ready session (a handshake first when there is none), then the payload or the current chunk
   // sealed in it.
   asio::awaitable<delivery_step> seal(delivery& d, outbox_entry& e) {
-    if (!peer_id_) {
-      if (auto problem = co_await learn_identity()) co_return d.not_sealed(*problem, std::nullopt, system_now());
-      co_await learn_limits();
-    }
-    if (!session_ || !usable(*session_)) {
-      session_.reset();
-      if (auto failed = co_await handshake(e.trace)) co_return d.not_sealed(failed->first, failed->second, system_now());
-    }
+    if (auto failed = co_await ready_session(e.trace)) co_return d.not_sealed(failed->first, failed->second, system_now());
     auto payload = next_payload(d, e);
     if (!payload) co_return d.seal_refused(payload.code(), payload.error().message, system_now());
     auto sealed = out_.ctx_.protocol.send(*session_, e.transfer_id ? msg::chunk : std::string_view(e.msg_type), *payload, stamp());
@@ -189,7 +253,13 @@ class outbound::link : public std::enable_shared_from_this<link> {
   // Sends the stored bytes and says what came back, for the machine.
   asio::awaitable<delivery_answer> transmit(outbox_entry& e) {
     delivery_answer a;
+    const uuid session = *e.session;
+    ++in_session_[session];
     auto r = co_await exchange(e.sealed, e.trace);
+    if (--in_session_[session] == 0) {
+      in_session_.erase(session);
+      session_quiet_.notify();
+    }
     if (!r.answered()) {
       a.may_have_arrived = r.written;
       a.detail = r.problem;
@@ -202,7 +272,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
       a.detail = "HTTP " + std::to_string(r.status) + " without an envelope";
       co_return a;
     }
-    auto got = out_.ctx_.protocol.accept_reply(r.body, system_now());
+    auto got = accept(r);
     if (!got) {
       a.what = delivery_answer::kind::refused;
       a.code = got.code();
@@ -218,6 +288,11 @@ class outbound::link : public std::enable_shared_from_this<link> {
     a.what = got->size() == 1 && chunk_received(got->front()) ? delivery_answer::kind::chunk_received : delivery_answer::kind::reply;
     a.reply = {{"reply_type", got->front().reply.msg_type}, {"reply", got->front().payload}};
     co_return a;
+  }
+
+  result<std::vector<accepted_reply>> accept(exchange_result& r) {
+    if (r.accepted) return std::move(*r.accepted);
+    return out_.ctx_.protocol.accept_reply(r.body, system_now());
   }
 
   // A session the machine is done with: the peer no longer has it (ended here, nothing sent), or
@@ -239,19 +314,20 @@ class outbound::link : public std::enable_shared_from_this<link> {
       if (!payload || !payload->is_object()) return failure{errc::invalid_format, "the stored payload is not a JSON object"};
       return std::move(payload->as_object());
     }
+    auto plan = plans_.find(e.id);
     if (!e.transfer_id) {
       const auto size = chunk_size_for(peer_limits_.max_envelope, peer_limits_.chunks.max_chunk_data);
       auto planned = plan_transfer(e.payload, e.msg_type, size, make_uuid_v4(crypto::random_array<16>()), peer_limits_.chunks);
       if (!planned) return failure{planned.code(), "too large for the peer's advertised limits: " + planned.error().message};
       d.start_transfer(planned->transfer_id, static_cast<std::uint32_t>(planned->chunk_size), planned->total);
-      plan_ = {e.id, std::move(*planned)};
+      plan = plans_.insert_or_assign(e.id, std::move(*planned)).first;
     }
-    if (!plan_ || plan_->first != e.id || plan_->second.transfer_id != *e.transfer_id) {  // after a restart
+    if (plan == plans_.end() || plan->second.transfer_id != *e.transfer_id) {  // after a restart
       auto planned = plan_transfer(e.payload, e.msg_type, e.chunk_size, *e.transfer_id);
       if (!planned || planned->total != e.chunk_total) return failure{errc::invalid_state, "the stored transfer does not match its payload"};
-      plan_ = {e.id, std::move(*planned)};
+      plan = plans_.insert_or_assign(e.id, std::move(*planned)).first;
     }
-    return to_json(plan_->second.piece(e.payload, *d.chunk_index()));
+    return to_json(plan->second.piece(e.payload, *d.chunk_index()));
   }
 
   // CHK-7: every chunk but the one that completes the transfer is answered ack "chunk_received".
@@ -280,6 +356,8 @@ class outbound::link : public std::enable_shared_from_this<link> {
     read("max_chunk_data_bytes", peer_limits_.chunks.max_chunk_data);
     read("max_chunks_per_transfer", peer_limits_.chunks.max_chunks);
     read("max_transfer_bytes", peer_limits_.chunks.max_transfer_bytes);
+    read("ws_max_in_flight", peer_limits_.ws_max_in_flight);
+    read("reorder_window", peer_limits_.reorder_window);
     // A peer may allow less than the chunk payload's bounds (CHK-2, CHK-9), never more.
     const reassembly_options most;
     peer_limits_.chunks.max_chunk_data = std::min(peer_limits_.chunks.max_chunk_data, most.max_chunk_data);
@@ -308,9 +386,34 @@ class outbound::link : public std::enable_shared_from_this<link> {
     co_return std::nullopt;
   }
 
-  // A new session (SPEC §8 as initiator): nothing when it is ready; otherwise why not, and the
-  // peer's retry_after when it refused with RATE_LIMITED (SND-2).
+  // Why no session could be had, and the peer's retry_after when it refused with RATE_LIMITED (SND-2).
   using handshake_failure = std::pair<std::string, std::optional<std::chrono::seconds>>;
+
+  // A ready session to seal in. One delivery at a time learns the peer and runs the handshake;
+  // the others wait for its outcome and share it.
+  asio::awaitable<std::optional<handshake_failure>> ready_session(std::string trace) {
+    if (session_ && usable(*session_)) co_return std::nullopt;
+    if (setting_up_) {
+      while (setting_up_ && !stopping_) co_await setup_done_.wait(out_.ioc_);
+      if (session_ && usable(*session_)) co_return std::nullopt;
+      co_return setup_failure_.value_or(handshake_failure{"no session with the peer", std::nullopt});
+    }
+    setting_up_ = true;
+    const on_exit done{[this] {
+      setting_up_ = false;
+      setup_done_.notify();
+    }};
+    session_.reset();
+    setup_failure_.reset();
+    if (!peer_id_) {
+      if (auto problem = co_await learn_identity()) setup_failure_ = handshake_failure{*problem, std::nullopt};
+      else co_await learn_limits();
+    }
+    if (!setup_failure_) setup_failure_ = co_await handshake(trace);
+    co_return setup_failure_;
+  }
+
+  // A new session (SPEC §8 as initiator): nothing when it is ready; otherwise why not.
   asio::awaitable<std::optional<handshake_failure>> handshake(std::string trace) {
     auto& eng = out_.ctx_.protocol;
     const std::string m1 = eng.begin_handshake(*peer_id_, stamp());
@@ -323,7 +426,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (!m3) co_return handshake_failure{"handshake: " + std::string(wire_name(m3.code())) + ": " + m3.error().message, std::nullopt};
     auto m4 = co_await exchange(*m3, trace);
     if (!m4.answered()) co_return handshake_failure{m4.problem, std::nullopt};
-    auto ready = eng.accept_reply(m4.body, system_now());
+    auto ready = accept(m4);
     out_.commit({});
     if (!ready && PEERPROTO_FAULT(initiator_skips_session_ready))
       if (const auto id = session_id_of(*m3)) {
@@ -333,19 +436,23 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (!ready || ready->size() != 1 || ready->front().reply.msg_type != msg::ack || !ready->front().reply.session_id)
       co_return handshake_failure{"handshake: the peer did not confirm the session" + (ready ? std::string() : ": " + ready.error().message), std::nullopt};
     session_ = *ready->front().reply.session_id;
-    out_.ctx_.log->info("outbound: session {} with {} at {}", format_uuid(*session_), *peer_id_, to_);
+    out_.ctx_.log->info("outbound: session {} with {} at {}; up to {} messages under way", format_uuid(*session_), *peer_id_, to_, window());
     co_return std::nullopt;
   }
 
-  // SES-8: session_close, best effort; the session is closed on our side when it is sealed.
+  // SES-8: session_close, best effort, once the session's messages in flight have their answers;
+  // the session is closed on our side when it is sealed.
   asio::awaitable<void> close_session(std::optional<uuid> id, const char* why) {
     if (!id) co_return;
     if (session_ == id) session_.reset();
+    while (in_session_.contains(*id)) co_await session_quiet_.wait(out_.ioc_);
     if (!usable(*id)) co_return;
     auto m = out_.ctx_.protocol.send(*id, msg::session_close, {{"reason", why}}, system_now());
     out_.commit({});
+    // Its answer (ack "closed", sealed in a session now closed here) cannot be opened, so over
+    // WebSocket it is not waited for.
     const std::string no_trace;
-    if (m) co_await exchange(*m, no_trace);
+    if (m) co_await exchange(*m, no_trace, false);
   }
 
   // The time the messages this node creates carry (a fault-injection node may date them wrong).
@@ -357,39 +464,150 @@ class outbound::link : public std::enable_shared_from_this<link> {
   }
 
   // ------------------------------------------------------------ transport
-  // One HTTP connection or one WebSocket per link, plain or TLS (https://, wss://). The stream
-  // types differ, so each operation is a template dispatched on the variant. Coroutine
-  // parameters are taken by value: the frame owns them (no references to temporaries).
+  // One HTTP connection (one request at a time) or one WebSocket (many in flight, WS-2) per link,
+  // plain or TLS (https://, wss://). The stream types differ, so each operation is dispatched on
+  // the variant. Coroutine parameters are taken by value: the frame owns them (no references to
+  // temporaries).
 
   using plain = beast::tcp_stream;
   using secure = beast::ssl_stream<beast::tcp_stream>;
 
-  asio::awaitable<void> close_websocket() {
-    if (!ws_) co_return;
-    co_await std::visit([this](auto& ws) { return ws_close(ws); }, *ws_);
-    ws_.reset();
+  /// A request on a WebSocket waiting for its answer.
+  struct pending {
+    asio::steady_timer timer;  ///< the answer's deadline; cancelled when it comes or the connection fails
+    std::optional<exchange_result> answer;
+  };
+
+  /// One WebSocket: requests are written one at a time; one reader takes every answer and hands it
+  /// to the request it names (MSG-2).
+  struct ws_connection {
+    std::optional<std::variant<websocket::stream<plain>, websocket::stream<secure>>> ws;
+    std::map<std::string, pending*> waiting;  ///< by the request's nonce, in hex
+    bool writing = false;
+    wakeup written;
+    std::optional<std::string> failed;  ///< why the connection can no longer be used
+  };
+
+  asio::awaitable<exchange_result> exchange(std::string envelope, std::string trace, bool await_answer = true) {
+    if (!url_.websocket) co_return co_await http_exchange(http::verb::post, "/message", envelope, trace);
+    auto [c, problem] = co_await websocket();
+    if (!c) co_return exchange_result::unanswered(problem);
+    const auto sent = parse_envelope(envelope);
+    const std::string key = sent ? hex_encode(sent->nonce) : std::string();
+    pending p{asio::steady_timer(out_.ioc_, out_.opt_.timeout), std::nullopt};
+    c->waiting[key] = &p;
+    while (c->writing && !c->failed) co_await c->written.wait(out_.ioc_);
+    if (!c->failed) {
+      c->writing = true;
+      const auto [ec, n] = co_await std::visit([&](auto& ws) { return ws.async_write(asio::buffer(envelope), use); }, *c->ws);
+      c->writing = false;
+      c->written.notify();
+      if (ec) fail(*c, "WebSocket exchange with " + to_ + " failed: " + ec.message());
+    }
+    if (!p.answer && !c->failed && await_answer) co_await p.timer.async_wait(use);
+    c->waiting.erase(key);
+    if (!await_answer) co_return exchange_result::unanswered("not waited for", true);
+    if (p.answer) co_return std::move(*p.answer);
+    // No answer in time: the connection is given up, and with it every request in flight on it.
+    if (!c->failed) fail(*c, "no answer from " + to_ + " within " + std::to_string(out_.opt_.timeout.count()) + " s");
+    co_return exchange_result::unanswered(*c->failed, true);
   }
 
-  asio::awaitable<exchange_result> exchange(std::string envelope, std::string trace) {
-    if (!url_.websocket) co_return co_await http_exchange(http::verb::post, "/message", envelope, trace);
-    exchange_result r;
-    if (!ws_) {
-      if (url_.tls) ws_.emplace(std::in_place_type<websocket::stream<secure>>, out_.ioc_, *out_.tls_);
-      else ws_.emplace(std::in_place_type<websocket::stream<plain>>, out_.ioc_);
-      auto problem = co_await std::visit([this](auto& ws) { return ws_open(ws); }, *ws_);
-      if (problem) {
-        ws_.reset();
-        co_return exchange_result::unanswered(*problem);
+  // The link's WebSocket, opened (once, whoever asks first) when there is none.
+  asio::awaitable<std::pair<std::shared_ptr<ws_connection>, std::string>> websocket() {
+    while (ws_opening_ && !stopping_) co_await ws_opened_.wait(out_.ioc_);
+    if (ws_ && !ws_->failed) co_return std::pair{ws_, std::string()};
+    ws_opening_ = true;
+    const on_exit opened{[this] {
+      ws_opening_ = false;
+      ws_opened_.notify();
+    }};
+    auto c = std::make_shared<ws_connection>();
+    if (url_.tls) c->ws.emplace(std::in_place_type<websocket::stream<secure>>, out_.ioc_, *out_.tls_);
+    else c->ws.emplace(std::in_place_type<websocket::stream<plain>>, out_.ioc_);
+    if (auto problem = co_await std::visit([this](auto& ws) { return ws_open(ws); }, *c->ws)) co_return std::pair{nullptr, *problem};
+    ws_ = c;
+    asio::co_spawn(out_.ioc_, read_answers(c), asio::detached);
+    co_return std::pair{c, std::string()};
+  }
+
+  // The reader of one WebSocket, until it fails or is closed.
+  asio::awaitable<void> read_answers(std::shared_ptr<ws_connection> c) {
+    auto self = shared_from_this();
+    beast::flat_buffer buffer;
+    while (!c->failed) {
+      buffer.clear();
+      const auto [ec, n] = co_await std::visit([&](auto& ws) { return ws.async_read(buffer, use); }, *c->ws);
+      if (ec) {
+        fail(*c, "WebSocket exchange with " + to_ + " failed: " + ec.message());
+        break;
       }
+      route(*c, beast::buffers_to_string(buffer.data()));
     }
-    r.written = true;
-    const auto ec = co_await std::visit([&](auto& ws) { return ws_round(ws, envelope); }, *ws_);
-    if (ec) co_return transport_failure("WebSocket exchange", ec);
-    r.body = beast::buffers_to_string(ws_buffer_.data());
-    if (const auto e = parse_envelope(r.body); e && e->msg_type == msg::error && e->payload)
-      if (const auto* ra = e->payload->if_contains("retry_after"); ra && ra->is_int64() && ra->get_int64() > 0)
+  }
+
+  // Hands an answer to the request it names (MSG-2): `error` by original_nonce, `ack` by
+  // acked_nonce, any other reply by in_reply_to. A sealed reply is opened first, in order
+  // (ORD-3): one that arrives ahead of a gap is handed over when the gap is filled.
+  void route(ws_connection& c, std::string text) {
+    const auto e = parse_envelope(text);
+    if (!e) return out_.ctx_.log->warn("outbound to {}: an answer that is not an envelope: {}", to_, e.error().message);
+    exchange_result r;
+    r.body = std::move(text);
+    if (!e->session_id) {
+      if (!e->payload) return;
+      if (const auto* ra = e->payload->if_contains("retry_after"); e->msg_type == msg::error && ra && ra->is_int64() && ra->get_int64() > 0)
         r.retry_after = std::chrono::seconds(ra->get_int64());
-    co_return r;
+      return hand_over(c, answered_request(*e->payload), std::move(r));
+    }
+    auto got = out_.ctx_.protocol.accept_reply(r.body, system_now());
+    if (!got && !usable(*e->session_id)) return;  // such as the answer to our session_close
+    // A reply that does not open names no request. With one request waiting it can only be that
+    // one's answer, which its delivery then judges (SND-1: as lost); with more, it is dropped and
+    // the request it answered times out, which is judged the same way.
+    if (!got && c.waiting.size() == 1) return hand_over(c, c.waiting.begin()->first, std::move(r));
+    if (!got) return out_.ctx_.log->warn("outbound to {}: a reply in a session that was not accepted: {}", to_, got.error().message);
+    for (auto& a : *got) {
+      exchange_result one = r;
+      const auto key = answered_request(a.payload);
+      one.accepted = std::vector<accepted_reply>{std::move(a)};
+      hand_over(c, key, std::move(one));
+    }
+  }
+
+  static std::string answered_request(const boost::json::object& payload) {
+    for (const char* name : {"original_nonce", "acked_nonce", "in_reply_to"})
+      if (const auto* s = detail::string_member(payload, name)) return std::string(*s);
+    return {};
+  }
+
+  void hand_over(ws_connection& c, const std::string& request, exchange_result r) {
+    const auto it = c.waiting.find(request);
+    if (it == c.waiting.end() || it->second->answer) {
+      out_.ctx_.log->warn("outbound to {}: an answer that names no request in flight ({}): ignored (MSG-2)", to_, request.empty() ? "none" : request);
+      return;
+    }
+    it->second->answer = std::move(r);
+    it->second->timer.cancel();
+  }
+
+  // The connection can no longer be used: every request waiting on it is told, and the socket is
+  // closed (which ends the reader and a write that cannot finish).
+  void fail(ws_connection& c, std::string why) {
+    if (c.failed) return;
+    c.failed = std::move(why);
+    for (auto& [nonce, p] : c.waiting) p->timer.cancel();
+    c.written.notify();
+    std::visit([](auto& ws) { beast::get_lowest_layer(ws).close(); }, *c.ws);
+    if (ws_.get() == &c) ws_.reset();
+  }
+
+  asio::awaitable<void> close_websocket() {
+    if (!ws_) co_return;
+    const auto c = ws_;
+    ws_.reset();
+    co_await std::visit([](auto& ws) { return ws.async_close(websocket::close_code::normal, use); }, *c->ws);
+    fail(*c, "closed");
   }
 
   asio::awaitable<exchange_result> http_exchange(http::verb verb, const char* target, std::string body, std::string trace) {
@@ -428,7 +646,8 @@ class outbound::link : public std::enable_shared_from_this<link> {
         again.written = true;
         co_return again;
       }
-      co_return transport_failure("HTTP exchange", ec);
+      http_.reset();
+      co_return exchange_result::unanswered("HTTP exchange with " + to_ + " failed: " + ec.message(), true);
     }
     auto res = parser.release();
     r.status = static_cast<int>(res.result_int());
@@ -468,38 +687,23 @@ class outbound::link : public std::enable_shared_from_this<link> {
     co_return rec;
   }
 
+  // Connects and upgrades. From then on the WebSocket's own timeouts apply (the stream's are
+  // off): a silent peer is pinged, and one that stays silent for the exchange timeout is gone.
   template <class WS>
   asio::awaitable<std::optional<std::string>> ws_open(WS& ws) {
     if (auto problem = co_await open(ws.next_layer())) co_return problem;
     const std::string host = url_.host + ":" + url_.port, path = url_.path.empty() ? "/ws" : url_.path;
     const auto [ec] = co_await ws.async_handshake(host, path, use);
     if (ec) co_return "WebSocket handshake with " + to_ + " failed: " + ec.message();
+    beast::get_lowest_layer(ws).expires_never();
+    websocket::stream_base::timeout t;
+    t.handshake_timeout = std::chrono::seconds(2);  // the closing handshake
+    t.idle_timeout = out_.opt_.timeout;
+    t.keep_alive_pings = true;
+    ws.set_option(t);
     ws.read_message_max(out_.ctx_.protocol.options().json.max_bytes);
-    co_return std::nullopt;
-  }
-
-  template <class WS>
-  asio::awaitable<beast::error_code> ws_round(WS& ws, const std::string& envelope) {
-    beast::get_lowest_layer(ws).expires_after(out_.opt_.timeout);
     ws.text(true);
-    const auto [wec, wn] = co_await ws.async_write(asio::buffer(envelope), use);
-    if (wec) co_return wec;
-    ws_buffer_.clear();
-    const auto [rec, rn] = co_await ws.async_read(ws_buffer_, use);
-    co_return rec;
-  }
-
-  template <class WS>
-  asio::awaitable<void> ws_close(WS& ws) {
-    beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(2));
-    co_await ws.async_close(websocket::close_code::normal, use);
-  }
-
-  // The request was written (it may have arrived); the connection is dropped.
-  exchange_result transport_failure(const char* what, beast::error_code ec) {
-    http_.reset();
-    ws_.reset();
-    return exchange_result::unanswered(std::string(what) + " with " + to_ + " failed: " + ec.message(), true);
+    co_return std::nullopt;
   }
 
   // ------------------------------------------------------------ waiting and settling
@@ -507,42 +711,77 @@ class outbound::link : public std::enable_shared_from_this<link> {
   // After a failure of the node's own store.
   milliseconds store_backoff() { return backoff_delay(store_failures_++, out_.opt_.delivery, out_.rng_); }
 
-  asio::awaitable<void> pause(milliseconds d) {
-    pause_.expires_after(d);
-    co_await pause_.async_wait(use);  // cut short by stop() only: new messages do not end a back-off
-  }
+  // A back-off: ended early by stop() and interrupt() only, not by new messages.
+  asio::awaitable<void> pause(milliseconds d) { co_await pauses_.wait(out_.ioc_, d); }
 
-  bool commit(const outbox_entry& e) {
-    state_changes c;
-    c.outbox.push_back(e);
-    return out_.commit(std::move(c));
+  // Stores the entry with the engine's changes. The deliveries under way store their steps
+  // together: each waits for one transaction that holds the steps of every delivery that asked
+  // before it ran (a group commit), so W messages under way do not cost W transactions a step.
+  // A delivery alone on its link has no one to wait for: it stores at once.
+  struct commit_batch {
+    state_changes changes;
+    bool done = false, ok = false;
+    wakeup finished;
+  };
+  asio::awaitable<bool> commit(const outbox_entry& e) {
+    if (active_ <= 1 && !batch_) {
+      state_changes c;
+      c.outbox.push_back(e);
+      co_return out_.commit(std::move(c));
+    }
+    if (!batch_) {
+      batch_ = std::make_shared<commit_batch>();
+      asio::post(out_.ioc_, [this, self = shared_from_this(), b = batch_] {
+        batch_.reset();
+        b->ok = out_.commit(std::move(b->changes));
+        b->done = true;
+        b->finished.notify();
+      });
+    }
+    const auto b = batch_;
+    b->changes.outbox.push_back(e);
+    while (!b->done) co_await b->finished.wait(out_.ioc_);
+    co_return b->ok;
   }
 
   // The machine settled the entry: stored, and anyone waiting for it told.
-  void settle(outbox_entry& e) {
+  asio::awaitable<void> settle(outbox_entry& e) {
     out_.cancelled_.erase(e.id);
     if (e.status != outbox_entry::state::delivered && e.status != outbox_entry::state::failed)
       out_.ctx_.log->warn("outbound #{} to {}: {}: {} (trace {})", e.id, to_, to_string(e.status), e.result, e.trace);
-    if (commit(e)) out_.settle(e);
+    const bool stored = co_await commit(e);
+    if (stored) out_.settle(e);
   }
 
   outbound& out_;
   peer_url url_;
   std::string to_;
-  std::deque<std::int64_t> queue_;
-  asio::steady_timer wake_;   ///< idle: a new message or stop() ends the wait
-  asio::steady_timer pause_;  ///< back-off: stop() ends the wait
+  std::deque<std::int64_t> queue_;  ///< queued, no delivery started
+  std::size_t active_ = 0;          ///< deliveries under way
+  wakeup changed_;                  ///< a message queued, a delivery ended, stop()
+  wakeup pauses_;                   ///< back-offs: stop() and interrupt() end them
   std::optional<std::string> peer_id_;
   struct {
     std::size_t max_envelope = limits::max_envelope_bytes;
     reassembly_options chunks;
+    std::size_t ws_max_in_flight = limits::ws_max_in_flight;
+    std::size_t reorder_window = limits::reorder_window;
   } peer_limits_;  ///< what the peer advertises (learn_limits)
-  std::optional<std::pair<std::int64_t, transfer_plan>> plan_;  ///< the transfer of the entry being sent
-  std::optional<uuid> session_;
+  std::map<std::int64_t, transfer_plan> plans_;  ///< of the transfer under way, by outbox id
+  bool transfer_busy_ = false;
+  wakeup transfer_done_;
+  std::optional<uuid> session_;  ///< the session new messages are sealed in
+  bool setting_up_ = false;      ///< a delivery is learning the peer or running a handshake
+  std::optional<handshake_failure> setup_failure_;
+  wakeup setup_done_;
+  std::map<uuid, std::size_t> in_session_;  ///< messages awaiting their answers, per session
+  wakeup session_quiet_;
   std::optional<std::variant<plain, secure>> http_;
   beast::flat_buffer http_buffer_;
-  std::optional<std::variant<websocket::stream<plain>, websocket::stream<secure>>> ws_;
-  beast::flat_buffer ws_buffer_;
+  std::shared_ptr<commit_batch> batch_;  ///< the group commit that has not run yet
+  std::shared_ptr<ws_connection> ws_;
+  bool ws_opening_ = false;
+  wakeup ws_opened_;
   unsigned store_failures_ = 0;
   std::string last_problem_;  ///< logged once per streak of the same problem
   bool stopping_ = false;

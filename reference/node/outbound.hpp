@@ -1,8 +1,9 @@
 // The node's outbound half: it delivers the messages of the outbox (`ctl send`, task results) to
 // their peers, with the node's own engine as initiator, on the node's io_context.
 //
-// One link per peer URL sends one message at a time, in outbox order, over one keep-alive HTTP
-// connection or one WebSocket. A link learns the peer's key (GET /public-key, under the trust
+// One link per peer URL sends the messages queued for it, in outbox order, over one keep-alive
+// HTTP connection (one at a time) or one WebSocket (up to W under way, SPEC SND-6: the peer's
+// ws_max_in_flight and reorder_window, within --outbound-max-in-flight). A link learns the peer's key (GET /public-key, under the trust
 // policy) and limits (GET /capabilities), runs a handshake when it has no ready session, reuses
 // the session for later messages, and closes it when idle or at shutdown. What is done with each
 // answer (retry when, give up, a new session, unconfirmed) is the library's delivery machine
@@ -11,9 +12,9 @@
 //
 // A payload too large for one envelope of the peer (the max_envelope_bytes it advertises at GET
 // /capabilities; SPEC §18's default when it lists none) goes as a chunked transfer (SPEC §12): one
-// chunk at a time, each sealed, stored and sent like a message, the next once the peer answers
-// ack "chunk_received". The transfer's plan and progress are stored, so a restart of this node
-// resumes it.
+// transfer at a time per link and one chunk at a time, each sealed, stored and sent like a
+// message, the next once the peer answers ack "chunk_received". The transfer's plan and progress
+// are stored, so a restart of this node resumes it.
 #pragma once
 
 #include "store.hpp"
@@ -54,6 +55,7 @@ struct outbound_options {
   std::chrono::seconds default_expiry{24 * 3600};        ///< how long a message is retried
   delivery_options delivery;                             ///< back-off, transfer rounds (delivery.hpp)
   std::chrono::seconds timeout{30};                      ///< one exchange with a peer
+  std::size_t max_in_flight = limits::ws_max_in_flight;  ///< messages under way per WebSocket link, at most (SND-6)
   std::chrono::seconds idle_close{60};                   ///< a session unused this long is closed
   std::chrono::hours retention{24 * 7};                  ///< settled messages are listed this long
   std::filesystem::path tls_ca_file;                     ///< CAs for https:// and wss:// peers; default: the system's

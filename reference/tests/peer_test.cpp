@@ -176,6 +176,31 @@ TEST(Peer, ReceiverKilledAndRestartedWhileTheOutboxHolds200Messages) {
 // The window the kill above may miss, every time: the receiver stores a delivery and dies before
 // its reply leaves (every 50th message). The sender resends the stored bytes and takes
 // REPLAY_DETECTED as "delivered"; a sender that sealed the message again would duplicate it.
+// Over WebSocket a link keeps several messages under way at once (SPEC SND-6), never more than
+// the peer takes on one connection (WS-2): bob takes 3, and would answer a fourth RATE_LIMITED,
+// which the sender would have to transmit again.
+TEST(Peer, OverWebSocketSeveralMessagesAreUnderWayWithinThePeersLimit) {
+  temp_dir dir;
+  const int port = free_port();
+  node_process bob(dir.path, "bob", {"--trust", "tofu", "--port", std::to_string(port), "--rate-multiplier", "100", "--ws-max-in-flight", "3"});
+  node_process alice(dir.path, "alice", {"--trust", "tofu", "--outbound-retry-initial-ms", "50", "--outbound-retry-max-ms", "200"});
+  bob.kill(SIGKILL);  // every message is queued before the link has a session
+  control a(alice);
+  constexpr int total = 100;
+  queue_numbered(a, bob.ws_url(), total);
+  bob.start();
+  ASSERT_TRUE(eventually([&] { return count_state(a, "delivered") == total; }, 60s)) << alice.stderr_text();
+  EXPECT_NE(alice.stderr_text().find("up to 3 messages under way"), std::string::npos) << alice.stderr_text();
+  for (const auto& e : a.outbox()) EXPECT_EQ(e.at("attempts"), 1) << json::serialize(e);
+  expect_each_once_in_order(bob, total);
+  // The sender's own bound, when it is the smaller.
+  node_process carol(dir.path, "carol", {"--trust", "tofu", "--outbound-max-in-flight", "2"});
+  control c(carol);
+  queue_numbered(c, bob.ws_url(), 20);
+  ASSERT_TRUE(eventually([&] { return count_state(c, "delivered") == 20; }, 60s)) << carol.stderr_text();
+  EXPECT_NE(carol.stderr_text().find("up to 2 messages under way"), std::string::npos) << carol.stderr_text();
+}
+
 TEST(Peer, AReceiverThatDiesBetweenCommitAndReplyNeitherLosesNorDuplicates) {
   temp_dir dir;
   const int port = free_port();
