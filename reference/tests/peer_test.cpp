@@ -420,57 +420,93 @@ std::int64_t chunks_acknowledged(const json::object& e) {
   return t ? t->at("chunks_acknowledged").as_int64() + t->at("rounds").as_int64() * t->at("chunks").as_int64() : 0;
 }
 
-}  // namespace
+// Peak resident memory of a running process (VmHWM), in bytes; 0 when it cannot be read.
+std::uint64_t peak_rss(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
 
-// `ctl send --payload-file` of a payload 12 times the envelope limit goes as a chunked transfer
-// (SPEC §12, CHK-15, CHK-16), over HTTP and over WebSocket. The receiver is killed twice in the
-// middle of it (its reassembly is lost: the transfer goes again, CHK-16) and the sender once (it
-// resumes from its stored progress). The payload arrives once, byte for byte.
-TEST(Peer, ALargePayloadGoesInChunksThroughKillsOfTheReceiverAndTheSender) {
+// `ctl send --payload-file` of 50 MiB, 50 times the envelope limit, goes as a chunked transfer
+// (SPEC §12, CHK-15, CHK-16) to `scheme`://bob (TLS for https and wss). The receiver is killed
+// twice in the middle of it (its reassembly is lost: the transfer goes again, CHK-16) and the
+// sender once (it resumes from its stored progress). The payload arrives once, byte for byte.
+// Each node's peak memory is reported; in a build without sanitizers it must stay within 3
+// times the payload.
+void large_payload_through_kills(const std::string& scheme) {
   temp_dir dir;
-  const auto text = large_payload(12u << 20, 7);
+  constexpr std::size_t size = 50u << 20;
+  const auto text = large_payload(size, 7);
   const auto file = dir.path / "payload.json";
   std::ofstream(file, std::ios::binary) << text;
   const int port = free_port();
-  node_process bob(dir.path, "bob", {"--trust", "tofu", "--port", std::to_string(port), "--rate-multiplier", "100"});
-  node_process alice(dir.path, "alice", {"--trust", "tofu", "--outbound-retry-initial-ms", "50", "--outbound-retry-max-ms", "500"});
-  for (const auto& to : {bob.http_url(), bob.ws_url()}) {
-    const auto [status, out] = ctl(alice, "send --to " + to + " --type status_report --payload-file " + file.string());
-    ASSERT_EQ(status, 0) << out;
-    const auto id = json::parse(out).at("id").as_int64();
-    // Each kill waits for some progress after the last one.
-    std::int64_t progress = 0;
-    const auto after_progress = [&](std::int64_t more) {
-      ASSERT_TRUE(eventually([&] {
-        const auto e = outbox_entry(alice, id);
-        return e && chunks_acknowledged(*e) >= progress + more;
-      }, 120s)) << alice.stderr_text();
-      progress = chunks_acknowledged(*outbox_entry(alice, id));
-    };
-    after_progress(10);
-    bob.kill(SIGKILL);
-    bob.start();
-    after_progress(10);
-    alice.restart();
-    after_progress(5);
-    bob.kill(SIGKILL);
-    bob.start();
+  std::vector<std::string> bob_args{"--trust", "tofu", "--port", std::to_string(port), "--rate-multiplier", "100"};
+  std::vector<std::string> alice_args{"--trust", "tofu", "--outbound-retry-initial-ms", "50", "--outbound-retry-max-ms", "500"};
+  if (scheme == "https" || scheme == "wss") {
+    const auto cert = dir.path / "tls.crt", key = dir.path / "tls.key";
+    const std::string make = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 "
+                             "-addext subjectAltName=IP:127.0.0.1 -keyout " + key.string() + " -out " + cert.string() + " 2>/dev/null";
+    ASSERT_EQ(std::system(make.c_str()), 0) << "openssl is needed (scripts/bootstrap installs it)";
+    bob_args.insert(bob_args.end(), {"--tls-cert", cert.string(), "--tls-key", key.string()});
+    alice_args.insert(alice_args.end(), {"--tls-ca-file", cert.string()});
+  }
+  node_process bob(dir.path, "bob", bob_args);
+  node_process alice(dir.path, "alice", alice_args);
+  const bool ws = scheme == "ws" || scheme == "wss";
+  const auto to = scheme + "://127.0.0.1:" + std::to_string(port) + (ws ? "/ws" : "");
+  const auto [status, out] = ctl(alice, "send --to " + to + " --type status_report --payload-file " + file.string());
+  ASSERT_EQ(status, 0) << out;
+  const auto id = json::parse(out).at("id").as_int64();
+  std::uint64_t bob_peak = 0, alice_peak = 0;
+  const auto note_peaks = [&] {
+    bob_peak = std::max(bob_peak, peak_rss(bob.pid()));
+    alice_peak = std::max(alice_peak, peak_rss(alice.pid()));
+  };
+  // Each kill waits for some progress after the last one.
+  std::int64_t progress = 0;
+  const auto after_progress = [&](std::int64_t more) {
     ASSERT_TRUE(eventually([&] {
       const auto e = outbox_entry(alice, id);
-      return e && state(*e) != "queued";
-    }, 300s)) << alice.stderr_text();
-    const auto e = *outbox_entry(alice, id);
-    ASSERT_EQ(state(e), "delivered") << json::serialize(e) << "\nalice:\n" << alice.stderr_text() << "\nbob:\n" << bob.stderr_text();
-    std::cout << "[ report ] over " << to << ": " << e.at("transfer").at("chunks") << " chunks, " << e.at("transfer").at("rounds")
-              << " rounds, " << e.at("attempts") << " transmissions\n";
-    control b(bob);
-    const auto inbox = b.inbox();
-    ASSERT_EQ(inbox.size(), 1u);
-    EXPECT_EQ(inbox[0].at("sender_id"), "alice");
-    EXPECT_EQ(hex_sha256(peerproto::jcs::canonicalize(inbox[0].at("payload"))), hex_sha256(text));
-    b.call({{"op", "inbox_ack"}, {"through", inbox[0].at("seq")}});
-  }
+      return e && chunks_acknowledged(*e) >= progress + more;
+    }, 120s)) << alice.stderr_text();
+    progress = chunks_acknowledged(*outbox_entry(alice, id));
+    note_peaks();
+  };
+  after_progress(10);
+  bob.kill(SIGKILL);
+  bob.start();
+  after_progress(10);
+  alice.restart();
+  after_progress(5);
+  bob.kill(SIGKILL);
+  bob.start();
+  ASSERT_TRUE(eventually([&] {
+    const auto e = outbox_entry(alice, id);
+    return e && state(*e) != "queued";
+  }, 300s)) << alice.stderr_text();
+  const auto e = *outbox_entry(alice, id);
+  ASSERT_EQ(state(e), "delivered") << json::serialize(e) << "\nalice:\n" << alice.stderr_text() << "\nbob:\n" << bob.stderr_text();
+  control b(bob);
+  const auto inbox = b.inbox();
+  note_peaks();
+  ASSERT_EQ(inbox.size(), 1u);
+  EXPECT_EQ(inbox[0].at("sender_id"), "alice");
+  EXPECT_EQ(hex_sha256(peerproto::jcs::canonicalize(inbox[0].at("payload"))), hex_sha256(text));
+  std::cout << "[ report ] " << (size >> 20) << " MiB over " << to << ": " << e.at("transfer").at("chunks") << " chunks, "
+            << e.at("transfer").at("rounds") << " rounds, " << e.at("attempts") << " transmissions; peak memory: sender "
+            << (alice_peak >> 20) << " MiB, receiver " << (bob_peak >> 20) << " MiB\n";
+#if !defined(__SANITIZE_ADDRESS__)
+  EXPECT_LE(alice_peak, 3 * size);
+  EXPECT_LE(bob_peak, 3 * size);
+#endif
 }
+
+}  // namespace
+
+TEST(Peer, AFiftyMiBPayloadGoesInChunksThroughKillsOverHttp) { large_payload_through_kills("http"); }
+TEST(Peer, AFiftyMiBPayloadGoesInChunksThroughKillsOverWebSocket) { large_payload_through_kills("ws"); }
+TEST(Peer, AFiftyMiBPayloadGoesInChunksThroughKillsOverTls) { large_payload_through_kills("wss"); }
 
 // The limits of what ctl send takes, each refused with its name and changing nothing; a queued
 // message can be cancelled.
