@@ -134,10 +134,20 @@ TEST(Delivery, ARefusalForGoodFailsTheMessageAndAForgedOneIsRetried) {
   pp::delivery d(r, opt, zeros);
   d.next(t0, false);
   d.sealed("env", s1, t0);
-  EXPECT_EQ(d.answered(refused(pp::errc::invalid_signature), t0).what, step::kind::wait);  // SND-1
+  pp::delivery_answer forged;
+  forged.what = pp::delivery_answer::kind::unauthenticated;
+  forged.code = pp::errc::invalid_signature;
+  EXPECT_EQ(d.answered(forged, t0).what, step::kind::wait);  // SND-1
   EXPECT_EQ(r.status, pp::delivery_status::queued);
   ASSERT_EQ(d.next(t0 + 1h - 1ms, true).what, step::kind::send);
   EXPECT_EQ(d.answered(refused(pp::errc::unsupported_message_type), t0).what, step::kind::done);  // SND-3
   EXPECT_EQ(r.status, pp::delivery_status::failed);
   EXPECT_EQ(d.next(t0, true).what, step::kind::done);
+  // The peer's own INVALID_SIGNATURE (it could not verify ours) is a refusal for good too.
+  auto r2 = queued();
+  pp::delivery d2(r2, opt, zeros);
+  d2.next(t0, false);
+  d2.sealed("env", s1, t0);
+  EXPECT_EQ(d2.answered(refused(pp::errc::invalid_signature), t0).what, step::kind::done);
+  EXPECT_EQ(r2.status, pp::delivery_status::failed);
 }

@@ -37,8 +37,8 @@
 //                                          unconfirmed otherwise
 //   its expiry, while the peer is down     expired (unconfirmed when a transmission may have arrived)
 //   cancel()                               failed
-// Everything else (no connection, timeouts, an answer that does not authenticate, 429, handshake
-// failures) is retried after capped exponential back-off with jitter; after RATE_LIMITED, never
+// Everything else (no connection, timeouts, an answer that does not authenticate, even one that
+// names a refusal, 429, handshake failures) is retried after capped exponential back-off with jitter; after RATE_LIMITED, never
 // before its retry_after (SND-2, RL-7).
 #pragma once
 
@@ -86,7 +86,7 @@ struct delivery_record {
 struct delivery_faults {
   bool ignores_retry_after = false;      ///< sends again at once after RATE_LIMITED (SND-2)
   bool keeps_expired_session = false;    ///< seals again in a session the peer said is gone (SND-4)
-  bool trusts_forged_errors = false;     ///< takes an unauthenticated refusal as final (SND-1)
+  bool trusts_forged_errors = false;     ///< takes an unauthenticated answer that names a code as a refusal (SND-1)
   bool retries_refusals = false;         ///< sends a message refused for good again (SND-3)
   bool reseals_retransmission = false;   ///< seals anew after a lost answer (SND-5)
   bool gives_up_lost_transfer = false;   ///< fails a transfer the peer lost instead of sending it again (CHK-16)
@@ -120,14 +120,15 @@ inline std::chrono::milliseconds backoff_delay(unsigned failures, const delivery
 struct delivery_answer {
   enum class kind {
     lost,             ///< nothing came back: no connection, a timeout, a connection closed
-    unauthenticated,  ///< something came back that proves nothing (SND-1), such as a status without an envelope
+    unauthenticated,  ///< something came back that proves nothing (SND-1): a status without an envelope, an
+                      ///< error the peer did not sign, a reply that does not open (`code`: what accept_reply() said)
     reply,            ///< the peer's reply, accepted
     chunk_received,   ///< ack "chunk_received" to a chunk that did not complete its transfer (CHK-7)
-    refused,          ///< accept_reply() failed with `code`: the peer's error, or a reply that did not verify
+    refused,          ///< the peer's signed error, with its `code`
   };
   kind what = kind::lost;
   bool may_have_arrived = false;                    ///< lost: the bytes were written, perhaps in part
-  errc code = errc::internal_error;                 ///< refused
+  errc code = errc::internal_error;                 ///< refused; unauthenticated: why it did not authenticate
   std::optional<std::chrono::seconds> retry_after;  ///< the error's retry_after, or an HTTP Retry-After
   int status = 0;                                   ///< the HTTP status, 0 over WebSocket (kept in the result)
   std::string detail;                               ///< what the transport or the engine said
@@ -229,6 +230,7 @@ class delivery {
         if (opt_.faults.reseals_retransmission) r_.sealed.clear();
         return retry(a.detail, now);
       case delivery_answer::kind::unauthenticated:
+        if (opt_.faults.trusts_forged_errors && a.code != errc::internal_error) return refused(a, now);
         r_.written = true;
         return retry(a.detail, now);
       case delivery_answer::kind::chunk_received:
@@ -323,13 +325,6 @@ class delivery {
       unseal();
       r_.result = jcs::canonicalize(refusal);
       return with_session(seal_step(now), action, session);
-    }
-    if ((code == errc::invalid_signature || code == errc::unknown_sender || code == errc::invalid_format) &&
-        !opt_.faults.trusts_forged_errors) {
-      // A reply that does not authenticate proves nothing (SND-1): as if it were lost. (A peer's
-      // authenticated refusal with one of these codes looks the same to accept_reply().)
-      r_.written = true;
-      return retry(std::string(wire_name(code)) + ": " + a.detail, now);
     }
     if (opt_.faults.retries_refusals) return retry("refused", now);
     return settle(delivery_status::failed, refusal);  // SND-3: refused for good

@@ -274,7 +274,7 @@ class outbound::link : public std::enable_shared_from_this<link> {
     }
     auto got = accept(r);
     if (!got) {
-      a.what = delivery_answer::kind::refused;
+      a.what = signed_by_peer(r.body) ? delivery_answer::kind::refused : delivery_answer::kind::unauthenticated;
       a.code = got.code();
       a.detail = got.error().message;
       co_return a;
@@ -288,6 +288,17 @@ class outbound::link : public std::enable_shared_from_this<link> {
     a.what = got->size() == 1 && chunk_received(got->front()) ? delivery_answer::kind::chunk_received : delivery_answer::kind::reply;
     a.reply = {{"reply_type", got->front().reply.msg_type}, {"reply", got->front().payload}};
     co_return a;
+  }
+
+  // Whether an answer the engine did not accept is an error to this node that its sender signed
+  // with the key this node trusts for it: a refusal (SND-3). Anything else that does not
+  // authenticate (an error under another key, a reply that does not open) is no answer at all,
+  // whatever code it names (SND-1).
+  bool signed_by_peer(std::string_view body) const {
+    const auto e = parse_envelope(body);
+    if (!e || e->msg_type != msg::error || e->session_id || e->recipient_id != out_.ctx_.protocol.options().self_id) return false;
+    const auto key = out_.ctx_.trust.key_for(e->sender_id);
+    return key && verify_signature(*e, *key);
   }
 
   result<std::vector<accepted_reply>> accept(exchange_result& r) {

@@ -326,17 +326,55 @@ void add_initiator_cases(std::vector<test_case>& out) {
                                  c.answer_delivered(r.s, r.opened);
                                  c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
                                }));
-  out.push_back(initiator_case("SND-3/initiator-final-refusal", {"SND-3"},
-                               "a message refused with PAYLOAD_TOO_LARGE is not sent again", [](peer_context& c) {
-                                 auto r = send_and_refuse(c, 3, [&](const json::object& m) { c.answer_error(m, errc::payload_too_large); });
-                                 while (c.sending())
-                                   if (const auto m = c.next(poll)) {
-                                     if (answered_close(c, r.s, *m)) continue;
-                                     c.check(m->body != r.first.body, "SND-3", "no second transmission of the refused envelope", m->body);
-                                     c.answer(400, "");
-                                   }
-                                 c.expect_outcome(1, "SND-3", "the message refused by the peer");
-                               }));
+  // SND-3 holds for every code outside its list, among them codes a forged answer could carry too
+  // (SND-1): an authenticated refusal with one of those is still final.
+  for (const auto& [id, code] : {std::pair{"SND-3/initiator-final-refusal", errc::payload_too_large},
+                                 std::pair{"SND-3/initiator-final-invalid-format", errc::invalid_format},
+                                 std::pair{"SND-3/initiator-final-invalid-signature", errc::invalid_signature}})
+    out.push_back(initiator_case(id, {"SND-3"}, "a message refused with " + std::string(wire_name(code)) + " (signed by the runner) is not sent again",
+                                 [code](peer_context& c) {
+                                   auto r = send_and_refuse(c, 3, [&](const json::object& m) { c.answer_error(m, code); });
+                                   while (c.sending())
+                                     if (const auto m = c.next(poll)) {
+                                       if (answered_close(c, r.s, *m)) continue;
+                                       c.check(m->body != r.first.body, "SND-3", "no second transmission of the refused envelope", m->body);
+                                       c.answer(400, "");
+                                     }
+                                   c.expect_outcome(1, "SND-3", "the message refused by the peer");
+                                 }));
+  out.push_back(initiator_case(
+      "SND-1/initiator-reply-does-not-open", {"SND-1", "SND-5"},
+      "a reply sealed with the wrong direction's key is a lost answer: the message comes again as its stored bytes, not sealed anew",
+      [](peer_context& c) {
+        c.send("heartbeat", {}, 10);
+        auto s = c.handshake();
+        const auto first = c.take("the message in the new session", "HS-29");
+        const auto opened = c.open(s, first);
+        c.answer_delivered(s, opened, {}, true);
+        --s.next_out;  // the node could not open that reply: its number is still the runner's next
+        for (;;) {
+          const auto m = again(c, "the message again after a reply that did not open", "SND-1");
+          if (answered_close(c, s, m)) continue;
+          if (type_of(m) != "handshake") {
+            c.check(m.body == first.body, "SND-5", "the stored bytes of the first transmission", m.body);
+            c.answer_delivered(s, opened);
+            break;
+          }
+          // A new session: the message in it would be its content sealed anew, as after a refusal,
+          // although the first transmission may have been delivered.
+          auto s2 = c.answer_handshake(c.read_handshake(m));
+          const auto m3 = c.take("message 3 of the handshake", "HS-15");
+          c.check_confirm(s2, m3);
+          c.answer_session_ready(s2, m3);
+          const auto next = next_message(c, s2, "the node's next message", "SND-1");
+          c.check(next.at("payload") != opened.at("payload"), "SND-1",
+                  "not the message sealed anew after a reply that did not open (it may have been delivered)",
+                  "its content again in the new session " + s2.session_id);
+          c.answer_delivered(s2, next);
+          break;
+        }
+        c.expect_outcome(0, "SHIM", "a message answered by its reply as delivered");
+      }));
   out.push_back(initiator_case("SND-4/initiator-session-expired", {"SND-4", "SES-7"},
                                "after SESSION_EXPIRED the node sends nothing more in that session and sends again in a new one",
                                [](peer_context& c) {
