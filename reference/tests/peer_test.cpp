@@ -94,6 +94,13 @@ void expect_each_once_in_order(const node_process& n, int total) {
   for (int i = 0; i < total; ++i) EXPECT_EQ(inbox[static_cast<std::size_t>(i)].at("payload").at("i"), i) << "at " << i;
 }
 
+// A self-signed certificate for 127.0.0.1 and its key, made with openssl; false when it failed.
+bool make_certificate(const std::filesystem::path& cert, const std::filesystem::path& key) {
+  const std::string make = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 "
+                           "-addext subjectAltName=IP:127.0.0.1 -keyout " + key.string() + " -out " + cert.string();
+  return std::system(make.c_str()) == 0;
+}
+
 // Runs `peerproto-node ctl --state-dir DIR ARGS` and returns its exit status and standard output.
 std::pair<int, std::string> ctl(const node_process& n, const std::string& args) {
   const std::string cmd = std::string(PEERPROTO_NODE_BINARY) + " ctl --state-dir " + n.state_dir().string() + " " + args + " 2>&1";
@@ -325,9 +332,7 @@ TEST(Peer, TheOutboxIsBoundedMessagesExpireAndBadRequestsChangeNothing) {
 TEST(Peer, TwoNodesOverTlsWithACertificateTheTestMakes) {
   temp_dir dir;
   const auto cert = dir.path / "tls.crt", key = dir.path / "tls.key";
-  const std::string make = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 "
-                           "-addext subjectAltName=IP:127.0.0.1 -keyout " + key.string() + " -out " + cert.string() + " 2>/dev/null";
-  ASSERT_EQ(std::system(make.c_str()), 0) << "openssl is needed (scripts/bootstrap installs it)";
+  ASSERT_TRUE(make_certificate(cert, key)) << "openssl is needed (scripts/bootstrap installs it)";
   node_process bob(dir.path, "bob", {"--trust", "tofu", "--tls-cert", cert.string(), "--tls-key", key.string()});
   node_process alice(dir.path, "alice", {"--trust", "tofu", "--tls-cert", cert.string(), "--tls-key", key.string(), "--tls-ca-file", cert.string()});
   node_process carol(dir.path, "carol", {"--trust", "tofu"});  // trusts only the system's CAs
@@ -445,9 +450,7 @@ void large_payload_through_kills(const std::string& scheme) {
   std::vector<std::string> alice_args{"--trust", "tofu", "--outbound-retry-initial-ms", "50", "--outbound-retry-max-ms", "500"};
   if (scheme == "https" || scheme == "wss") {
     const auto cert = dir.path / "tls.crt", key = dir.path / "tls.key";
-    const std::string make = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 "
-                             "-addext subjectAltName=IP:127.0.0.1 -keyout " + key.string() + " -out " + cert.string() + " 2>/dev/null";
-    ASSERT_EQ(std::system(make.c_str()), 0) << "openssl is needed (scripts/bootstrap installs it)";
+    ASSERT_TRUE(make_certificate(cert, key)) << "openssl is needed (scripts/bootstrap installs it)";
     bob_args.insert(bob_args.end(), {"--tls-cert", cert.string(), "--tls-key", key.string()});
     alice_args.insert(alice_args.end(), {"--tls-ca-file", cert.string()});
   }
