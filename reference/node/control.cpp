@@ -118,13 +118,11 @@ void control::stop() {
   boost::system::error_code ec;
   acceptor_.close(ec);
   for (auto* s : open_) s->close(ec);
-  for (auto* t : inbox_waiters_) t->cancel();
+  inbox_changed_.notify();
   std::filesystem::remove(path_, ec);
 }
 
-void control::inbox_changed() {
-  for (auto* t : inbox_waiters_) t->cancel();
-}
+void control::inbox_changed() { inbox_changed_.notify(); }
 
 asio::awaitable<void> control::accept() {
   for (;;) {
@@ -381,10 +379,7 @@ asio::awaitable<json::object> control::inbox(const json::object& req) {
       for (const auto& m : messages) list.push_back(to_json(m));
       co_return json::object{{"messages", std::move(list)}};
     }
-    asio::steady_timer t(srv_.ioc_, deadline);
-    inbox_waiters_.insert(&t);
-    co_await t.async_wait(use);
-    inbox_waiters_.erase(&t);
+    co_await inbox_changed_.wait_until(srv_.ioc_, deadline);
   }
 }
 

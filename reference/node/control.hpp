@@ -22,6 +22,8 @@
 // A bad request gets {error: "..."} and changes nothing.
 #pragma once
 
+#include "wakeup.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -64,7 +66,7 @@ class control {
   std::filesystem::path path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   std::set<socket*> open_;
-  std::set<boost::asio::steady_timer*> inbox_waiters_;
+  wakeup inbox_changed_;  ///< an inbox op with wait_s waits here
 };
 
 }  // namespace peerproto::node

@@ -1,6 +1,7 @@
 #include "outbound.hpp"
 
 #include "trace.hpp"
+#include "wakeup.hpp"
 
 #include <peerproto/chunking.hpp>
 #include <peerproto/delivery.hpp>
@@ -54,27 +55,6 @@ struct exchange_result {
     r.written = may_have_arrived;
     return r;
   }
-};
-
-/// Coroutines of one io_context thread wait here until notify() or their time limit: an
-/// asynchronous condition variable. A notify() with no one waiting is not remembered, so a waiter
-/// checks its condition before it waits, with no suspension in between.
-class wakeup {
- public:
-  /// True when woken by notify(), false when `limit` passed.
-  asio::awaitable<bool> wait(asio::io_context& ioc, milliseconds limit = std::chrono::hours(24)) {
-    asio::steady_timer t(ioc, limit);
-    waiting_.insert(&t);
-    const auto [ec] = co_await t.async_wait(use);
-    waiting_.erase(&t);
-    co_return ec == asio::error::operation_aborted;
-  }
-  void notify() {
-    for (auto* t : waiting_) t->cancel();
-  }
-
- private:
-  std::set<asio::steady_timer*> waiting_;
 };
 
 /// Runs `f` when the scope ends, however it ends.

@@ -51,10 +51,7 @@ json::object next_message(peer_context& c, peer_session& s, const std::string& w
   for (;;) {
     const auto m = c.take(what, rule);
     if (type_of(m) != "handshake") return c.open(s, m);
-    s = c.answer_handshake(c.read_handshake(m));
-    const auto m3 = c.take("message 3 of the handshake (handshake_confirm)", "HS-15");
-    c.check_confirm(s, m3);
-    c.answer_session_ready(s, m3);
+    s = c.handshake(m);
   }
 }
 
@@ -183,10 +180,7 @@ void chunked_send(peer_context& c, bool lose_once) {
              lost ? "the chunks of the payload" : "the chunks again under the same transfer_id after every one was acknowledged",
              "no request from the node, which reported exit status " + std::to_string(c.outcome().status));
     if (type_of(*m) == "handshake") {  // a new session for the rest of the transfer
-      s = c.answer_handshake(c.read_handshake(*m));
-      const auto m3 = c.take("message 3 of the handshake", "HS-15");
-      c.check_confirm(s, m3);
-      c.answer_session_ready(s, m3);
+      s = c.handshake(*m);
       continue;
     }
     const auto opened = c.open(s, *m);
@@ -362,10 +356,7 @@ void add_initiator_cases(std::vector<test_case>& out) {
           }
           // A new session: the message in it would be its content sealed anew, as after a refusal,
           // although the first transmission may have been delivered.
-          auto s2 = c.answer_handshake(c.read_handshake(m));
-          const auto m3 = c.take("message 3 of the handshake", "HS-15");
-          c.check_confirm(s2, m3);
-          c.answer_session_ready(s2, m3);
+          auto s2 = c.handshake(m);
           const auto next = next_message(c, s2, "the node's next message", "SND-1");
           c.check(next.at("payload") != opened.at("payload"), "SND-1",
                   "not the message sealed anew after a reply that did not open (it may have been delivered)",
@@ -388,10 +379,7 @@ void add_initiator_cases(std::vector<test_case>& out) {
                                      c.answer(400, "");
                                      continue;
                                    }
-                                   auto s = c.answer_handshake(c.read_handshake(m));
-                                   const auto m3 = c.take("message 3 of the handshake", "HS-15");
-                                   c.check_confirm(s, m3);
-                                   c.answer_session_ready(s, m3);
+                                   auto s = c.handshake(m);
                                    const auto again = next_message(c, s, "the message in the new session", "SND-4");
                                    c.check(again.at("payload") == r.opened.at("payload"), "SND-4", "the same content in the new session",
                                            canonical(again.at("payload")));
