@@ -8,6 +8,17 @@ namespace peerproto::conformance {
 
 std::string_view to_string(role r) { return r == role::initiator ? "initiator" : "responder"; }
 
+std::string_view stage_of(const test_case& c) {
+  static const std::map<std::string, std::string_view, std::less<>> by_group{
+      {"http", stages[0]},       {"websocket", stages[0]},  {"json", stages[1]},     {"envelope", stages[1]},
+      {"signature", stages[1]},  {"replay", stages[1]},     {"version", stages[2]},  {"handshake", stages[2]},
+      {"session", stages[3]},    {"encryption", stages[3]}, {"messages", stages[4]}, {"ordering", stages[5]},
+      {"chunking", stages[5]},   {"rate-limit", stages[6]}, {"rotation", stages[7]}, {"initiator", stages[8]}};
+  const auto it = by_group.find(c.group);
+  if (it == by_group.end()) throw std::logic_error("the group " + c.group + " of " + c.id + " has no stage");
+  return it->second;
+}
+
 const std::vector<test_case>& catalogue() {
   static const auto all = [] {
     std::vector<test_case> out;
@@ -16,8 +27,10 @@ const std::vector<test_case>& catalogue() {
                      add_message_cases, add_rate_limit_cases, add_rotation_cases, add_initiator_cases})
       add(out);
     std::set<std::string> ids;
-    for (const auto& c : out)
+    for (const auto& c : out) {
       if (!ids.insert(c.id).second) throw std::logic_error("two cases are called " + c.id);
+      stage_of(c);  // every group has a stage
+    }
     return out;
   }();
   return all;

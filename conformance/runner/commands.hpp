@@ -68,8 +68,10 @@ std::string level_of(const test_case& c);
 /// The run's settings from the command line (the target, TLS, identities, source addresses).
 settings settings_from(const options& o);
 /// What the node says of itself at /public-key and /capabilities; gate_failure when it cannot be
-/// reached or answers against HTTP-6 or HTTP-7, setup_error when it is not the node --node-key names.
-node_info discover(const settings& cfg, const std::string& pinned_key);
+/// reached or answers /public-key against HTTP-6, setup_error when it is not the node --node-key
+/// names. A /capabilities that breaks HTTP-7 is replaced by SPEC's defaults (node_info::assumptions)
+/// and said in `capabilities`.
+node_info discover(const settings& cfg, const std::string& pinned_key, need_check* capabilities = nullptr);
 
 /// --list and --coverage: no traffic.
 int list_command(const options& o);

@@ -55,6 +55,10 @@ case_result result_of(const json::object& c, const std::string& file) {
     r.expected = text_at(f->as_object(), "expected");
     r.actual = text_at(f->as_object(), "actual");
   }
+  if (c.contains("not_run_need")) {
+    r.missing_need = need_named(text_at(c, "not_run_need"));
+    if (!r.missing_need) throw setup_error(file + ": case " + id + " names an unknown need " + text_at(c, "not_run_need"));
+  }
   if (c.contains("expected_failure")) r.expected_failure = text_at(c, "expected_failure");
   if (const auto* d = c.if_contains("duration_ms"); d && d->is_int64()) r.duration = std::chrono::milliseconds(d->as_int64());
   if (const auto* t = c.if_contains("transcript"); t && t->is_array())
@@ -113,6 +117,24 @@ int merge_command(const merge_options& o) {
                                    fault && fault->is_bool() && fault->as_bool()};
     }
     if (const auto* i = report.if_contains("interrupted"); i && i->is_bool()) run.interrupted = run.interrupted || i->as_bool();
+    // Each part checked the needs of its own cases: a need is met when no part found it unmet.
+    if (const auto* ns = report.if_contains("needs"); ns && ns->is_array())
+      for (const auto& v : ns->as_array()) {
+        const auto& entry = v.as_object();
+        const auto which = need_named(text_at(entry, "need"));
+        if (!which) throw setup_error(file + ": unknown need " + text_at(entry, "need"));
+        const auto* met = entry.if_contains("met");
+        const auto* fault = entry.if_contains("node_fault");
+        need_check n(*which, text_at(entry, "rule"), text_at(entry, "expected"), text_at(entry, "actual"));
+        n.met = met && met->is_bool() && met->as_bool();
+        n.node_fault = fault && fault->is_bool() && fault->as_bool();
+        const auto it = std::find_if(run.needs.begin(), run.needs.end(), [&](const need_check& c) { return c.which == n.which; });
+        if (it == run.needs.end()) run.needs.push_back(std::move(n));
+        else if (it->met && !n.met) *it = std::move(n);
+      }
+    if (const auto* as = report.if_contains("assumptions"); as && as->is_array() && node.assumptions.empty())
+      for (const auto& a : as->as_array())
+        if (a.is_string()) node.assumptions.emplace_back(a.get_string());
     for (const auto& c : report.at("cases").as_array()) {
       auto r = result_of(c.as_object(), file);
       if (!seen.insert(r.test->id).second) throw setup_error(file + ": case " + r.test->id + " is in two of the reports (overlapping shards?)");

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -78,18 +79,80 @@ std::string transcript_text(const case_result& r) {
   for (const auto& t : r.transcript) out += t.what + ": " + t.text + "\n";
   return out;
 }
+// A stage's cases by verdict ("not run" apart from other skips), and its standing in a few words.
+struct stage_standing {
+  std::map<std::string, int> counts;
+  int cases = 0, failing = 0, not_run = 0;
+  std::set<std::string> missing;  ///< the needs that left its cases not run
+  std::string words() const {
+    auto needs = std::string{};
+    for (const auto& m : missing) needs += (needs.empty() ? "" : ", ") + m;
+    if (failing) return "FAILING: " + std::to_string(failing) + " of " + std::to_string(cases) + " cases fail" +
+                        (not_run ? ", " + std::to_string(not_run) + " not run (needs " + needs + ")" : "");
+    if (not_run == cases) return "not reached: needs " + needs;
+    if (not_run) return "partial: " + std::to_string(not_run) + " of " + std::to_string(cases) + " not run (needs " + needs + ")";
+    return "complete";
+  }
+};
+
+std::string verdict_name(const case_result& r) { return r.missing_need ? "not run" : std::string(to_string(r.outcome)); }
+
+// In the order of `stages` (suite.hpp), the stages the run has cases of.
+std::vector<std::pair<std::string_view, stage_standing>> standings(const std::vector<case_result>& results, bool strict) {
+  std::map<std::string_view, stage_standing> by;
+  for (const auto& r : results) {
+    auto& s = by[stage_of(*r.test)];
+    ++s.cases;
+    ++s.counts[verdict_name(r)];
+    s.failing += r.counts_against(strict);
+    if (r.missing_need) {
+      ++s.not_run;
+      s.missing.insert(std::string(to_string(*r.missing_need)));
+    }
+  }
+  std::vector<std::pair<std::string_view, stage_standing>> out;
+  for (const auto stage : stages)
+    if (const auto it = by.find(stage); it != by.end()) out.emplace_back(stage, it->second);
+  return out;
+}
+
+// The cases each need left not run.
+std::map<need, int> not_run_by_need(const std::vector<case_result>& results) {
+  std::map<need, int> out;
+  for (const auto& r : results)
+    if (r.missing_need) ++out[*r.missing_need];
+  return out;
+}
+
+std::string_view result_word(int status) {
+  return status == 130 ? "INTERRUPTED" : status == 2 ? "NOT RUN" : status == 1 ? "FAIL" : "PASS";
+}
+
+std::string need_words(const need_check& n) {
+  if (n.met) return "met";
+  return (n.node_fault ? "NOT MET, rule " + n.rule + ": expected " + n.expected + ", got " : std::string("NOT MET: ")) + n.actual;
+}
 }  // namespace
 
 std::string setup_key(const case_result& r) { return r.setup_step + "|" + r.rule; }
 
+int exit_status(const std::vector<case_result>& results, const run_info& run) {
+  if (run.interrupted) return 130;
+  const auto left = not_run_by_need(results);
+  bool failed = run.target_down.has_value(), not_set_up = run.gate && !run.gate->node_fault;
+  for (const auto& r : results) failed = failed || r.counts_against(run.strict);
+  for (const auto& n : run.needs)
+    if (!n.met && left.count(n.which)) (n.node_fault ? failed : not_set_up) = true;
+  return failed ? 1 : not_set_up ? 2 : 0;
+}
+
 bool print_summary(const std::vector<case_result>& results, const run_info& run, bool strict) {
   std::map<std::string, std::map<verdict, int>> by_group;
   std::map<verdict, int> total;
-  int failing = 0, unexpected = 0;
+  int unexpected = 0;
   for (const auto& r : results) {
     ++by_group[r.test->group][r.outcome];
     ++total[r.outcome];
-    failing += r.counts_against(strict);
     unexpected += r.unexpected_pass();
   }
   std::cout << "\n" << results.size() << " cases in " << to_seconds(run.duration) << " s:";
@@ -100,6 +163,22 @@ bool print_summary(const std::vector<case_result>& results, const run_info& run,
     std::cout << "  " << g << ":";
     for (const auto& [v, n] : counts) std::cout << " " << n << " " << to_string(v);
     std::cout << "\n";
+  }
+  // What the node meets and where it stands, stage by stage: a half-built node learns all of it
+  // from one run.
+  const auto left = not_run_by_need(results);
+  for (const auto& n : run.needs)
+    if (!n.met)
+      std::cout << "NEED NOT MET: " << to_string(n.which) << " (" << describe(n.which) << "): " << need_words(n) << "; "
+                << (left.count(n.which) ? left.at(n.which) : 0) << " case(s) not run\n";
+  if (!run.gate) {
+    std::cout << "stages:\n";
+    for (const auto& [stage, st] : standings(results, strict)) {
+      std::cout << "  " << stage << ": " << st.words() << " (";
+      bool first = true;
+      for (const auto& [v, n] : st.counts) std::cout << (std::exchange(first, false) ? "" : ", ") << n << " " << v;
+      std::cout << ")\n";
+    }
   }
   if (run.target_down) std::cout << "THE NODE STOPPED ANSWERING during " << *run.target_down << "; later cases were not run\n";
   if (run.gate && !run.gate->node_fault) std::cout << "NO CASE RAN: " << run.gate->step << ": " << run.gate->actual << "\n";
@@ -119,18 +198,18 @@ bool print_summary(const std::vector<case_result>& results, const run_info& run,
   for (const auto& r : results)
     if (r.counts_against(strict) && r.setup_step.empty())
       std::cout << "FAILED " << r.test->id << " (" << r.level << "): " << r.reason << "\n";
-  return failing || run.target_down;
+  return exit_status(results, run) == 1;
 }
 
 int finish_run(const std::vector<case_result>& results, const run_info& run, const report_files& files) {
-  const bool failed = print_summary(results, run, run.strict);
+  print_summary(results, run, run.strict);
   if (!files.json.empty()) write_json_report(results, run, files.json);
   if (!files.junit.empty()) write_junit_report(results, run, files.junit);
   if (!files.html.empty()) write_html_report(results, run, files.html);
   if (!files.transcripts.empty()) save_transcripts(results, files.transcripts);
-  const bool no_run = run.gate && !run.gate->node_fault;
-  std::cout << (run.interrupted ? "RESULT: INTERRUPTED" : no_run ? "RESULT: NOT RUN" : failed ? "RESULT: FAIL" : "RESULT: PASS") << "\n";
-  return run.interrupted ? 130 : no_run ? 2 : failed ? 1 : 0;
+  const int status = exit_status(results, run);
+  std::cout << "RESULT: " << result_word(status) << "\n";
+  return status;
 }
 
 void write_json_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file) {
@@ -146,9 +225,14 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
     expected_failures += r.expected_failure && !r.unexpected_pass();
     json::array transcript;
     for (const auto& t : r.transcript) transcript.push_back(json::object{{"what", t.what}, {"text", valid_utf8(t.text)}});
+    json::array needs;
+    for (const auto n : all_needs)
+      if (has(r.test->needs, n)) needs.emplace_back(to_string(n));
     json::object c{{"id", r.test->id},
                    {"title", r.test->title},
                    {"group", r.test->group},
+                   {"stage", stage_of(*r.test)},
+                   {"needs", std::move(needs)},
                    {"role", to_string(r.test->side())},
                    {"level", r.level},
                    {"requirements", json::array(r.test->requirements.begin(), r.test->requirements.end())},
@@ -157,6 +241,7 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
                    {"transcript", std::move(transcript)}};
     if (!r.reason.empty()) c["reason"] = valid_utf8(r.reason);
     if (!r.setup_step.empty()) c["setup_failed"] = r.setup_step;
+    if (r.missing_need) c["not_run_need"] = to_string(*r.missing_need);
     if (!r.rule.empty()) c["failure"] = json::object{{"rule", r.rule}, {"expected", valid_utf8(r.expected)}, {"actual", valid_utf8(r.actual)}};
     if (r.expected_failure) {
       c["expected_failure"] = *r.expected_failure;
@@ -175,6 +260,24 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
       else
         read[name] = value;
     }
+  json::array needs, assumptions;
+  for (const auto& n : run.needs) {
+    json::object o{{"need", to_string(n.which)}, {"description", describe(n.which)}, {"met", n.met}};
+    if (!n.met) {
+      o["node_fault"] = n.node_fault;
+      o["rule"] = n.rule;
+      o["expected"] = valid_utf8(n.expected);
+      o["actual"] = valid_utf8(n.actual);
+    }
+    needs.push_back(std::move(o));
+  }
+  if (run.node)
+    for (const auto& a : run.node->assumptions) assumptions.emplace_back(valid_utf8(a));
+  json::object stages_out;
+  for (const auto& [stage, st] : standings(results, run.strict)) {
+    json::object counts(st.counts.begin(), st.counts.end());
+    stages_out[stage] = json::object{{"standing", st.words()}, {"counts", std::move(counts)}};
+  }
   json::object root{{"schema", report_schema},
                     {"target", json::object{{"url", run.target},
                                             {"transport", run.transport},
@@ -193,6 +296,9 @@ void write_json_report(const std::vector<case_result>& results, const run_info& 
                                                                          {"node_fault", run.gate->node_fault}})
                                               : json::value(nullptr)},
                     {"interrupted", run.interrupted},
+                    {"needs", std::move(needs)},
+                    {"assumptions", std::move(assumptions)},
+                    {"stages", std::move(stages_out)},
                     {"summary", std::move(summary)},
                     {"cases", std::move(cases)}};
   write_file(file, json::serialize(root) + "\n");
@@ -262,8 +368,7 @@ void write_html_report(const std::vector<case_result>& results, const run_info& 
     ++by_level[r.level][r.outcome];
     ++total[r.outcome];
   }
-  const bool failed = std::any_of(results.begin(), results.end(), [&](const case_result& r) { return r.counts_against(run.strict); }) ||
-                      run.target_down.has_value();
+  const auto status = exit_status(results, run);
   const std::array verdicts{verdict::pass, verdict::fail, verdict::timeout, verdict::skip, verdict::info};
   std::ostringstream h;
   h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>peerproto conformance: " << esc(run.node_id)
@@ -277,8 +382,8 @@ void write_html_report(const std::vector<case_result>& results, const run_info& 
        "pre{white-space:pre-wrap;word-break:break-all;background:#f6f6f6;padding:.5em;font-size:12px}"
        ".rule{background:#fffbe6;padding:.4em;border-left:3px solid #e0c000}.sent{color:#1d4f91}.received{color:#6b2b8c}.note{color:#555}"
        "#result{font-size:1.2em}\n</style></head><body>\n";
-  h << "<h1>peerproto conformance report</h1>\n<p id=\"result\" class=\"" << (failed ? "fail" : "pass") << "\">RESULT: "
-    << (failed ? "FAIL" : "PASS") << "</p>\n<table>"
+  h << "<h1>peerproto conformance report</h1>\n<p id=\"result\" class=\"" << (status == 0 ? "pass" : status == 1 ? "fail" : "skip")
+    << "\">RESULT: " << result_word(status) << "</p>\n<table>"
     << "<tr><th>node</th><td>" << esc(run.node_id) << " (fingerprint " << esc(run.node_fingerprint) << ")</td></tr>"
     << "<tr><th>target</th><td>" << esc(run.target) << ", messages over " << esc(run.transport) << "</td></tr>"
     << "<tr><th>started</th><td>" << esc(run.started) << ", " << to_seconds(run.duration) << " s</td></tr>"
@@ -289,6 +394,27 @@ void write_html_report(const std::vector<case_result>& results, const run_info& 
       << esc(run.gate->step) << ": " << (run.gate->rule.empty() ? "" : "rule " + esc(run.gate->rule) + ": expected " + esc(run.gate->expected) + ", got ")
       << esc(run.gate->actual) << "</p>\n";
   if (run.interrupted) h << "<p class=\"skip\">Interrupted (SIGINT): the cases not started by then were not run.</p>\n";
+  if (!run.needs.empty()) {
+    const auto left = not_run_by_need(results);
+    h << "<h2>What the node needs for the cases</h2>\n<table id=\"needs\"><tr><th>need</th><th>met</th><th>cases not run</th></tr>\n";
+    for (const auto& n : run.needs)
+      h << "<tr><td>" << esc(to_string(n.which)) << ": " << esc(describe(n.which)) << "</td><td class=\""
+        << (n.met ? "pass" : n.node_fault ? "fail" : "skip") << "\">" << esc(need_words(n)) << "</td><td>"
+        << (left.count(n.which) ? left.at(n.which) : 0) << "</td></tr>\n";
+    h << "</table>\n";
+  }
+  if (run.node && !run.node->assumptions.empty()) {
+    h << "<p>Assumed without a /capabilities document:</p><ul>";
+    for (const auto& a : run.node->assumptions) h << "<li>" << esc(a) << "</li>";
+    h << "</ul>\n";
+  }
+  if (!run.gate) {
+    h << "<h2>By stage</h2>\n<table id=\"stages\">";
+    for (const auto& [stage, st] : standings(results, run.strict))
+      h << "<tr><td>" << esc(stage) << "</td><td class=\"" << (st.failing ? "fail" : st.not_run ? "skip" : "pass") << "\">" << esc(st.words())
+        << "</td></tr>\n";
+    h << "</table>\n";
+  }
   const auto table = [&](const char* title, const std::map<std::string, std::map<verdict, int>>& rows) {
     h << "<h2>" << title << "</h2>\n<table class=\"counts\"><tr><th></th>";
     for (const auto v : verdicts) h << "<th>" << to_string(v) << "</th>";

@@ -17,6 +17,7 @@ struct case_result {
   std::chrono::milliseconds duration{0};
   std::vector<transcript_entry> transcript;
   std::vector<std::pair<std::string, std::string>> envelopes;
+  std::optional<need> missing_need;  ///< not run: the node does not meet this need of the case
   std::optional<std::string> expected_failure;  ///< the reason given in the expected-failures file
   bool unexpected_pass() const { return expected_failure && outcome == verdict::pass; }
   bool counts_against(bool strict) const {
@@ -38,11 +39,13 @@ struct run_info {
   std::chrono::milliseconds duration{0};
   std::optional<std::string> target_down;  ///< the case during which the node stopped answering
   std::optional<gate_failure_info> gate;   ///< why no case ran
+  std::vector<need_check> needs;           ///< the needs the selected cases have, met or not
   bool interrupted = false;                ///< SIGINT: the cases not run yet were not run
   bool strict = false;
   const node_info* node = nullptr;  ///< what the run learned of the node: its limits, read or assumed
 };
 
+/// Members added since (the needs, the stages, each case's missing need) are optional to readers.
 inline constexpr std::string_view report_schema = "peerproto.conformance.report.v1";
 
 /// Setup failures with one root cause: the same step failing the same rule (the expectation may
@@ -56,9 +59,11 @@ bool print_summary(const std::vector<case_result>& results, const run_info& run,
 struct report_files {
   std::filesystem::path json, junit, html, transcripts;
 };
-/// Prints the summary, writes every report asked for, prints the result, and returns the exit
-/// status: 0 pass; 1 a MUST failed (a gate the node failed counts); 2 no case could run (the node
-/// not reached, or not set up for a run); 130 interrupted.
+/// The exit status of a run: 130 interrupted; 1 a MUST failed (a gate or a need the node failed,
+/// or the node stopping, counts); 2 no case could run (the node not reached), or cases were left
+/// not run because the node is not set up for a run (trust pinned); 0 pass.
+int exit_status(const std::vector<case_result>& results, const run_info& run);
+/// Prints the summary, writes every report asked for, prints the result, and returns exit_status.
 int finish_run(const std::vector<case_result>& results, const run_info& run, const report_files& files);
 
 void write_json_report(const std::vector<case_result>& results, const run_info& run, const std::filesystem::path& file);

@@ -6,6 +6,7 @@
 
 #include <peerproto/encoding.hpp>
 #include <peerproto/key_file.hpp>
+#include <peerproto/message_types.hpp>
 #include <peerproto/peer_url.hpp>
 #include <peerproto/version.hpp>
 
@@ -86,7 +87,7 @@ std::vector<std::string> choose_sources(const std::string& spec, const std::stri
 
 }  // namespace
 
-node_info discover(const settings& cfg, const std::string& pinned_key) {
+node_info discover(const settings& cfg, const std::string& pinned_key, need_check* capabilities) {
   node_info n;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   endpoint ep = cfg.target;
@@ -120,7 +121,21 @@ node_info discover(const settings& cfg, const std::string& pinned_key) {
   if (!pinned_key.empty() && pinned_key != key->get_string())
     throw setup_error("the node's /public-key (" + std::string(key->get_string()) + ") is not the key given with --node-key");
   n.fingerprint = fingerprint(n.key);
-  n.capabilities = get("/capabilities");
+  // Without a /capabilities document the run goes on with SPEC's versions, suite, core types and
+  // default limits, each listed in the report; the cases that read the document are not run.
+  try {
+    n.capabilities = get("/capabilities");
+    if (const auto* v = n.capabilities.if_contains("versions"); !v || !v->is_array() || v->as_array().empty())
+      throw wrong("/capabilities", "a list of versions", json::serialize(n.capabilities).substr(0, 300));
+  } catch (const gate_failure& g) {
+    if (!g.info.node_fault) throw;
+    if (capabilities) *capabilities = need_check(need::capabilities, "HTTP-7", g.info.expected, g.info.actual);
+    const auto why = " (GET /capabilities: " + g.info.actual.substr(0, 120) + ")";
+    json::array versions(supported_versions.begin(), supported_versions.end()), suites{suite_x25519_aes256gcm}, types{msg::ping};
+    types.insert(types.begin(), msg::core_requests.begin(), msg::core_requests.end());
+    n.capabilities = {{"versions", versions}, {"suites", suites}, {"message_types", types}};
+    for (const auto& [name, list] : n.capabilities) n.assumptions.push_back(std::string(name) + " " + json::serialize(list) + why);
+  }
   const auto strings = [&](const char* name) {
     std::vector<std::string> out;
     if (const auto* a = n.capabilities.if_contains(name); a && a->is_array())
@@ -131,15 +146,16 @@ node_info discover(const settings& cfg, const std::string& pinned_key) {
   n.versions = strings("versions");
   n.suites = strings("suites");
   n.message_types = strings("message_types");
-  if (n.versions.empty()) throw wrong("/capabilities", "a list of versions", json::serialize(n.capabilities).substr(0, 300));
   n.read_limits();
   return n;
 }
 
 namespace {
 
-// The node must accept identities it has never seen: one handshake tells whether it does.
-void check_trust(const settings& cfg, const node_info& node) {
+// One handshake as an identity the node has never seen (the suite speaks as a new identity in
+// every case) checks three needs: trust (the node does not refuse the identity as unknown), the
+// handshake (it completes), and the session (a ping in it is answered in it).
+void check_handshake(const settings& cfg, const node_info& node, need_check& trust, need_check& handshake, need_check& session) {
   context c(cfg, node, 0, std::chrono::seconds(300));
   const auto& who = c.fresh();
   auto p = c.begin_handshake(who);
@@ -159,24 +175,55 @@ void check_trust(const settings& cfg, const node_info& node) {
     p = c.begin_handshake(who);
     r = c.exchange(p.text1);
   }
-  // Refusing new identities, or rate limiting, is the node's setting, not a fault: no case runs.
-  if (r.body.find("\"UNKNOWN_SENDER\"") != std::string::npos)
-    throw gate_failure(
-        {"trust check", "", "", "the node refused a new identity (UNKNOWN_SENDER). The suite runs every case as its own identity (" +
-                                    who.id + " and so on), so the node must accept new senders: run it with trust policy tofu or "
-                                    "open, for the reference node `peerproto-node serve --trust tofu`.",
-         false});
-  if (r.body.find("\"RATE_LIMITED\"") != std::string::npos)
-    throw gate_failure({"trust check", "", "",
-                        "the node is rate limiting the runner's first handshake (" + c.describe(r) +
-                            "). A run that just ended may have filled its handshake limits (case HS-18 leaves them full for the "
-                            "handshake timeout): wait that long and run again.",
-                        false});
-  try {
-    c.check_ack(p, r);
-  } catch (const case_failure& f) {
-    throw gate_failure({"trust check (a basic handshake)", f.rule, f.expected, f.actual, true});
+  session.actual = "not checked: the handshake need is not met";
+  const std::string expected = "a handshake_ack to a new identity's handshake";
+  // Refusing new identities, or rate limiting, is the node's setting, not a fault.
+  trust.met = true;
+  if (r.body.find("\"UNKNOWN_SENDER\"") != std::string::npos) {
+    trust.met = false;
+    trust.expected = expected;
+    trust.actual = "UNKNOWN_SENDER: the node refuses new identities. The suite runs every case as its own identity (" + who.id +
+                   " and so on), so the node must accept new senders: run it with trust policy tofu or open, for the reference "
+                   "node `peerproto-node serve --trust tofu`.";
+    handshake.actual = "not checked: the trust need is not met";
+    return;
   }
+  if (r.body.find("\"RATE_LIMITED\"") != std::string::npos) {
+    handshake.expected = expected;
+    handshake.actual = "the node is rate limiting the runner's first handshake (" + c.describe(r) +
+                       "). A run that just ended may have filled its handshake limits (case HS-18 leaves them full for the "
+                       "handshake timeout): wait that long and run again.";
+    return;
+  }
+  const auto broke = [](need_check& n, const case_failure& f) {
+    n.rule = f.rule;
+    n.expected = f.expected;
+    n.actual = f.actual;
+    n.node_fault = true;
+  };
+  try {
+    auto a = c.check_ack(p, r);
+    handshake.met = true;
+    session.actual.clear();
+    auto s = c.confirm(p, a);
+    const auto text = c.session_message(s, "ping", {{"text", "hello"}});
+    c.expect_reply(c.exchange(text), text, "pong", "SES-2", &s);
+    session.met = true;
+  } catch (const case_failure& f) {
+    broke(handshake.met ? session : handshake, f);
+  }
+}
+
+// The websocket need: GET /ws upgrades (WS-1).
+need_check check_websocket(const settings& cfg) {
+  need_check n(need::websocket);
+  try {
+    ws_connection ws(cfg.target, cfg.ws_path, std::chrono::steady_clock::now() + std::chrono::seconds(10));
+    n.met = true;
+  } catch (const wire_failure& f) {
+    n = need_check(need::websocket, "WS-1", "a WebSocket upgrade at " + cfg.ws_path, f.what());
+  }
+  return n;
 }
 
 std::string now_text() { return timestamp_at({}, 3); }
@@ -264,6 +311,11 @@ case_result judge(const test_case& t, const std::function<void()>& run, case_log
     r.rule = t.requirements.front();
     r.expected = "an answer";
     r.actual = w.what();
+  } catch (const undeclared_need& e) {
+    // A bug of the catalogue: not the node's fault, but never a pass. A run against the reference
+    // node shows it.
+    r.outcome = verdict::fail;
+    r.reason = std::string("the runner's own error, not the node's: ") + e.what();
   } catch (const std::exception& e) {
     // An answer the case could not read (a member missing or of another type): say which.
     std::string last = "nothing received";
@@ -299,6 +351,7 @@ case_result run_case(const test_case& t, const settings& cfg, const node_info& n
       t.run_peer(*initiator);
     } else {
       log = (responder = std::make_unique<context>(cfg, node, index + 1, timeout)).get();
+      responder->declared = with_implied(t.needs);
       t.run(*responder);
     }
   }, log, wire_trouble);
@@ -356,22 +409,15 @@ int run_command(const options& o) {
   run.runner_id = cfg.base_id + "." + cfg.run_tag;
   run.started = now_text();
   run.strict = o.strict;
-  // Discovery and the trust check come before every case: when one fails, every case is reported
-  // as stopped there, with the rule and the answer (or as not run, when the node was not reached).
+  // Discovery comes before every case (each needs the node's key): when it fails, every case is
+  // reported as stopped there, with the rule and the answer (or as not run, when the node was not
+  // reached). Then the runner finds out which needs the node meets (suite.hpp).
   node_info node;
+  need_check capabilities(need::capabilities, true);
   try {
-    node = discover(cfg, o.node_key);
-    run.node_id = node.entity_id;
-    run.node_fingerprint = node.fingerprint;
-    run.node = &node;
-    print_preamble(o, cfg, node, selected.size());
-    if (count(role::initiator))
-      std::cout << "initiator cases: the node sends to the runner at " << cfg.listen << " (a port per case), driven by: " << o.shim << "\n";
-    if (count(role::responder)) check_trust(cfg, node);
+    node = discover(cfg, o.node_key, &capabilities);
   } catch (const gate_failure& g) {
     run.gate = g.info;
-  } catch (const wire_failure& w) {
-    run.gate = gate_failure_info{"trust check", "", "", std::string("the connection failed: ") + w.what(), false};
   }
   if (run.gate) {
     std::cout << "peerproto-conformance " << library_version << ": " << selected.size() << " cases against " << o.target << "\n"
@@ -398,6 +444,51 @@ int run_command(const options& o) {
     }
     return finish(o, results, run);
   }
+  run.node_id = node.entity_id;
+  run.node_fingerprint = node.fingerprint;
+  run.node = &node;
+  print_preamble(o, cfg, node, selected.size());
+  if (count(role::initiator))
+    std::cout << "initiator cases: the node sends to the runner at " << cfg.listen << " (a port per case), driven by: " << o.shim << "\n";
+
+  // A need is checked only when a selected case has it. Over WebSocket every responder case needs /ws.
+  const auto needs_of = [&](const test_case& t) {
+    const auto n = with_implied(t.needs);
+    return cfg.websocket && t.side() == role::responder ? n | need::websocket : n;
+  };
+  need_set wanted;
+  for (const auto* t : selected) wanted = wanted | needs_of(*t);
+  if (has(wanted, need::capabilities)) run.needs.push_back(capabilities);
+  need_check websocket(need::websocket, true);
+  if (has(wanted, need::websocket) || cfg.websocket) run.needs.push_back(websocket = check_websocket(cfg));
+  if (has(wanted, need::trust)) {
+    need_check trust(need::trust), handshake(need::handshake), session(need::session);
+    if (cfg.websocket && !websocket.met) {
+      trust.actual = handshake.actual = session.actual = "not checked: the messages go over WebSocket, and the websocket need is not met";
+    } else {
+      try {
+        check_handshake(cfg, node, trust, handshake, session);
+      } catch (const wire_failure& w) {
+        trust.met = trust.actual.empty();  // the node did not say UNKNOWN_SENDER: not a matter of trust
+        auto& n = handshake.met ? session : handshake;
+        n = need_check(n.which, "HS-2", "an answer to a handshake", std::string("the connection failed: ") + w.what());
+      }
+    }
+    run.needs.push_back(trust);
+    if (has(wanted, need::handshake)) run.needs.push_back(handshake);
+    if (has(wanted, need::session)) run.needs.push_back(session);
+  }
+  if (has(wanted, need::shim)) run.needs.emplace_back(need::shim, true);
+  const auto missing = [&](const test_case& t) -> const need_check* {
+    for (const auto& n : run.needs)
+      if (!n.met && has(needs_of(t), n.which)) return &n;
+    return nullptr;
+  };
+  for (const auto& n : run.needs)
+    std::cout << "need " << to_string(n.which) << " (" << describe(n.which) << "): "
+              << (n.met ? "met" : (n.node_fault ? "NOT MET, rule " + n.rule + ": expected " + n.expected + ", got " : "NOT MET: ") + n.actual)
+              << "\n";
+
   interrupted = false;
   std::signal(SIGINT, on_sigint);
 
@@ -432,6 +523,16 @@ int run_command(const options& o) {
     return r;
   };
 
+  const auto without = [&](const test_case& t, const need_check& n) {
+    case_result r;
+    r.test = &t;
+    r.level = level_of(t);
+    r.outcome = verdict::skip;
+    r.missing_need = n.which;
+    r.reason = "not run: needs " + std::string(to_string(n.which)) + " (" + std::string(describe(n.which)) + "), not met: " +
+               (n.rule.empty() ? "" : "rule " + n.rule + ": expected " + n.expected + ", got ") + n.actual;
+    return r;
+  };
   const auto run_one = [&](std::size_t index) {
     const test_case& t = *selected[index];
     bool skip = false;
@@ -441,7 +542,8 @@ int run_command(const options& o) {
       skip = run.target_down.has_value() || run.interrupted;
     }
     bool wire_trouble = false;
-    case_result r = skip ? not_run(t) : run_case(t, cfg, node, index, wire_trouble);
+    const auto* lacking = missing(t);
+    case_result r = lacking ? without(t, *lacking) : skip ? not_run(t) : run_case(t, cfg, node, index, wire_trouble);
     // A case that lost the connection may have killed the node: ask /health once.
     if (wire_trouble && !alive()) {
       std::lock_guard g(lock);

@@ -32,8 +32,15 @@ struct test_case {
   std::chrono::milliseconds timeout{0};   ///< 0: the runner's default
   bool exclusive = false;                 ///< runs alone, after the others (it fills a node-wide limit)
   std::function<void(peer_context&)> run_peer = {};  ///< an initiator case (instead of `run`)
+  need_set needs = {};  ///< declared by its group (catalogue.cpp) and by the case; the fixture checks it
   role side() const { return run_peer ? role::initiator : role::responder; }
 };
+
+/// The stages of a node's standing, in the order an implementer builds them; each group of cases
+/// belongs to one (catalogue.cpp).
+inline constexpr std::string_view stages[] = {"transport",  "envelopes and signatures", "handshake", "sessions and encryption",
+                                              "message types", "ordering and chunking", "limits", "rotation", "sender"};
+std::string_view stage_of(const test_case& c);
 
 /// Adds the cases of each group to the catalogue.
 void add_json_cases(std::vector<test_case>& out);

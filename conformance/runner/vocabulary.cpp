@@ -22,6 +22,36 @@ std::string_view to_string(verdict v) {
   return "?";
 }
 
+std::string_view to_string(need n) {
+  switch (n) {
+    case need::capabilities: return "capabilities";
+    case need::trust: return "trust";
+    case need::handshake: return "handshake";
+    case need::session: return "session";
+    case need::websocket: return "websocket";
+    case need::shim: return "shim";
+  }
+  return "?";
+}
+
+std::optional<need> need_named(std::string_view name) {
+  for (const auto n : all_needs)
+    if (to_string(n) == name) return n;
+  return std::nullopt;
+}
+
+std::string_view describe(need n) {
+  switch (n) {
+    case need::capabilities: return "GET /capabilities answers a document (HTTP-7)";
+    case need::trust: return "the node accepts identities it has never seen (trust tofu or open)";
+    case need::handshake: return "a handshake with a new identity completes (HS-5..HS-16)";
+    case need::session: return "a message in a new session is answered in it (SES-2, ENC-1)";
+    case need::websocket: return "GET /ws upgrades to WebSocket (WS-1)";
+    case need::shim: return "the node sends when the shim tells it to (--shim)";
+  }
+  return "?";
+}
+
 // ---------------------------------------------------------------- helpers
 
 std::string random_hex(std::size_t n) {

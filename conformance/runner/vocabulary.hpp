@@ -53,6 +53,54 @@ struct transcript_entry {
 
 // ---------------------------------------------------------------- the node and the runner
 
+/// What a case needs of the node besides GET /public-key (every case needs the node's key, to
+/// check its signatures). The runner finds out once, before the cases, which needs the node meets
+/// (run_command.cpp), and reports a case whose need it does not meet as not run, naming the need:
+/// so a half-built node gets a verdict on every case it can already answer.
+enum class need : unsigned {
+  capabilities = 1,  ///< GET /capabilities answers a document (the case reads it itself)
+  trust = 32,        ///< the node accepts identities it has never seen (trust tofu or open)
+  handshake = 2,     ///< a handshake with a new identity completes, which binds its key
+  session = 4,       ///< a message in the session that handshake opened is answered in it
+  websocket = 8,     ///< GET /ws upgrades to WebSocket
+  shim = 16,         ///< the node sends when the runner's shim tells it to (initiator cases)
+};
+/// In the order the runner checks them; a session implies a handshake, which implies trust.
+inline constexpr need all_needs[] = {need::capabilities, need::websocket, need::trust, need::handshake, need::session, need::shim};
+struct need_set {
+  unsigned bits = 0;
+  constexpr need_set() = default;
+  constexpr need_set(need n) : bits(static_cast<unsigned>(n)) {}  // NOLINT: a need is a set of one
+  static constexpr need_set all() { return need_set(~0u); }
+
+ private:
+  constexpr explicit need_set(unsigned b) : bits(b) {}
+  friend constexpr need_set operator|(need_set a, need_set b) { return need_set(a.bits | b.bits); }
+};
+constexpr need_set operator|(need a, need b) { return need_set(a) | need_set(b); }
+constexpr bool has(need_set s, need n) { return (s.bits & static_cast<unsigned>(n)) != 0; }
+/// `s` with what its needs imply: a session needs a handshake, and a handshake needs trust.
+constexpr need_set with_implied(need_set s) {
+  if (has(s, need::session)) s = s | need::handshake;
+  return has(s, need::handshake) ? s | need::trust : s;
+}
+std::string_view to_string(need n);
+std::optional<need> need_named(std::string_view name);
+std::string_view describe(need n);  ///< what the node must do to meet it, in a few words
+
+/// Whether the node meets a need, as the runner found out before the cases.
+struct need_check {
+  explicit need_check(need w = {}, bool m = false) : which(w), met(m) {}
+  /// Not met because the node broke `r`.
+  need_check(need w, std::string r, std::string e, std::string a)
+      : which(w), rule(std::move(r)), expected(std::move(e)), actual(std::move(a)), node_fault(true) {}
+  need which;
+  bool met = false;
+  std::string rule, expected, actual;  ///< when not met: what was asked and what the node answered
+  bool node_fault = false;             ///< not met because the node broke `rule` (not a setting of the run)
+};
+
+
 /// What the runner learned about the node before the first case.
 struct node_info {
   std::string entity_id;
@@ -65,6 +113,8 @@ struct node_info {
   /// the node advertised, or the specification's default when it did not (listed in `assumed`).
   std::map<std::string, std::int64_t, std::less<>> limits;
   std::map<std::string, std::string> assumed;  ///< name -> why the default was assumed
+  /// Without a /capabilities document: what the run assumes instead (versions, suites, types).
+  std::vector<std::string> assumptions;
 
   bool supports_version(std::string_view v) const;
   bool has_type(std::string_view t) const;

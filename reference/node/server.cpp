@@ -303,7 +303,7 @@ class http_connection : public connection, public std::enable_shared_from_this<h
   void dispatch() {
     std::string_view target = request_.target();
     const std::string_view path = target.substr(0, target.find('?'));
-    if (path == "/ws") {
+    if (path == "/ws" && !PEERPROTO_FAULT(no_websocket)) {
       if (!websocket::is_upgrade(request_)) return respond(plain(http::status::bad_request, "expected a WebSocket upgrade\n"), false);
       if (srv_.draining()) return respond(plain(http::status::service_unavailable, "shutting down\n"), true);
       // The WebSocket connection takes over the socket and the address count.
@@ -694,6 +694,10 @@ void after_commit_faults(const outcome& o) {
 }  // namespace
 
 void server::submit(const asio::any_io_executor& ex, std::string text, std::string remote, reply_fn done, std::string trace_id) {
+  // A half-built node: it parses envelopes but has no handshake yet (the runner's needs, suite.hpp).
+  if (PEERPROTO_FAULT(refuses_handshakes))
+    if (const auto e = parse_envelope(text); e && e->msg_type == msg::handshake)
+      return refuse(ex, {errc::unsupported_message_type, "no handshake yet"}, std::move(text), std::move(remote), std::move(done));
   const auto started = std::chrono::steady_clock::now();
   std::optional<signature_check> checked;
   if (transport_) checked = precheck(text);  // on this transport thread, not the core's
@@ -909,7 +913,7 @@ std::optional<server::resource> server::resource_of(std::string_view path) {
                                     {"fingerprint", fingerprint(id_->key.public_key_bytes())}});
   if (path == "/key-rotation")  // KR-10
     return json(boost::json::object{{"entity_id", id_->entity_id}, {"chain", to_json(own_chain_)}});
-  if (path == "/capabilities") return json(capabilities(engine_opt_, handlers_, limits_));
+  if (path == "/capabilities" && !PEERPROTO_FAULT(no_capabilities)) return json(capabilities(engine_opt_, handlers_, limits_));
   if (path == "/metrics") {
     std::size_t tasks = 0;
     try {

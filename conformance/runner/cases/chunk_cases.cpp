@@ -74,6 +74,7 @@ test_case bad_chunk(std::string id, std::vector<std::string> reqs, std::string t
 }  // namespace
 
 void add_chunk_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   out.push_back({"CHK-11/idle-transfer", {"CHK-11", "CHK-7"}, "chunking",
                  "a transfer resumed within transfer_idle_timeout_ms completes; one idle past it was dropped with its data",
                  [](context& c) {
@@ -239,6 +240,7 @@ void add_chunk_cases(std::vector<test_case>& out) {
                              expect_chunk_ack(c, s, t.chunks[1]);
                              expect_delivery(c, s, t.chunks[2], original);
                            }));
+  declare_needs(out, first_case, need::session);
 }
 
 }  // namespace peerproto::conformance

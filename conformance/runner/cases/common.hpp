@@ -65,6 +65,17 @@ inline build raw_payload(std::string payload_text) {
   };
 }
 
+/// Declares the needs (test_case::needs) of the cases added to `out` since `first`: `usual`, but
+/// what `other` says for the cases it names (each must be one of them).
+inline void declare_needs(std::vector<test_case>& out, std::size_t first, need_set usual, std::map<std::string, need_set> other = {}) {
+  for (auto i = first; i < out.size(); ++i) {
+    const auto it = other.find(out[i].id);
+    out[i].needs = it == other.end() ? usual : it->second;
+    if (it != other.end()) other.erase(it);
+  }
+  if (!other.empty()) throw std::logic_error("needs declared for a case that is not here: " + other.begin()->first);
+}
+
 /// A handshake offer of version 1.0 only (no suites, no ephemeral key).
 inline offer offer_1_0() {
   offer o;

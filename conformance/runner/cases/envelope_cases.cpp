@@ -5,6 +5,7 @@ namespace peerproto::conformance {
 using namespace cases;
 
 void add_envelope_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   const std::string g = "envelope";
   const auto bad = [&](std::string id, std::vector<std::string> reqs, std::string title, build b, errc code = errc::invalid_format,
                        std::string contains = {}) {
@@ -42,7 +43,7 @@ void add_envelope_cases(std::vector<test_case>& out) {
            {"hour-24", "2026-01-01T24:00:00Z"}, {"leap-second", "2016-12-31T23:59:60Z"}, {"no-seconds", "2026-01-01T00:00Z"},
            {"number", 1767225600}, {"space", "2026-01-01 00:00:00Z"}})
     bad("ENV-8/" + name, {"ENV-8"}, "timestamp " + json::serialize(value) + " is INVALID_FORMAT", set("timestamp", value));
-  for (const auto& [name, digits] : std::vector<std::pair<std::string, int>>{{"no-fraction", 0}, {"one-fraction-digit", 1}})
+  for (const auto& [name, digits] : std::vector<std::pair<std::string, int>>{{"no-fraction", {}}, {"one-fraction-digit", 1}})
     out.push_back({"ENV-8/" + name, {"ENV-8"}, g, "a timestamp with " + std::to_string(digits) + " fraction digits is accepted",
                    [d = digits](context& c) {
                      const auto& who = c.bound();
@@ -114,6 +115,9 @@ void add_envelope_cases(std::vector<test_case>& out) {
       changed_session_shape([](json::object& o) { o["signature"] = std::string(128, 'a'); }));
   bad("ENV-20/payload", {"ENV-20"}, "a v1.1 session message with a plaintext payload is INVALID_FORMAT",
       changed_session_shape([](json::object& o) { o.erase("encrypted_payload"); o["payload"] = json::object{}; }));
+  declare_needs(out, first_case, {},
+                {{"ENV-8/no-fraction", need::handshake},
+                 {"ENV-8/one-fraction-digit", need::handshake}});
 }
 
 }  // namespace peerproto::conformance

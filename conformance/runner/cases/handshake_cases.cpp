@@ -45,6 +45,7 @@ std::string low_order_point(std::uint8_t first) {
 }  // namespace
 
 void add_handshake_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   const std::string g = "handshake";
   out.push_back({"HS-1/complete-1.1", {"HS-1", "HS-2", "HS-7", "HS-11", "HS-12", "HS-15", "ENC-1"}, g,
                  "a full 1.1 handshake: message 2 checked member by member, the session_ready ack opens with k_r2i, a sealed ping works",
@@ -316,6 +317,15 @@ void add_handshake_cases(std::vector<test_case>& out) {
                    // The node cannot know the keys are ours yet; the state check comes first.
                    expect_refusal(c, c.session_message(s, "ping"), errc::encryption_not_ready, "SES-3");
                  }});
+  declare_needs(out, first_case, need::trust,
+                {{"HS-1/complete-1.1", need::session},
+                 {"ID-6/key-change", need::handshake},
+                 {"HS-27/sessions-per-peer", need::session},
+                 {"ID-10/bound-keys-full", need::handshake},
+                 {"HS-19/confirm-when-ready", need::session},
+                 {"HS-20/unknown-session", need::handshake},
+                 {"HS-21/other-initiator", need::handshake},
+                 {"SES-3/not-ready", need::session}});
 }
 
 }  // namespace peerproto::conformance

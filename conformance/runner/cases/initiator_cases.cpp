@@ -228,6 +228,7 @@ void chunked_send(peer_context& c, bool lose_once) {
 }  // namespace
 
 void add_initiator_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   // ---- a message delivered: every step of the node's side checked
   out.push_back(initiator_case("HS-1/initiator-handshake", {"HS-1", "HS-2", "HS-3", "HS-5"},
                                "the node's handshake is sessionless, signed with its key, and well formed", deliver_one));
@@ -433,6 +434,7 @@ void add_initiator_cases(std::vector<test_case>& out) {
         c.expect_outcome(0, "SHIM", "a message after the rotation, answered as delivered");
       },
       std::chrono::seconds(40)));
+  cases::declare_needs(out, first_case, need::shim);
 }
 
 }  // namespace peerproto::conformance

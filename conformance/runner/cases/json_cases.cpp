@@ -22,6 +22,7 @@ std::string nested(int arrays) { return std::string(static_cast<std::size_t>(arr
 }  // namespace
 
 void add_json_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   const std::string g = "json";
   const auto bad_text = [&](std::string id, std::vector<std::string> reqs, std::string title, std::string payload) {
     out.push_back(refusal(std::move(id), std::move(reqs), g, std::move(title), raw_payload(std::move(payload)), errc::invalid_format));
@@ -117,6 +118,13 @@ void add_json_cases(std::vector<test_case>& out) {
                    text += "}";
                    c.expect_reply(c.exchange(text), text, "pong", "JCS-3");
                  }});
+  declare_needs(out, first_case, {},
+                {{"JSON-4/depth-32", need::handshake},
+                 {"JSON-7/number-spelling", need::handshake},
+                 {"JCS-1/fraction-spelling", need::handshake},
+                 {"JCS-1/minus-zero", need::handshake},
+                 {"JCS-1/escapes", need::handshake},
+                 {"JCS-3/member-order", need::handshake}});
 }
 
 }  // namespace peerproto::conformance

@@ -40,6 +40,7 @@ test_case delivered(std::string type) {
 }  // namespace
 
 void add_message_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   const std::string g = "messages";
   out.push_back({"MSG-1/unregistered-type", {"MSG-1"}, g, "a type without a handler is UNSUPPORTED_MESSAGE_TYPE after authentication",
                  [](context& c) {
@@ -73,6 +74,7 @@ void add_message_cases(std::vector<test_case>& out) {
   for (const char* t : {"heartbeat", "status_report", "wake_up"}) out.push_back(delivered(t));
   out.push_back({"MSG-7/capability-query", {"MSG-7"}, g, "capability_query gets versions (highest first), suites, message types and limits",
                  [](context& c) {
+                   c.use(need::capabilities);
                    c.require_type("capability_query");
                    requester q(c);
                    const auto p = q.reply(q.text("capability_query"), "capability_response", "MSG-7");
@@ -225,6 +227,13 @@ void add_message_cases(std::vector<test_case>& out) {
                    expect_refusal(c, changed_session_shape([](json::object& o) { o["sequence_num"] = 1000000; })(c), errc::session_not_found,
                                   "ERR-9");
                  }});
+  declare_needs(out, first_case, need::handshake,
+                {{"ERR-1/error-envelope", {}},
+                 {"MSG-7/capability-query", need::capabilities | need::handshake},
+                 {"ERR-9/format-before-version", {}},
+                 {"ERR-9/version-before-recipient", {}},
+                 {"ERR-9/recipient-before-skew", {}},
+                 {"ERR-9/session-before-window", {}}});
 }
 
 }  // namespace peerproto::conformance

@@ -20,6 +20,7 @@ std::string at_sequence(context& c, session_state& s, std::uint64_t seq, const j
 }  // namespace
 
 void add_ordering_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   const std::string g = "ordering";
   out.push_back({"ORD-3/reorder", {"ORD-3", "ORD-2", "ORD-8"}, g,
                  "message 2 before message 1: 2 is held, then both are delivered in order (replies in delivery order)", [](context& c) {
@@ -92,7 +93,7 @@ void add_ordering_cases(std::vector<test_case>& out) {
                  [](context& c) {
                    const auto window = static_cast<std::uint64_t>(c.node.limit("reorder_window"));
                    auto s = c.handshake(c.fresh());
-                   const auto last = at_sequence(c, s, window, {{"n", 0}});
+                   const auto last = at_sequence(c, s, window, {{"n", {}}});
                    c.send(last);
                    let_arrive();
                    expect_refusal(c, at_sequence(c, s, window + 1), errc::sequence_error, "ORD-5");
@@ -111,6 +112,7 @@ void add_ordering_cases(std::vector<test_case>& out) {
                    c.expect_reply(c.exchange(t2), t2, "pong", "ORD-7", &s);  // the same bytes again (ENC-4)
                  },
                  std::chrono::seconds(30)});
+  declare_needs(out, first_case, need::session);
 }
 
 }  // namespace peerproto::conformance

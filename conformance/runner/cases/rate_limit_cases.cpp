@@ -26,6 +26,7 @@ int retry_after_of(const reply& r) { return static_cast<int>(json::parse(r.body)
 }  // namespace
 
 void add_rate_limit_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   const std::string g = "rate-limit";
   out.push_back({"RL-2/heartbeat-burst", {"RL-2", "RL-7", "ORD-7"}, g,
                  "heartbeats beyond the class burst are RATE_LIMITED with retry_after; after that wait the message passes",
@@ -140,6 +141,9 @@ void add_rate_limit_cases(std::vector<test_case>& out) {
                    c.fail("RL-1", "RATE_LIMITED after the burst and what the bucket refilled meanwhile", "none");
                  },
                  std::chrono::seconds(90), true});
+  declare_needs(out, first_case, need::handshake,
+                {{"RL-2/heartbeat-burst", need::session},
+                 {"RL-1/pre-auth-bucket", {}}});
 }
 
 }  // namespace peerproto::conformance

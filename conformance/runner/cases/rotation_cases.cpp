@@ -79,6 +79,7 @@ void check_served_chain(context& c) {
 }  // namespace
 
 void add_rotation_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   out.push_back({"KR-5/in-session", {"KR-5", "KR-9", "KR-3"}, g,
                  "a rotation in a session is acked with its counter; the session continues; a handshake with the new key is accepted",
                  [](context& c) {
@@ -239,6 +240,9 @@ void add_rotation_cases(std::vector<test_case>& out) {
                  }});
   out.push_back({"KR-10/served", {"KR-10", "HTTP-6"}, g, "GET /key-rotation serves the node's own chain, ending at its current key",
                  [](context& c) { check_served_chain(c); }});
+  declare_needs(out, first_case, need::session,
+                {{"KR-3/sessionless", need::handshake},
+                 {"KR-10/served", {}}});
 }
 
 }  // namespace peerproto::conformance

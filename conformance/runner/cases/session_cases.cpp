@@ -28,6 +28,7 @@ test_case broken_seal(std::string id, std::vector<std::string> reqs, std::string
 }  // namespace
 
 void add_session_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   const std::string g = "session";
   out.push_back(refusal("SES-2/unknown-session", {"SES-2"}, g, "a session message for an unknown session is SESSION_NOT_FOUND",
                         changed_session_shape([](json::object&) {}), errc::session_not_found));
@@ -186,6 +187,9 @@ void add_session_cases(std::vector<test_case>& out) {
                    auto s = c.handshake(c.fresh());
                    expect_refusal(c, sealed_text(c, s, "{\"n\":1,\"n\":2}"), errc::invalid_format, "ENC-6");
                  }});
+  declare_needs(out, first_case, need::session,
+                {{"SES-2/unknown-session", {}},
+                 {"SES-8/sessionless-close", need::handshake}});
 }
 
 }  // namespace peerproto::conformance

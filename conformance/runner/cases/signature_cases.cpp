@@ -31,6 +31,7 @@ std::string signed_ping(context& c, const identity& who, std::chrono::millisecon
 }  // namespace
 
 void add_signature_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   out.push_back(tampered("SIG-5/version", {"SIG-5", "SIG-2"}, "changing version after signing is INVALID_SIGNATURE",
                          [](context& c, json::object& o) {
                            c.require_version("1.0");
@@ -206,6 +207,11 @@ void add_signature_cases(std::vector<test_case>& out) {
                    c.check_ack(p, c.exchange(p.text1));
                    expect_refusal(c, p.text1, errc::replay_detected, "HS-23");
                  }});
+  declare_needs(out, first_case, need::handshake,
+                {{"ID-8/unbound-sender", {}},
+                 {"RPL-7/session-nonces-not-cached", need::session},
+                 {"RPL-7/session-skew", need::session},
+                 {"HS-23/handshake-replay", need::trust}});
 }
 
 }  // namespace peerproto::conformance

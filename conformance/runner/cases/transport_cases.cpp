@@ -55,10 +55,14 @@ json::object get_json(context& c, const std::string& path, std::string_view rule
   return v.as_object();
 }
 
-std::unique_ptr<ws_connection> open_ws(context& c) { return std::make_unique<ws_connection>(c.source_endpoint(), c.cfg.ws_path, c.until()); }
+std::unique_ptr<ws_connection> open_ws(context& c) {
+  c.use(need::websocket);
+  return std::make_unique<ws_connection>(c.source_endpoint(), c.cfg.ws_path, c.until());
+}
 }  // namespace
 
 void add_transport_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   const std::string g = "http";
   out.push_back({"HTTP-1/text-plain", {"HTTP-1"}, g, "Content-Type text/plain is INVALID_FORMAT with 400", [](context& c) {
                    const auto text = signed_ping(c, c.bound());
@@ -257,6 +261,16 @@ void add_transport_cases(std::vector<test_case>& out) {
                      c.check(f.ws_close_code == 1009, "WS-4", "close status 1009", f.what());
                    }
                  }});
+  declare_needs(out, first_case, {},
+                {{"HTTP-1/text-plain", need::handshake},
+                 {"HTTP-1/no-content-type", need::handshake},
+                 {"HTTP-1/charset", need::handshake},
+                 {"HTTP-4/keep-alive", need::handshake},
+                 {"WS-1/ping", need::handshake | need::websocket},
+                 {"WS-2/pipelined", need::handshake | need::websocket},
+                 {"WS-2/in-flight-limit", need::session | need::websocket},
+                 {"WS-3/binary", need::handshake | need::websocket},
+                 {"WS-4/oversize", need::websocket}});
 }
 
 }  // namespace peerproto::conformance

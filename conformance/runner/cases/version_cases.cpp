@@ -22,8 +22,10 @@ void handshake_refused(context& c, const offer& o, errc code, std::string_view r
 }  // namespace
 
 void add_version_cases(std::vector<test_case>& out) {
+  const auto first_case = out.size();
   const std::string g = "version";
   out.push_back({"VER-2/supports-1.1", {"VER-2", "MSG-7"}, g, "the node supports 1.1 and lists its versions highest first", [](context& c) {
+                   c.use(need::capabilities);
                    c.note("GET /capabilities: versions " + json::serialize(c.node.capabilities.at("versions")));
                    c.check(c.node.supports_version("1.1"), "VER-2", "\"1.1\" in capabilities.versions", json::serialize(c.node.capabilities.at("versions")));
                    c.check(c.node.versions.front() == "1.1", "MSG-7", "versions highest first", json::serialize(c.node.capabilities.at("versions")));
@@ -83,6 +85,17 @@ void add_version_cases(std::vector<test_case>& out) {
                    m["payload"] = json::object{};
                    expect_refusal(c, c.sign(m, *s.who), errc::invalid_version, "VER-10");
                  }});
+  declare_needs(out, first_case, {},
+                {{"VER-2/supports-1.1", need::capabilities},
+                 {"VER-6/1.0-session", need::session},
+                 {"VER-9/unknown-suite-falls-back", need::handshake},
+                 {"VER-7/1.0-only-offer", need::handshake},
+                 {"VER-10/wrong-version-in-session", need::session},
+                 {"VER-4/envelope-version-ignored", need::trust},
+                 {"VER-4/no-common-version", need::trust},
+                 {"VER-5/highest-common", need::trust},
+                 {"VER-9/unknown-suite-no-fallback", need::trust},
+                 {"HS-4/unknown-entries-ignored", need::trust}});
 }
 
 }  // namespace peerproto::conformance

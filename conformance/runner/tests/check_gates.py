@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
-"""Every run writes its reports, whatever stops it, with the exit status README.md's table gives.
+"""Every run writes its reports, whatever stops it, with the exit status README.md's table gives;
+and a half-built node gets a verdict on every case whose needs it meets.
 
-    check_gates.py NODE RUNNER WORKDIR
+    check_gates.py NODE FAULT_NODE RUNNER WORKDIR
 
 1. Nothing listens at the target: exit 2, every case "not run", the reason at the top.
 2. A server whose GET /public-key answers 404: exit 1 (a gate the node fails counts), every case
    failed at discovery with rule HTTP-6; merge of that report keeps it.
-3. The reference node with trust pinned (it refuses new identities): exit 2, not run.
+3. The reference node with trust pinned (it refuses new identities): exit 2; the cases that need
+   no handshake run and pass, the others are not run, naming the need.
 4. SIGINT in the middle of a run against the reference node: exit 130, the cases not started are
    "not run: the run was interrupted", the reports written.
+5. Half-built nodes (faults of the fault-injection node): one that refuses every handshake, one
+   without /capabilities, one without WebSocket (over HTTP, and over WebSocket). Each: exit 1, the
+   need not met with the rule it breaks, every case that has the need not run and naming it,
+   every other case run, and no failure but the planted one.
 Each time the JSON, JUnit and HTML reports are all written.
 """
 import http.server
@@ -25,7 +31,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 
-node, runner, work = sys.argv[1:4]
+node, fault_node, runner, work = sys.argv[1:5]
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 state_root = tempfile.mkdtemp(prefix="pp-gates-")
@@ -94,12 +100,15 @@ class NotFound(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def start_node(name, *args):
+def start_node(name, *args, fault=None):
     d = os.path.join(state_root, name)
     os.makedirs(d)
-    subprocess.run([node, "keygen", "--out", f"{d}/key", "--entity-id", name], check=True, stdout=subprocess.DEVNULL)
+    binary = fault_node if fault else node
+    subprocess.run([binary, "keygen", "--out", f"{d}/key", "--entity-id", name], check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, PEERPROTO_FAULT=fault) if fault else None
     with open(f"{d}/out", "w") as out, open(f"{d}/err", "w") as err:
-        p = subprocess.Popen([node, "serve", "--key", f"{d}/key", "--port", "0", "--state-dir", f"{d}/state", *args], stdout=out, stderr=err)
+        p = subprocess.Popen([binary, "serve", "--key", f"{d}/key", "--port", "0", "--state-dir", f"{d}/state", *args], stdout=out,
+                             stderr=err, env=env)
     started.append(p)
     for _ in range(200):
         m = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(f"{d}/out").read())
@@ -109,6 +118,31 @@ def start_node(name, *args):
             break
         time.sleep(0.1)
     sys.exit(f"{name}: the node did not start:\n{open(f'{d}/err').read()[-3000:]}")
+
+
+def expect_partial(name, status, out, report, want_status, need, rule, fault, every_case=False, failing=lambda c: False):
+    """The run stopped nowhere; `need` is not met (breaking `rule` when `fault`); the cases that have
+    it (every responder case when `every_case`) are not run and name it; all others ran; the
+    failures are exactly the cases `failing` selects."""
+    if status != want_status:
+        failures.append(f"{name}: exit {status}, expected {want_status}: {out[-2000:]}")
+    if report is None:
+        return
+    if report.get("gate_failure") is not None:
+        failures.append(f"{name}: gate_failure {report['gate_failure']}, expected none")
+    n = next((n for n in report.get("needs", []) if n["need"] == need), None)
+    if not n or n["met"] or n["node_fault"] != fault or (fault and n["rule"] != rule):
+        failures.append(f"{name}: need {need}: {n}, expected not met, node_fault {fault}, rule {rule}")
+    implied = {"trust": ["trust", "handshake", "session"], "handshake": ["handshake", "session"]}.get(need, [need])
+    for c in report["cases"]:
+        has = every_case or any(x in c["needs"] for x in implied)
+        if has != (c.get("not_run_need") == need) or (has and c["verdict"] != "skip"):
+            failures.append(f"{name}: {c['id']} (needs {c['needs']}): {c['verdict']}, not_run_need {c.get('not_run_need')}")
+        if (c["verdict"] == "fail") != failing(c):
+            failures.append(f"{name}: {c['id']}: {c['verdict']} {c.get('reason', '')[:300]}")
+    print(f"{name}: exit {status}, {report['summary']}")
+    for stage, s in report["stages"].items():
+        print(f"    {stage}: {s['standing']}")
 
 
 try:
@@ -133,7 +167,9 @@ try:
     # 3. A node that refuses new identities.
     pinned = start_node("pinned", "--trust", "pinned")
     status, out, report = run("pinned", pinned)
-    expect("pinned", status, out, report, 2, {"step": "trust check", "node_fault": False}, "skip", "UNKNOWN_SENDER")
+    expect_partial("pinned", status, out, report, 2, "trust", "", False)
+    if report and report["stages"]["ordering and chunking"]["standing"] != "not reached: needs trust":
+        failures.append(f"pinned: stage ordering and chunking: {report['stages']['ordering and chunking']}")
 
     # 4. Interrupted.
     tofu = start_node("tofu", "--trust", "tofu")
@@ -143,6 +179,25 @@ try:
         not_run = [c for c in report["cases"] if "not run: the run was interrupted" in c.get("reason", "")]
         if not report.get("interrupted") or not not_run or len(report["cases"]) < 300:
             failures.append(f"interrupted: interrupted={report.get('interrupted')}, {len(not_run)} cases not run, {len(report['cases'])} in all")
+
+    # 5. Half-built nodes.
+    planted = lambda c: c["verdict"] == "fail" and "UNSUPPORTED_MESSAGE_TYPE" in c.get("reason", "")
+    no_handshake = start_node("no-handshake", "--trust", "tofu", fault="refuses_handshakes")
+    status, out, report = run("no-handshake", no_handshake)
+    expect_partial("no-handshake", status, out, report, 1, "handshake", "HS-2", True, failing=planted)
+    if report and not report["stages"]["handshake"]["standing"].startswith("FAILING"):
+        failures.append(f"no-handshake: stage handshake: {report['stages']['handshake']}")
+    no_capabilities = start_node("no-capabilities", "--trust", "tofu", fault="no_capabilities")
+    status, out, report = run("no-capabilities", no_capabilities)
+    expect_partial("no-capabilities", status, out, report, 1, "capabilities", "HTTP-7", True,
+                   failing=lambda c: c["id"] == "HTTP-7/capabilities")
+    if report and [a.split(" ")[0] for a in report["assumptions"]] != ["versions", "suites", "message_types"]:
+        failures.append(f"no-capabilities: assumptions {report['assumptions']}")
+    no_websocket = start_node("no-websocket", "--trust", "tofu", fault="no_websocket")
+    status, out, report = run("no-websocket", no_websocket, "--cases", "WS-*,HTTP-*,JSON-1/*")
+    expect_partial("no-websocket", status, out, report, 1, "websocket", "WS-1", True)
+    status, out, report = run("no-websocket-ws", no_websocket, "--cases", "JSON-1/*", "--transport", "ws")
+    expect_partial("no-websocket-ws", status, out, report, 1, "websocket", "WS-1", True, every_case=True)
 finally:
     for p in started:
         if p.poll() is None:
