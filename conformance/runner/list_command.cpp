@@ -88,7 +88,11 @@ int list_command(const options& o) {
   for (const auto* c : selected) {
     std::string reqs;
     for (const auto& r : c->requirements) reqs += (reqs.empty() ? "" : ",") + r;
-    std::cout << c->id << "\t" << level_of(*c) << "\t" << c->group << "\t" << c->title << "\t[" << reqs << "]\n";
+    std::string needs;
+    for (const auto n : all_needs)
+      if (has(c->needs, n)) needs += (needs.empty() ? "" : ",") + std::string(to_string(n));
+    std::cout << c->id << "\t" << level_of(*c) << "\t" << c->group << "\t" << c->title << "\t[" << reqs << "]\tneeds: "
+              << (needs.empty() ? "-" : needs) << "\n";
   }
   std::cout << selected.size() << " cases\n";
   return 0;

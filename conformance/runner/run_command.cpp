@@ -371,7 +371,9 @@ void print_progress(const case_result& r, std::size_t n, std::size_t total, bool
     std::cout << "      setup failed (" << r.setup_step << ", rule " << r.rule << "), as above\n";
   } else if (r.outcome == verdict::fail || r.outcome == verdict::timeout || r.outcome == verdict::info) {
     if (!r.setup_step.empty()) std::cout << "      setup failed: " << r.setup_step << "\n";
-    std::cout << "      " << r.test->title << "\n      rule " << r.rule << ": expected " << r.expected << "\n      got " << r.actual << "\n";
+    std::cout << "      " << r.test->title << "\n";
+    if (r.rule.empty()) std::cout << "      " << r.reason << "\n";
+    else std::cout << "      rule " << r.rule << ": expected " << r.expected << "\n      got " << r.actual << "\n";
     if (verbose)
       for (const auto& e : r.transcript) std::cout << "        " << e.what << ": " << e.text.substr(0, 400) << "\n";
   } else if (r.outcome == verdict::skip && verbose) {
