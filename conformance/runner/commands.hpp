@@ -42,6 +42,8 @@ struct fuzz_options {
   std::size_t max_findings = 10;
   std::size_t print_inputs = 0;     ///< print this many inputs (of worker 0) and exit (no traffic)
   unsigned jobs = 8;                ///< workers sending in parallel
+  std::string node_trust = "tofu";  ///< the node's trust policy: under pinned, a new identity is a forgery
+  std::string forgery;              ///< send only this forgery (netfuzz/mutator.hpp)
 };
 
 /// A run that cannot start (a bad option, a node that cannot be reached): exit status 2.

@@ -8,6 +8,10 @@
 //                   error: unreadable, not signed by the node, a session reply that does not
 //                   open, an `error` whose status is not its code's (ERR-6)
 //   session_broken  a session that no longer answers a valid message after a refused one
+//   accepted        a forgery (netfuzz/mutator.hpp: a changed signed member, a replay, a stale
+//                   timestamp, another key, the wrong session key, a reused sequence number, a
+//                   closed session, an unknown sender under pinned trust) answered as accepted;
+//                   the finding names the rule the acceptance breaks
 //   memory          the node's resident memory (--pid) grows beyond --max-rss-growth
 // A finding is minimized (when the node is still up) and saved as a JSON file with the input and
 // the command that replays it. The inputs depend only on --seed.
@@ -23,6 +27,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <atomic>
 #include <mutex>
@@ -37,6 +42,7 @@ using clock = std::chrono::steady_clock;
 struct verdict_of_input {
   std::string oracle;  ///< empty: every oracle held
   std::string detail;
+  std::string rule = {};  ///< the rule a finding breaks, when one names it (accepted)
   bool fatal() const { return oracle == "node_down"; }
 };
 
@@ -112,6 +118,7 @@ class executor {
         case input_kind::raw_http: return raw_http(in.bytes);
         case input_kind::raw_ws: return raw_ws(in.bytes);
         case input_kind::session_message: return session(in);
+        case input_kind::forgery: return forge(in);
       }
     } catch (const wire_failure& w) {
       const bool down = !alive();
@@ -237,6 +244,81 @@ class executor {
     return {};
   }
 
+  // An answer that is an envelope other than `error` accepted the message.
+  static bool accepted(const reply& r) {
+    const auto e = parse_envelope(r.body);
+    return e && e->msg_type != "error";
+  }
+
+  // Sends a forgery (after what it needs: a first, accepted copy for a replay, a closed session);
+  // the node must refuse it. The identity and its session end with it.
+  verdict_of_input forge(const input& in) {
+    const auto& f = forgery_named(in.forgery);
+    used_ = std::numeric_limits<std::size_t>::max() / 2;  // the next input starts a new identity
+    const auto refused = [&](const reply& r) -> verdict_of_input {
+      if (accepted(r)) return {"accepted", std::string(f.rule) + ": " + std::string(f.what) + " was accepted: " + c_->describe(r), std::string(f.rule)};
+      ++answers["forgery refused"];
+      return judge(r, false);
+    };
+    if (f.name == "unknown_sender") {
+      const auto p = c_->begin_handshake(c_->fresh());
+      return refused(c_->exchange(p.text1));
+    }
+    if (!s_) return {};  // not bound (the handshake was refused): a forgery would prove nothing
+    auto& s = *s_;
+    const auto& me = c_->me();
+    const auto ping = [&] { return c_->header(me, "ping", {{"text", "hello"}}); };
+    if (f.name == "tampered") {
+      auto o = ping();
+      c_->sign(o, me);
+      if (in.member == "payload") o["payload"] = json::object{{"text", "hellO"}};
+      else if (in.member == "timestamp") o["timestamp"] = timestamp_at(std::chrono::seconds(1));
+      else if (in.member == "nonce") o["nonce"] = random_hex(16);
+      else if (in.member == "msg_type") o["msg_type"] = "heartbeat";
+      else o["version"] = "1.0";
+      return refused(c_->exchange(canonical(o)));
+    }
+    if (f.name == "other_key") {
+      auto o = ping();
+      return refused(c_->exchange(c_->sign(o, c_->fresh())));
+    }
+    if (f.name == "stale") {
+      auto o = ping();
+      o["timestamp"] = timestamp_at(-std::chrono::milliseconds(node_.limit("timestamp_tolerance_ms")) - std::chrono::seconds(30));
+      return refused(c_->exchange(c_->sign(o, me)));
+    }
+    if (f.name == "replayed") {
+      auto o = ping();
+      const auto text = c_->sign(o, me);
+      if (const auto first = c_->exchange(text); !accepted(first)) return judge(first, false);
+      return refused(c_->exchange(text));
+    }
+    if (f.name == "wrong_key") {
+      if (!s.encrypted()) return {};
+      auto h = c_->session_header(s, "ping");
+      const auto seq = h.at("sequence_num").to_number<std::uint64_t>();
+      const auto sealed = crypto::aes_gcm_seal(s.k_r2i, session_nonce(seq), as_bytes(canonical(h)), as_bytes(R"({"text":"hello"})"));
+      h["encrypted_payload"] = base64_encode(sealed);
+      return refused(c_->exchange(canonical(h)));
+    }
+    if (f.name == "reused_sequence") {
+      if (const auto first = c_->exchange(c_->session_message(s, "ping", {{"n", 1}})); !accepted(first)) return judge(first, true);
+      auto h = c_->session_header(s, "ping");
+      h["sequence_num"] = s.next_out - 2;  // the number the first one used
+      return refused(c_->exchange(c_->seal(s, h, {{"n", 2}})));
+    }
+    // closed_session: a second session of the same identity, closed, then used.
+    std::optional<session_state> second;
+    try {
+      second = c_->handshake(me);
+    } catch (const case_failure&) {
+      return {};  // refused (sessions per peer, rate limits): nothing to close
+    }
+    auto& closed = *second;
+    if (const auto bye = c_->exchange(c_->session_message(closed, "session_close", {{"reason", "done"}})); !accepted(bye)) return {};
+    return refused(c_->exchange(c_->session_message(closed, "ping", {{"text", "hello"}})));
+  }
+
   verdict_of_input judge(const reply& r, bool in_session) {
     if (!r.websocket && r.status >= 500) return {"server_error", c_->describe(r)};
     if (r.body.empty()) {
@@ -300,6 +382,7 @@ std::string save_finding(const fuzz_options& o, const std::optional<input>& in, 
   json::object f{{"schema", "peerproto.conformance.finding.v1"},
                  {"oracle", v.oracle},
                  {"detail", v.detail},
+                 {"rule", v.rule.empty() ? json::value(nullptr) : json::value(v.rule)},
                  {"seed", seed},
                  {"input", in ? json::value(in->to_json()) : json::value(nullptr)},
                  {"replay", "peerproto-conformance fuzz --target " + o.base.target + (o.base.ca_file.empty() ? "" : " --ca-file " + o.base.ca_file) +
@@ -315,12 +398,33 @@ std::string save_finding(const fuzz_options& o, const std::optional<input>& in, 
   return file;
 }
 
+// The forgeries a run mixes in: under pinned trust only an unknown sender (no identity of the
+// fuzzer is bound), otherwise all the others; --forgery NAME: that one alone.
+std::vector<std::string_view> forgeries_for(const fuzz_options& o) {
+  if (o.node_trust != "pinned" && o.node_trust != "tofu" && o.node_trust != "open")
+    throw setup_error("--node-trust is pinned, tofu or open (got " + o.node_trust + ")");
+  const bool pinned = o.node_trust == "pinned";
+  std::vector<std::string_view> out;
+  for (const auto& f : forgeries)
+    if ((f.name == "unknown_sender") == pinned) out.push_back(f.name);
+  if (o.forgery.empty()) return out;
+  try {
+    forgery_named(o.forgery);
+  } catch (const std::invalid_argument& e) {
+    throw setup_error(std::string("--forgery: ") + e.what());
+  }
+  if (std::find(out.begin(), out.end(), o.forgery) == out.end())
+    throw setup_error("--forgery " + o.forgery + (pinned ? " needs a bound identity, which a node with pinned trust refuses"
+                                                         : " is a forgery only for a node with pinned trust (--node-trust pinned)"));
+  return {forgery_named(o.forgery).name};
+}
+
 }  // namespace
 
 int fuzz_command(const fuzz_options& o) {
   if (o.print_inputs) {
     if (!o.seed) throw setup_error("--print-inputs needs --seed");
-    mutator m(worker_seed(*o.seed, 0), builtin_seeds(), true);
+    mutator m(worker_seed(*o.seed, 0), builtin_seeds(), true, forgeries_for(o), !o.forgery.empty());
     for (std::size_t i = 0; i < o.print_inputs; ++i) {
       const auto in = m.next();
       std::cout << jcs::canonicalize(in.to_json()) << "\n";
@@ -369,6 +473,10 @@ int fuzz_command(const fuzz_options& o) {
     seeds.insert(seeds.end(), more.begin(), more.end());
   }
   const auto duration = parse_duration(o.duration);
+  const auto forging = forgeries_for(o);
+  std::cout << "forgeries (the accepted oracle):";
+  for (const auto f : forging) std::cout << " " << f << " (" << forgery_named(f).rule << ")";
+  std::cout << (o.forgery.empty() ? ", one input in 12" : ", every input") << "\n";
   std::cout << "fuzzing " << node.entity_id << " at " << o.base.target << " for " << duration.count() << " s with " << o.jobs
             << " workers, seed " << seed << " (--seed " << seed << " repeats each worker's inputs); findings go to " << o.findings_dir << "\n";
 
@@ -396,7 +504,7 @@ int fuzz_command(const fuzz_options& o) {
     if (v.fatal() || findings >= o.max_findings) stopped = true;
   };
   const auto work = [&](unsigned worker) {
-    mutator m(worker_seed(seed, worker), seeds, !cfg.target.tls);
+    mutator m(worker_seed(seed, worker), seeds, !cfg.target.tls, forging, !o.forgery.empty());
     executor x(cfg, node, std::size_t{worker} * 1'000'000);
     while (clock::now() - start < duration && !stopped) {
       const auto in = m.next();

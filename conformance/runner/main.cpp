@@ -88,6 +88,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   fuzz->add_option("--max-findings", f.max_findings, "stop after this many findings")->capture_default_str()->check(CLI::PositiveNumber);
   fuzz->add_option("--source-addresses", f.base.source_addresses, "as for a run")->capture_default_str();
+  fuzz->add_option("--node-trust", f.node_trust,
+                   "the node's trust policy (pinned, tofu or open): under pinned, a handshake from a new identity must be refused "
+                   "(the only forgery then, since no identity of the fuzzer is bound)")
+      ->capture_default_str();
+  fuzz->add_option("--forgery", f.forgery,
+                   "send only this forgery, to check one rule: tampered, other_key, replayed, stale, wrong_key, reused_sequence, "
+                   "closed_session, unknown_sender (with --node-trust pinned)");
   fuzz->add_option("--jobs", f.jobs, "workers sending in parallel, each its own generator (the seed and its number) and identities")
       ->capture_default_str()->check(CLI::Range(1u, 64u));
   CLI11_PARSE(app, argc, argv);

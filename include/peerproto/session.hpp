@@ -252,7 +252,9 @@ class session {
   result<boost::json::object> open_inbound(const envelope& e) const {
     if (encrypted()) {
       if (!e.encrypted_payload) return failure{errc::invalid_format, "a v1.1 session message must be sealed"};
-      return open(e, receive_aead_);
+      auto opened = open(e, receive_aead_);
+      if (!opened && PEERPROTO_FAULT(open_with_either_key)) return open(e, send_aead_);  // takes our own direction's key too
+      return opened;
     }
     if (!e.payload) return failure{errc::invalid_format, "a v1.0 session message carries a payload"};
     if (!verify_signature(e, peer_key_)) return failure{errc::invalid_signature, "the signature does not verify"};

@@ -2,6 +2,7 @@
 
 #include <peerproto/encoding.hpp>
 #include <peerproto/envelope.hpp>
+#include <peerproto/fault.hpp>
 
 #include <fstream>
 #include <sstream>
@@ -27,7 +28,7 @@ std::vector<std::pair<std::string, crypto::public_key>> load_peers_file(const st
 }
 
 trust_policy parse_trust_policy(const std::string& name) {
-  if (name == "pinned") return trust_policy::pinned;
+  if (name == "pinned") return PEERPROTO_FAULT(pinned_binds_new_keys) ? trust_policy::tofu : trust_policy::pinned;
   if (name == "tofu") return trust_policy::tofu;
   if (name == "open") return trust_policy::open;
   throw config_error("trust policy must be pinned, tofu or open, not '" + name + "'");

@@ -18,6 +18,7 @@ std::string_view to_string(input_kind k) {
     case input_kind::raw_body: return "raw_body";
     case input_kind::raw_http: return "raw_http";
     case input_kind::raw_ws: return "raw_ws";
+    case input_kind::forgery: return "forgery";
   }
   return "?";
 }
@@ -34,6 +35,10 @@ json::object input::to_json() const {
     case input_kind::raw_body:
     case input_kind::raw_http:
     case input_kind::raw_ws: o["bytes_base64"] = base64_encode(as_bytes(bytes)); break;
+    case input_kind::forgery:
+      o["forgery"] = forgery;
+      if (!member.empty()) o["member"] = member;
+      break;
   }
   return o;
 }
@@ -63,8 +68,33 @@ input input::from_json(const json::object& o) {
     const auto bytes = b && b->is_string() ? base64_decode(b->get_string()) : std::nullopt;
     if (!bytes) throw std::invalid_argument("a finding's input has no bytes_base64");
     in.bytes.assign(bytes->begin(), bytes->end());
+  } else if (k == "forgery") {
+    in.kind = input_kind::forgery;
+    const auto* f = o.if_contains("forgery");
+    if (!f || !f->is_string()) throw std::invalid_argument("a finding's forgery has no name");
+    in.forgery = forgery_named(f->get_string()).name;
+    if (const auto* m = o.if_contains("member"); m && m->is_string()) in.member = std::string(m->get_string());
   } else {
     throw std::invalid_argument("unknown input kind " + k);
+  }
+  return in;
+}
+
+const forgery_kind& forgery_named(std::string_view name) {
+  for (const auto& f : forgeries)
+    if (f.name == name) return f;
+  throw std::invalid_argument("no forgery is called " + std::string(name));
+}
+
+input mutator::forged() {
+  input in;
+  in.kind = input_kind::forgery;
+  in.forgery = forging_[pick(forging_.size())];
+  in.mutation = std::string(forgery_named(in.forgery).what);
+  if (in.forgery == "tampered") {
+    static constexpr std::string_view members[] = {"payload", "timestamp", "nonce", "msg_type", "version"};
+    in.member = members[pick(std::size(members))];
+    in.mutation += ": " + in.member;
   }
   return in;
 }
@@ -297,6 +327,7 @@ std::string mutator::ws_frames(const std::string& body, std::string& what) {
 // ------------------------------------------------------------ inputs
 
 input mutator::next() {
+  if (!forging_.empty() && (only_forgeries_ || chance(8))) return forged();
   const auto& s = seeds_[pick(seeds_.size())];
   input in;
   const auto roll = pick(100);
@@ -370,6 +401,7 @@ std::vector<input> mutator::reductions(const input& in) const {
       without_each(in.payload, [](input& r, json::object o) { r.payload = std::move(o); });
       without_each(in.header, [](input& r, json::object o) { r.header = std::move(o); });
       break;
+    case input_kind::forgery: break;  // already the smallest: one message, or the steps of one
     case input_kind::raw_body:
     case input_kind::raw_http:
     case input_kind::raw_ws:

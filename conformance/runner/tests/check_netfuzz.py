@@ -8,6 +8,9 @@
    and 10 s over WebSocket: no finding.
 3. Against the fault-injection node with a planted fault, each fault is found by its oracle, the
    finding file replays (exit 1) while the fault is there, and not against the reference node.
+4. The accepted oracle: each forgery (--forgery NAME) is found accepted by a node with the fault
+   that lets it through, the finding names the rule, and it replays there but not against the
+   reference node (whose runs above mixed every forgery in, and refused them all).
 """
 import atexit
 import glob
@@ -30,7 +33,7 @@ failures = []
 started = []  # every node this test started, stopped at exit whatever happens
 
 
-def start(binary, name, fault=None):
+def start(binary, name, fault=None, trust="tofu"):
     d = os.path.join(state_root, name)
     os.makedirs(d)
     subprocess.run([binary, "keygen", "--out", f"{d}/key", "--entity-id", "fuzzed-node"], check=True, stdout=subprocess.DEVNULL)
@@ -39,7 +42,7 @@ def start(binary, name, fault=None):
     asan = ":".join(x for x in (os.environ.get("ASAN_OPTIONS", ""), "quarantine_size_mb=16") if x)
     env = {**os.environ, "PEERPROTO_FAULT": fault or "", "ASAN_OPTIONS": asan}
     with open(f"{d}/out", "w") as out, open(f"{d}/err", "w") as err:
-        p = subprocess.Popen([binary, "serve", "--key", f"{d}/key", "--trust", "tofu", "--port", "0", "--state-dir", f"{d}/state",
+        p = subprocess.Popen([binary, "serve", "--key", f"{d}/key", "--trust", trust, "--port", "0", "--state-dir", f"{d}/state",
                               "--limit", "gap_timeout_ms=300"], stdout=out, stderr=err, env=env)
     started.append(p)
     for _ in range(200):
@@ -114,6 +117,36 @@ for fault, oracle in (("unsigned_errors", "bad_reply"), ("wrong_http_status", "b
     if clean.returncode != 0:
         failures.append(f"{fault}: the finding also fails the reference node: {clean.stdout}")
     print(f"{fault}: found by {oracle} ({finding['input']['kind']}: {finding['input']['mutation'][:120]}), replayed")
+
+# 4. Each forgery against the fault that accepts it.
+pinned_p, pinned_url = start(node, "reference-pinned", trust="pinned")
+for fault, forgery, rule, trust in (("accept_any_signature", "tampered", "SIG-5", "tofu"),
+                                    ("accept_any_signature", "other_key", "SIG-1", "tofu"),
+                                    ("skip_replay_check", "replayed", "RPL-2", "tofu"),
+                                    ("wide_timestamp_tolerance", "stale", "RPL-1", "tofu"),
+                                    ("open_with_either_key", "wrong_key", "ENC-5", "tofu"),
+                                    ("accept_replayed_sequence", "reused_sequence", "ORD-4", "tofu"),
+                                    ("ignore_session_close", "closed_session", "SES-8", "tofu"),
+                                    ("pinned_binds_new_keys", "unknown_sender", "ID-5", "pinned")):
+    fp, furl = start(fault_node, f"{fault}-{forgery}", fault, trust=trust)
+    findings = f"{work}/{forgery}-findings"
+    r = fuzz("--target", furl, "--duration", "30s", "--seed", "1", "--forgery", forgery, "--node-trust", trust, "--jobs", "2",
+             "--max-findings", "1", "--findings", findings)
+    files = sorted(glob.glob(f"{findings}/finding-*-accepted.json"))
+    finding = json.load(open(files[0])) if files else {}
+    if r.returncode != 1 or finding.get("rule") != rule:
+        failures.append(f"{forgery} against {fault}: expected an accepted finding for {rule}: exit {r.returncode}, {finding}\n{r.stdout[-3000:]}")
+        stop(fp)
+        continue
+    again = fuzz("--target", furl, "--replay", files[0])
+    if again.returncode != 1 or "FINDING accepted" not in again.stdout:
+        failures.append(f"{forgery}: the finding does not replay against {fault}: exit {again.returncode}\n{again.stdout}\n{again.stderr}")
+    stop(fp)
+    clean = fuzz("--target", pinned_url if trust == "pinned" else reference_url, "--replay", files[0])
+    if clean.returncode != 0:
+        failures.append(f"{forgery}: the finding also fails the reference node: {clean.stdout}")
+    print(f"{forgery}: {fault} found by accepted, {rule}: {finding['detail'][:160]}")
+stop(pinned_p)
 stop(p)
 for f in failures:
     print("FAIL:", f)
