@@ -168,9 +168,13 @@ bool print_summary(const std::vector<case_result>& results, const run_info& run,
   // from one run.
   const auto left = not_run_by_need(results);
   for (const auto& n : run.needs)
-    if (!n.met)
+    if (!n.met) {
       std::cout << "NEED NOT MET: " << to_string(n.which) << " (" << describe(n.which) << "): " << need_words(n) << "; "
-                << (left.count(n.which) ? left.at(n.which) : 0) << " case(s) not run\n";
+                << (left.count(n.which) ? left.at(n.which) : 0) << " case(s) not run: ";
+      for (const auto& r : results)
+        if (r.missing_need == n.which) std::cout << r.test->id << " ";
+      std::cout << "\n";
+    }
   if (!run.gate) {
     std::cout << "stages:\n";
     for (const auto& [stage, st] : standings(results, strict)) {

@@ -44,7 +44,7 @@ std::string_view describe(need n) {
   switch (n) {
     case need::capabilities: return "GET /capabilities answers a document (HTTP-7)";
     case need::trust: return "the node accepts identities it has never seen (trust tofu or open)";
-    case need::handshake: return "a handshake with a new identity completes (HS-5..HS-16)";
+    case need::handshake: return "a handshake with a new identity completes (HS-2..HS-16)";
     case need::session: return "a message in a new session is answered in it (SES-2, ENC-1)";
     case need::websocket: return "GET /ws upgrades to WebSocket (WS-1)";
     case need::shim: return "the node sends when the shim tells it to (--shim)";

@@ -321,7 +321,7 @@ void add_handshake_cases(std::vector<test_case>& out) {
                 {{"HS-1/complete-1.1", need::session},
                  {"ID-6/key-change", need::handshake},
                  {"HS-27/sessions-per-peer", need::session},
-                 {"ID-10/bound-keys-full", need::handshake},
+                 {"ID-10/bound-keys-full", need::session},
                  {"HS-19/confirm-when-ready", need::session},
                  {"HS-20/unknown-session", need::handshake},
                  {"HS-21/other-initiator", need::handshake},

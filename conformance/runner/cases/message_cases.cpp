@@ -227,12 +227,18 @@ void add_message_cases(std::vector<test_case>& out) {
                    expect_refusal(c, changed_session_shape([](json::object& o) { o["sequence_num"] = 1000000; })(c), errc::session_not_found,
                                   "ERR-9");
                  }});
-  declare_needs(out, first_case, need::handshake,
+  // The handler cases need a session: against a node that requires encryption they send in one.
+  declare_needs(out, first_case, need::session,
                 {{"ERR-1/error-envelope", {}},
-                 {"MSG-7/capability-query", need::capabilities | need::handshake},
+                 {"MSG-7/capability-query", need::capabilities | need::session},
+                 {"MSG-3/reply-type-as-request", need::handshake},
+                 {"ERR-8/error-as-request", need::handshake},
+                 {"ERR-8/malformed-error", need::handshake},
                  {"ERR-9/format-before-version", {}},
                  {"ERR-9/version-before-recipient", {}},
                  {"ERR-9/recipient-before-skew", {}},
+                 {"ERR-9/skew-before-signature", need::handshake},
+                 {"ERR-9/signature-before-type", need::handshake},
                  {"ERR-9/session-before-window", {}}});
 }
 

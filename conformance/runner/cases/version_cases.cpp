@@ -90,6 +90,7 @@ void add_version_cases(std::vector<test_case>& out) {
                  {"VER-6/1.0-session", need::session},
                  {"VER-9/unknown-suite-falls-back", need::handshake},
                  {"VER-7/1.0-only-offer", need::handshake},
+                 {"VER-8/sessionless-refused", need::handshake},
                  {"VER-10/wrong-version-in-session", need::session},
                  {"VER-4/envelope-version-ignored", need::trust},
                  {"VER-4/no-common-version", need::trust},
