@@ -128,11 +128,12 @@ std::string_view result_word(int status) {
   return status == 130 ? "INTERRUPTED" : status == 2 ? "NOT RUN" : status == 1 ? "FAIL" : "PASS";
 }
 
+}  // namespace
+
 std::string need_words(const need_check& n) {
   if (n.met) return "met";
   return (n.node_fault ? "NOT MET, rule " + n.rule + ": expected " + n.expected + ", got " : std::string("NOT MET: ")) + n.actual;
 }
-}  // namespace
 
 std::string setup_key(const case_result& r) { return r.setup_step + "|" + r.rule; }
 
@@ -146,7 +147,7 @@ int exit_status(const std::vector<case_result>& results, const run_info& run) {
   return failed ? 1 : not_set_up ? 2 : 0;
 }
 
-bool print_summary(const std::vector<case_result>& results, const run_info& run, bool strict) {
+void print_summary(const std::vector<case_result>& results, const run_info& run, bool strict) {
   std::map<std::string, std::map<verdict, int>> by_group;
   std::map<verdict, int> total;
   int unexpected = 0;
@@ -202,7 +203,6 @@ bool print_summary(const std::vector<case_result>& results, const run_info& run,
   for (const auto& r : results)
     if (r.counts_against(strict) && r.setup_step.empty())
       std::cout << "FAILED " << r.test->id << " (" << r.level << "): " << r.reason << "\n";
-  return exit_status(results, run) == 1;
 }
 
 int finish_run(const std::vector<case_result>& results, const run_info& run, const report_files& files) {

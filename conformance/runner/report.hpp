@@ -48,12 +48,14 @@ struct run_info {
 /// Members added since (the needs, the stages, each case's missing need) are optional to readers.
 inline constexpr std::string_view report_schema = "peerproto.conformance.report.v1";
 
+/// "met", or "NOT MET" with the rule broken, what was expected and what came (or why, for a setting).
+std::string need_words(const need_check& n);
 /// Setup failures with one root cause: the same step failing the same rule (the expectation may
 /// name per-case values such as a session id).
 std::string setup_key(const case_result& r);
-/// The summary: counts per verdict and group, then one line per root cause of a failure.
-/// Returns whether the run failed.
-bool print_summary(const std::vector<case_result>& results, const run_info& run, bool strict);
+/// The summary: counts per verdict and group, the needs not met, the standing per stage, then one
+/// line per root cause of a failure.
+void print_summary(const std::vector<case_result>& results, const run_info& run, bool strict);
 
 /// Where a run's reports go (empty: not written).
 struct report_files {

@@ -195,12 +195,6 @@ void check_handshake(const settings& cfg, const node_info& node, need_check& tru
                        "handshake timeout): wait that long and run again.";
     return;
   }
-  const auto broke = [](need_check& n, const case_failure& f) {
-    n.rule = f.rule;
-    n.expected = f.expected;
-    n.actual = f.actual;
-    n.node_fault = true;
-  };
   try {
     auto a = c.check_ack(p, r);
     handshake.met = true;
@@ -210,7 +204,8 @@ void check_handshake(const settings& cfg, const node_info& node, need_check& tru
     c.expect_reply(c.exchange(text), text, "pong", "SES-2", &s);
     session.met = true;
   } catch (const case_failure& f) {
-    broke(handshake.met ? session : handshake, f);
+    auto& n = handshake.met ? session : handshake;
+    n = need_check(n.which, f.rule, f.expected, f.actual);
   }
 }
 
@@ -473,7 +468,7 @@ int run_command(const options& o) {
       } catch (const wire_failure& w) {
         trust.met = trust.actual.empty();  // the node did not say UNKNOWN_SENDER: not a matter of trust
         auto& n = handshake.met ? session : handshake;
-        n = need_check(n.which, "HS-2", "an answer to a handshake", std::string("the connection failed: ") + w.what());
+        n = need_check(n.which, handshake.met ? "SES-2" : "HS-2", "an answer", std::string("the connection failed: ") + w.what());
       }
     }
     run.needs.push_back(trust);
@@ -486,10 +481,7 @@ int run_command(const options& o) {
       if (!n.met && has(needs_of(t), n.which)) return &n;
     return nullptr;
   };
-  for (const auto& n : run.needs)
-    std::cout << "need " << to_string(n.which) << " (" << describe(n.which) << "): "
-              << (n.met ? "met" : (n.node_fault ? "NOT MET, rule " + n.rule + ": expected " + n.expected + ", got " : "NOT MET: ") + n.actual)
-              << "\n";
+  for (const auto& n : run.needs) std::cout << "need " << to_string(n.which) << " (" << describe(n.which) << "): " << need_words(n) << "\n";
 
   interrupted = false;
   std::signal(SIGINT, on_sigint);
