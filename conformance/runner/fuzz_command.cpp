@@ -10,7 +10,7 @@
 //   session_broken  a session that no longer answers a valid message after a refused one
 //   accepted        a forgery (netfuzz/mutator.hpp: a changed signed member, a replay, a stale
 //                   timestamp, another key, the wrong session key, a reused sequence number, a
-//                   closed session, an unknown sender under pinned trust) answered as accepted;
+//                   closed or idle-expired session, an unknown sender under pinned trust) answered as accepted;
 //                   the finding names the rule the acceptance breaks
 //   memory          the node's resident memory (--pid) grows beyond --max-rss-growth
 // A finding is minimized (when the node is still up) and saved as a JSON file with the input and
@@ -307,16 +307,21 @@ class executor {
       h["sequence_num"] = s.next_out - 2;  // the number the first one used
       return refused(c_->exchange(c_->seal(s, h, {{"n", 2}})));
     }
-    // closed_session: a second session of the same identity, closed, then used.
+    // closed_session, expired_session: a second session of the same identity, closed or left idle,
+    // then used.
     std::optional<session_state> second;
     try {
       second = c_->handshake(me);
     } catch (const case_failure&) {
       return {};  // refused (sessions per peer, rate limits): nothing to close
     }
-    auto& closed = *second;
-    if (const auto bye = c_->exchange(c_->session_message(closed, "session_close", {{"reason", "done"}})); !accepted(bye)) return {};
-    return refused(c_->exchange(c_->session_message(closed, "ping", {{"text", "hello"}})));
+    auto& ended = *second;
+    if (f.name == "expired_session") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(node_.limit("session_idle_ttl_ms")) + std::chrono::milliseconds(1500));
+    } else if (const auto bye = c_->exchange(c_->session_message(ended, "session_close", {{"reason", "done"}})); !accepted(bye)) {
+      return {};
+    }
+    return refused(c_->exchange(c_->session_message(ended, "ping", {{"text", "hello"}})));
   }
 
   verdict_of_input judge(const reply& r, bool in_session) {
@@ -400,13 +405,14 @@ std::string save_finding(const fuzz_options& o, const std::optional<input>& in, 
 
 // The forgeries a run mixes in: under pinned trust only an unknown sender (no identity of the
 // fuzzer is bound), otherwise all the others; --forgery NAME: that one alone.
-std::vector<std::string_view> forgeries_for(const fuzz_options& o) {
+std::vector<std::string_view> forgeries_for(const fuzz_options& o, const node_info* node) {
   if (o.node_trust != "pinned" && o.node_trust != "tofu" && o.node_trust != "open")
     throw setup_error("--node-trust is pinned, tofu or open (got " + o.node_trust + ")");
   const bool pinned = o.node_trust == "pinned";
+  const bool short_idle = node && node->limit("session_idle_ttl_ms") <= 5000;
   std::vector<std::string_view> out;
   for (const auto& f : forgeries)
-    if ((f.name == "unknown_sender") == pinned) out.push_back(f.name);
+    if ((f.name == "unknown_sender") == pinned && (f.name != "expired_session" || short_idle)) out.push_back(f.name);
   if (o.forgery.empty()) return out;
   try {
     forgery_named(o.forgery);
@@ -414,8 +420,10 @@ std::vector<std::string_view> forgeries_for(const fuzz_options& o) {
     throw setup_error(std::string("--forgery: ") + e.what());
   }
   if (std::find(out.begin(), out.end(), o.forgery) == out.end())
-    throw setup_error("--forgery " + o.forgery + (pinned ? " needs a bound identity, which a node with pinned trust refuses"
-                                                         : " is a forgery only for a node with pinned trust (--node-trust pinned)"));
+    throw setup_error("--forgery " + o.forgery + (o.forgery == "expired_session" && !pinned
+                                                      ? " waits out the node's session_idle_ttl_ms, which must be 5000 or less"
+                                                  : pinned ? " needs a bound identity, which a node with pinned trust refuses"
+                                                           : " is a forgery only for a node with pinned trust (--node-trust pinned)"));
   return {forgery_named(o.forgery).name};
 }
 
@@ -424,7 +432,7 @@ std::vector<std::string_view> forgeries_for(const fuzz_options& o) {
 int fuzz_command(const fuzz_options& o) {
   if (o.print_inputs) {
     if (!o.seed) throw setup_error("--print-inputs needs --seed");
-    mutator m(worker_seed(*o.seed, 0), builtin_seeds(), true, forgeries_for(o), !o.forgery.empty());
+    mutator m(worker_seed(*o.seed, 0), builtin_seeds(), true, forgeries_for(o, nullptr), !o.forgery.empty());
     for (std::size_t i = 0; i < o.print_inputs; ++i) {
       const auto in = m.next();
       std::cout << jcs::canonicalize(in.to_json()) << "\n";
@@ -473,7 +481,7 @@ int fuzz_command(const fuzz_options& o) {
     seeds.insert(seeds.end(), more.begin(), more.end());
   }
   const auto duration = parse_duration(o.duration);
-  const auto forging = forgeries_for(o);
+  const auto forging = forgeries_for(o, &node);
   std::cout << "forgeries (the accepted oracle):";
   for (const auto f : forging) std::cout << " " << f << " (" << forgery_named(f).rule << ")";
   std::cout << (o.forgery.empty() ? ", one input in 12" : ", every input") << "\n";

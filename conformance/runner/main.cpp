@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   fuzz->add_option("--forgery", f.forgery,
                    "send only this forgery, to check one rule: tampered, other_key, replayed, stale, wrong_key, reused_sequence, "
-                   "closed_session, unknown_sender (with --node-trust pinned)");
+                   "closed_session, expired_session (a node whose session_idle_ttl_ms is 5000 or less), unknown_sender (with --node-trust pinned)");
   fuzz->add_option("--jobs", f.jobs, "workers sending in parallel, each its own generator (the seed and its number) and identities")
       ->capture_default_str()->check(CLI::Range(1u, 64u));
   CLI11_PARSE(app, argc, argv);

@@ -31,7 +31,8 @@ enum class input_kind {
 
 /// Inputs a node must refuse, each with the rule its acceptance breaks: the `accepted` oracle.
 /// All but `unknown_sender` need the fuzzer's identity bound and a session; `unknown_sender` is
-/// only a forgery for a node whose trust is pinned (fuzz --node-trust pinned), and is then the only one.
+/// only a forgery for a node whose trust is pinned (fuzz --node-trust pinned), and is then the only
+/// one. `expired_session` waits out the node's idle time, so it is sent only when that is 5 s or less.
 struct forgery_kind {
   std::string_view name, rule, what;
 };
@@ -43,6 +44,7 @@ inline constexpr forgery_kind forgeries[] = {
     {"wrong_key", "ENC-5", "a session message sealed with the node's direction key (k_r2i)"},
     {"reused_sequence", "ORD-4", "a second, different session message with a sequence number already delivered"},
     {"closed_session", "SES-8", "a message in a session the fuzzer closed"},
+    {"expired_session", "SES-4", "a message in a session idle longer than the node's session_idle_ttl_ms"},
     {"unknown_sender", "ID-5", "a handshake from an identity the node has not pinned"},
 };
 /// The forgery called `name`; std::invalid_argument when there is none.

@@ -33,7 +33,7 @@ failures = []
 started = []  # every node this test started, stopped at exit whatever happens
 
 
-def start(binary, name, fault=None, trust="tofu"):
+def start(binary, name, fault=None, trust="tofu", *extra):
     d = os.path.join(state_root, name)
     os.makedirs(d)
     subprocess.run([binary, "keygen", "--out", f"{d}/key", "--entity-id", "fuzzed-node"], check=True, stdout=subprocess.DEVNULL)
@@ -43,7 +43,7 @@ def start(binary, name, fault=None, trust="tofu"):
     env = {**os.environ, "PEERPROTO_FAULT": fault or "", "ASAN_OPTIONS": asan}
     with open(f"{d}/out", "w") as out, open(f"{d}/err", "w") as err:
         p = subprocess.Popen([binary, "serve", "--key", f"{d}/key", "--trust", trust, "--port", "0", "--state-dir", f"{d}/state",
-                              "--limit", "gap_timeout_ms=300"], stdout=out, stderr=err, env=env)
+                              "--limit", "gap_timeout_ms=300", *extra], stdout=out, stderr=err, env=env)
     started.append(p)
     for _ in range(200):
         m = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(f"{d}/out").read())
@@ -120,6 +120,8 @@ for fault, oracle in (("unsigned_errors", "bad_reply"), ("wrong_http_status", "b
 
 # 4. Each forgery against the fault that accepts it.
 pinned_p, pinned_url = start(node, "reference-pinned", trust="pinned")
+short_idle = ("--limit", "session_idle_ttl_ms=2000")
+idle_p, idle_url = start(node, "reference-short-idle", None, "tofu", *short_idle)
 for fault, forgery, rule, trust in (("accept_any_signature", "tampered", "SIG-5", "tofu"),
                                     ("accept_any_signature", "other_key", "SIG-1", "tofu"),
                                     ("skip_replay_check", "replayed", "RPL-2", "tofu"),
@@ -127,8 +129,9 @@ for fault, forgery, rule, trust in (("accept_any_signature", "tampered", "SIG-5"
                                     ("open_with_either_key", "wrong_key", "ENC-5", "tofu"),
                                     ("accept_replayed_sequence", "reused_sequence", "ORD-4", "tofu"),
                                     ("ignore_session_close", "closed_session", "SES-8", "tofu"),
+                                    ("long_session_idle", "expired_session", "SES-4", "tofu"),
                                     ("pinned_binds_new_keys", "unknown_sender", "ID-5", "pinned")):
-    fp, furl = start(fault_node, f"{fault}-{forgery}", fault, trust=trust)
+    fp, furl = start(fault_node, f"{fault}-{forgery}", fault, trust, *(short_idle if forgery == "expired_session" else ()))
     findings = f"{work}/{forgery}-findings"
     r = fuzz("--target", furl, "--duration", "30s", "--seed", "1", "--forgery", forgery, "--node-trust", trust, "--jobs", "2",
              "--max-findings", "1", "--findings", findings)
@@ -142,11 +145,13 @@ for fault, forgery, rule, trust in (("accept_any_signature", "tampered", "SIG-5"
     if again.returncode != 1 or "FINDING accepted" not in again.stdout:
         failures.append(f"{forgery}: the finding does not replay against {fault}: exit {again.returncode}\n{again.stdout}\n{again.stderr}")
     stop(fp)
-    clean = fuzz("--target", pinned_url if trust == "pinned" else reference_url, "--replay", files[0])
+    clean = fuzz("--target", pinned_url if trust == "pinned" else idle_url if forgery == "expired_session" else reference_url,
+                 "--replay", files[0])
     if clean.returncode != 0:
         failures.append(f"{forgery}: the finding also fails the reference node: {clean.stdout}")
     print(f"{forgery}: {fault} found by accepted, {rule}: {finding['detail'][:160]}")
 stop(pinned_p)
+stop(idle_p)
 stop(p)
 for f in failures:
     print("FAIL:", f)
