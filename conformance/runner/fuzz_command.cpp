@@ -27,7 +27,6 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
-#include <limits>
 #include <random>
 #include <atomic>
 #include <mutex>
@@ -106,7 +105,7 @@ class executor {
   /// Runs `in`; with `alone`, as the first input of a new identity and session, as a replay does.
   verdict_of_input run(const input& in, bool alone = false) {
     try {
-      if (!c_ || alone || ++used_ > 50 || clock::now() + per_message_ > c_->until()) rotate();
+      if (!c_ || alone || ++used_ > uses_per_identity || clock::now() + per_message_ > c_->until()) rotate();
       switch (in.kind) {
         case input_kind::signed_envelope: {
           auto e = in.envelope;
@@ -254,7 +253,7 @@ class executor {
   // the node must refuse it. The identity and its session end with it.
   verdict_of_input forge(const input& in) {
     const auto& f = forgery_named(in.forgery);
-    used_ = std::numeric_limits<std::size_t>::max() / 2;  // the next input starts a new identity
+    used_ = uses_per_identity;  // the next input starts a new identity
     const auto refused = [&](const reply& r) -> verdict_of_input {
       if (accepted(r)) return {"accepted", std::string(f.rule) + ": " + std::string(f.what) + " was accepted: " + c_->describe(r), std::string(f.rule)};
       ++answers["forgery refused"];
@@ -295,11 +294,9 @@ class executor {
     }
     if (f.name == "wrong_key") {
       if (!s.encrypted()) return {};
-      auto h = c_->session_header(s, "ping");
-      const auto seq = h.at("sequence_num").to_number<std::uint64_t>();
-      const auto sealed = crypto::aes_gcm_seal(s.k_r2i, session_nonce(seq), as_bytes(canonical(h)), as_bytes(R"({"text":"hello"})"));
-      h["encrypted_payload"] = base64_encode(sealed);
-      return refused(c_->exchange(canonical(h)));
+      auto mirrored = s;  // the fixture seals with k_i2r: give it the node's direction key instead
+      mirrored.k_i2r = s.k_r2i;
+      return refused(c_->exchange(c_->seal_plaintext(mirrored, c_->session_header(s, "ping"), R"({"text":"hello"})")));
     }
     if (f.name == "reused_sequence") {
       if (const auto first = c_->exchange(c_->session_message(s, "ping", {{"n", 1}})); !accepted(first)) return judge(first, true);
@@ -356,6 +353,7 @@ class executor {
     return {};
   }
 
+  static constexpr std::size_t uses_per_identity = 50;
   const settings& cfg_;
   const node_info& node_;
   std::chrono::milliseconds per_message_;
@@ -414,17 +412,17 @@ std::vector<std::string_view> forgeries_for(const fuzz_options& o, const node_in
   for (const auto& f : forgeries)
     if ((f.name == "unknown_sender") == pinned && (f.name != "expired_session" || short_idle)) out.push_back(f.name);
   if (o.forgery.empty()) return out;
+  const auto named = std::find(out.begin(), out.end(), o.forgery);
+  if (named != out.end()) return {*named};
   try {
     forgery_named(o.forgery);
   } catch (const std::invalid_argument& e) {
     throw setup_error(std::string("--forgery: ") + e.what());
   }
-  if (std::find(out.begin(), out.end(), o.forgery) == out.end())
-    throw setup_error("--forgery " + o.forgery + (o.forgery == "expired_session" && !pinned
-                                                      ? " waits out the node's session_idle_ttl_ms, which must be 5000 or less"
-                                                  : pinned ? " needs a bound identity, which a node with pinned trust refuses"
-                                                           : " is a forgery only for a node with pinned trust (--node-trust pinned)"));
-  return {forgery_named(o.forgery).name};
+  throw setup_error("--forgery " + o.forgery + (o.forgery == "expired_session" && !pinned
+                                                    ? " waits out the node's session_idle_ttl_ms, which must be 5000 or less"
+                                                : pinned ? " needs a bound identity, which a node with pinned trust refuses"
+                                                         : " is a forgery only for a node with pinned trust (--node-trust pinned)"));
 }
 
 }  // namespace
