@@ -10,71 +10,72 @@
 namespace peerproto::node {
 namespace {
 
-// Calls f(name, field) for every limit, in the order of limit_names. A field the protocol fixes
-// is passed as a const value: it is advertised, never set.
+// Calls f(limit, field) for every limit. A field the protocol fixes is passed as a const value:
+// it is advertised, never set. node.Node.CapabilitiesListEveryLimitOfSpecUnderItsNameAndLimitFlagsSetThem holds
+// it to the list (a limit visited twice or never leaves one out).
 template <class Config, class F>
 void visit_limits(Config& c, F&& f) {
   auto& p = c.protocol;
   auto& r = p.rate;
-  const auto fixed = [&](std::string_view name, auto value) {
+  const auto fixed = [&](limit l, auto value) {
     const decltype(value) v = value;
-    f(name, v);
+    f(l, v);
   };
-  f("max_envelope_bytes", c.max_body_bytes);
-  f("max_json_depth", p.json.max_depth);
-  fixed("max_entity_id_chars", limits::max_entity_id_chars);
-  fixed("max_msg_type_chars", limits::max_msg_type_chars);
-  fixed("max_sequence_num", limits::max_sequence_num);
-  f("timestamp_tolerance_ms", p.replay.tolerance);
-  f("max_replay_entries", p.replay.max_entries);
-  f("handshake_timeout_ms", p.handshake_timeout);
-  f("max_pending_handshakes_per_peer", p.max_pending_per_peer);
-  f("max_pending_handshakes_total", p.max_pending_total);
-  f("max_sessions_total", p.max_sessions_total);
-  f("max_pending_handshakes_per_address", p.max_pending_per_address);
-  f("max_sessions_per_peer", p.max_sessions_per_peer);
-  f("max_pinned_keys", c.max_pinned_keys);
-  f("rotation_grace_ms", p.rotation_grace);
-  f("max_rotation_chain", p.max_rotation_chain);
-  f("session_idle_ttl_ms", p.session.idle_ttl);
-  f("session_lifetime_ms", p.session.lifetime);
-  f("max_messages_per_direction", p.session.max_messages);
-  f("terminal_session_retention_ms", p.terminal_retention);
-  f("reorder_window", p.session.ordering.window);
-  f("gap_timeout_ms", p.session.ordering.gap_timeout);
-  f("max_chunk_data_bytes", p.chunks.max_chunk_data);
-  f("max_chunks_per_transfer", p.chunks.max_chunks);
-  f("max_transfer_bytes", p.chunks.max_transfer_bytes);
-  f("max_transfers_per_peer", p.chunks.max_transfers_per_peer);
-  f("transfer_idle_timeout_ms", p.chunks.idle_timeout);
-  f("max_reassembly_bytes_total", p.chunks.max_total_bytes);
-  f("max_completed_transfers", p.chunks.max_completed);
-  f("pre_auth_rate_per_minute", r.pre_auth.per_minute);
-  f("pre_auth_burst", r.pre_auth.burst);
-  f("handshake_rate_per_minute", r.handshake.per_minute);
-  f("handshake_burst", r.handshake.burst);
-  f("heartbeat_rate_per_minute", r.heartbeat.per_minute);
-  f("heartbeat_burst", r.heartbeat.burst);
-  f("task_rate_per_minute", r.task.per_minute);
-  f("task_burst", r.task.burst);
-  f("discovery_rate_per_minute", r.discovery.per_minute);
-  f("discovery_burst", r.discovery.burst);
-  f("chunk_rate_per_minute", r.chunk.per_minute);
-  f("chunk_burst", r.chunk.burst);
-  f("default_rate_per_minute", r.other.per_minute);
-  f("default_burst", r.other.burst);
-  f("backoff_threshold", r.backoff.threshold);
-  f("backoff_window_ms", r.backoff.window);
-  f("backoff_initial_ms", r.backoff.initial);
-  f("backoff_max_ms", r.backoff.max);
-  f("max_rate_limit_keys", r.max_keys);
-  fixed("max_error_message_chars", limits::max_error_message_chars);
-  fixed("max_close_reason_chars", limits::max_close_reason_chars);
-  f("max_task_queue", c.max_task_queue);
-  f("max_header_bytes", c.max_header_bytes);
-  f("read_timeout_ms", c.read_timeout);
-  f("idle_timeout_ms", c.idle_timeout);
-  f("ws_max_in_flight", c.ws_max_in_flight);
+  f(limit::max_envelope_bytes, c.max_body_bytes);
+  f(limit::max_json_depth, p.json.max_depth);
+  fixed(limit::max_entity_id_chars, limits::max_entity_id_chars);
+  fixed(limit::max_msg_type_chars, limits::max_msg_type_chars);
+  fixed(limit::max_sequence_num, limits::max_sequence_num);
+  f(limit::timestamp_tolerance_ms, p.replay.tolerance);
+  f(limit::max_replay_entries, p.replay.max_entries);
+  f(limit::handshake_timeout_ms, p.handshake_timeout);
+  f(limit::max_pending_handshakes_per_peer, p.max_pending_per_peer);
+  f(limit::max_pending_handshakes_total, p.max_pending_total);
+  f(limit::max_sessions_total, p.max_sessions_total);
+  f(limit::max_pending_handshakes_per_address, p.max_pending_per_address);
+  f(limit::max_sessions_per_peer, p.max_sessions_per_peer);
+  f(limit::max_pinned_keys, c.max_pinned_keys);
+  f(limit::rotation_grace_ms, p.rotation_grace);
+  f(limit::max_rotation_chain, p.max_rotation_chain);
+  f(limit::session_idle_ttl_ms, p.session.idle_ttl);
+  f(limit::session_lifetime_ms, p.session.lifetime);
+  f(limit::max_messages_per_direction, p.session.max_messages);
+  f(limit::terminal_session_retention_ms, p.terminal_retention);
+  f(limit::reorder_window, p.session.ordering.window);
+  f(limit::gap_timeout_ms, p.session.ordering.gap_timeout);
+  f(limit::max_chunk_data_bytes, p.chunks.max_chunk_data);
+  f(limit::max_chunks_per_transfer, p.chunks.max_chunks);
+  f(limit::max_transfer_bytes, p.chunks.max_transfer_bytes);
+  f(limit::max_transfers_per_peer, p.chunks.max_transfers_per_peer);
+  f(limit::transfer_idle_timeout_ms, p.chunks.idle_timeout);
+  f(limit::max_reassembly_bytes_total, p.chunks.max_total_bytes);
+  f(limit::max_completed_transfers, p.chunks.max_completed);
+  f(limit::pre_auth_rate_per_minute, r.pre_auth.per_minute);
+  f(limit::pre_auth_burst, r.pre_auth.burst);
+  f(limit::handshake_rate_per_minute, r.handshake.per_minute);
+  f(limit::handshake_burst, r.handshake.burst);
+  f(limit::heartbeat_rate_per_minute, r.heartbeat.per_minute);
+  f(limit::heartbeat_burst, r.heartbeat.burst);
+  f(limit::task_rate_per_minute, r.task.per_minute);
+  f(limit::task_burst, r.task.burst);
+  f(limit::discovery_rate_per_minute, r.discovery.per_minute);
+  f(limit::discovery_burst, r.discovery.burst);
+  f(limit::chunk_rate_per_minute, r.chunk.per_minute);
+  f(limit::chunk_burst, r.chunk.burst);
+  f(limit::default_rate_per_minute, r.other.per_minute);
+  f(limit::default_burst, r.other.burst);
+  f(limit::backoff_threshold, r.backoff.threshold);
+  f(limit::backoff_window_ms, r.backoff.window);
+  f(limit::backoff_initial_ms, r.backoff.initial);
+  f(limit::backoff_max_ms, r.backoff.max);
+  f(limit::max_rate_limit_keys, r.max_keys);
+  fixed(limit::max_error_message_chars, limits::max_error_message_chars);
+  fixed(limit::max_close_reason_chars, limits::max_close_reason_chars);
+  f(limit::max_task_queue, c.max_task_queue);
+  f(limit::max_header_bytes, c.max_header_bytes);
+  f(limit::read_timeout_ms, c.read_timeout);
+  f(limit::idle_timeout_ms, c.idle_timeout);
+  f(limit::ws_max_in_flight, c.ws_max_in_flight);
 }
 
 template <class T>
@@ -94,7 +95,7 @@ boost::json::object advertised_limits(const node_config& cfg) {
   node_config applied = cfg;
   applied.protocol = cfg.engine({});  // the multiplier and the body limit, as the engine gets them
   boost::json::object out;
-  visit_limits(applied, [&](std::string_view name, const auto& v) { out[name] = as_number(v); });
+  visit_limits(applied, [&](limit l, const auto& v) { out[spec_of(l).name] = as_number(v); });
   return out;
 }
 
@@ -111,9 +112,9 @@ void set_limit(node_config& cfg, std::string_view assignment) {
   if (ec != std::errc{} || end != text.data() + text.size() || value <= 0)
     throw config_error("--limit " + std::string(name) + ": '" + std::string(text) + "' is not a positive whole number of " +
                        std::string(to_string(spec->unit)));
-  visit_limits(cfg, [&](std::string_view n, auto& field) {
+  visit_limits(cfg, [&](limit l, auto& field) {
     using T = std::remove_reference_t<decltype(field)>;
-    if (n != name) return;
+    if (&spec_of(l) != spec) return;
     if constexpr (std::is_const_v<T>) {
       throw config_error("--limit " + std::string(name) + ": fixed by the protocol, not configurable");
     } else if constexpr (is_duration<T>::value) {
