@@ -340,9 +340,9 @@ Profiles (`perf record`) of the misses, and what would fix them:
 - **AES-GCM on small messages** (met since a keyed context, `crypto::aes_gcm_key`, is made once
   per session direction and wiped with the session's keys).
 - **Envelope parse + validate** (met at 100 B, the target's size; about half of
-  `boost::json::parse` from 1 KiB): a direct reader (`detail::read_envelope`) reads the
-  top-level members straight into the envelope's fields and builds only the payload as JSON;
-  anything unusual goes to the general path, which names the error. From 1 KiB the payload
+  `boost::json::parse` from 1 KiB): a direct reader (`detail::read_members_direct`) reads the
+  top-level members straight from the text and builds only the payload as JSON; anything
+  unusual goes to the general path; one validator checks the members either path read. From 1 KiB the payload
   dominates: it is parsed with the strict parser (UTF-8, duplicate names, depth, numbers
   checked as it goes), which builds the same `boost::json` value as `boost::json::parse` and
   checks more.

@@ -249,7 +249,7 @@ class reassembler {
   std::size_t expire(sys_milliseconds now) {
     std::erase_if(completed_, [&](const auto& kv) { return kv.second <= now; });
     return std::erase_if(transfers_, [&](auto& kv) {
-      if (now - kv.second.last_activity < opt_.idle_timeout) return false;
+      if (!has_elapsed(kv.second.last_activity, opt_.idle_timeout, now)) return false;
       bytes_held_ -= kv.second.received;
       return true;
     });
@@ -259,7 +259,7 @@ class reassembler {
   std::optional<sys_milliseconds> next_deadline() const {
     std::optional<sys_milliseconds> d;
     for (const auto& [k, t] : transfers_)
-      if (!d || t.last_activity + opt_.idle_timeout < *d) d = t.last_activity + opt_.idle_timeout;
+      if (const auto end = ends_at(t.last_activity, opt_.idle_timeout); !d || end < *d) d = end;
     return d;
   }
 

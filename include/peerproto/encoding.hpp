@@ -220,6 +220,18 @@ inline std::optional<uuid> parse_uuid_v4(std::string_view text) noexcept {
 
 using sys_milliseconds = std::chrono::sys_time<std::chrono::milliseconds>;
 
+/// When a span of `length` that began at `since` ends. Every timer of the library is written with
+/// this and has_elapsed(), so what a timer checks and the deadline it reports are one instant.
+template <class Rep, class Period>
+constexpr sys_milliseconds ends_at(sys_milliseconds since, std::chrono::duration<Rep, Period> length) noexcept {
+  return since + std::chrono::duration_cast<std::chrono::milliseconds>(length);
+}
+/// True once `length` has passed since `since` (at ends_at() itself too).
+template <class Rep, class Period>
+constexpr bool has_elapsed(sys_milliseconds since, std::chrono::duration<Rep, Period> length, sys_milliseconds now) noexcept {
+  return now >= ends_at(since, length);
+}
+
 /// The wall clock at the precision of timestamps. The engine reads no clock: the node, the client
 /// and the tools read this one and pass it as `now`.
 inline sys_milliseconds system_now() { return std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now()); }

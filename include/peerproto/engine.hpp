@@ -216,13 +216,19 @@ class engine {
   /// handshake that failed stays failed (HS-22).
   result<std::string> finish_handshake(std::string_view msg2_text, sys_milliseconds now);
 
+  /// What accept_reply() gave for the answer to message 3 must be the responder's first session
+  /// message, the session_ready ack, which proves its keys (HS-15): the ready session's id, or why
+  /// the session is not ready.
+  static result<uuid> session_ready(const result<std::vector<accepted_reply>>& answer);
+
   // ------------------------------------------------------------ client side (engine_session.hpp)
 
   /// A session message for `session_id` carrying `payload` (sealed in 1.1, signed in 1.0).
   result<std::string> send(const uuid& session_id, std::string_view msg_type, const boost::json::object& payload,
                            sys_milliseconds now);
 
-  /// A sessionless signed message to `peer_id`.
+  /// A sessionless signed message to `peer_id`, dated `now` (it changes no state, so the time
+  /// contract does not apply: a tool may date one in the past).
   std::string send_sessionless(std::string_view peer_id, std::string_view msg_type, const boost::json::object& payload,
                                sys_milliseconds now) {
     return serialize(signed_envelope(opt_.versions.front(), msg_type, peer_id, payload, now));
@@ -267,7 +273,7 @@ class engine {
 
   // engine_inbound.hpp
   bool ours(std::string_view version) const;
-  void peek(const boost::json::value& v, request_context& ctx) const;
+  void peek(const detail::envelope_members_read& m, request_context& ctx) const;
   outcome process(request_context& ctx, std::string_view text);
   std::optional<outcome> authenticate_signed(request_context& ctx, const envelope& e, const crypto::public_key& key);
   std::optional<outcome> after_authentication(request_context& ctx, const envelope& e);
@@ -290,7 +296,9 @@ class engine {
   session* session_of(const envelope& e);
   outcome handle_session_message(request_context& ctx, envelope e);
   outcome deliver(request_context& ctx, session& s, const held_message& h);
+  result<session*> session_for(const envelope& e, sys_milliseconds now, request_context* ctx);
   outcome session_reply(request_context& ctx, session& s, handler_reply r);
+  result<std::string> seal_in(session& s, std::string_view msg_type, const boost::json::object& payload, sys_milliseconds now);
 
   // engine_replies.hpp
   void audit(request_context& ctx, audit_event ev, const std::optional<envelope>& e, std::optional<errc> code,

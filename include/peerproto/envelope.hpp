@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -114,120 +115,41 @@ inline result<void> check_members(const boost::json::object& o, std::string_view
 }
 }  // namespace detail
 
-/// Validates a parsed JSON value as an envelope (SPEC §4). Checks run in the order of the member
-/// table, so the reported failure is the first rule broken in that order (ERR-9):
-/// INVALID_FORMAT for a non-object, an unknown member or a wrong form; MISSING_FIELDS for an
-/// absent required member; INVALID_VERSION, last, for an unsupported version on anything but a
-/// handshake (ENV-4, VER-4). Does not check the recipient, the clock, or the signature.
-inline result<envelope> envelope_from_json(const boost::json::value& value);
-
-/// The same, taking the payload out of `value` instead of copying it.
-inline result<envelope> envelope_from_json(boost::json::value&& value) {
-  boost::json::object payload;
-  if (auto* o = value.if_object())
-    if (auto* p = o->if_contains("payload"); p && p->is_object()) {
-      payload = std::move(p->get_object());
-      *p = boost::json::object();  // an empty object of the same kind: validation is unchanged
-    }
-  auto e = envelope_from_json(static_cast<const boost::json::value&>(value));
-  if (e && e->payload) e->payload = std::move(payload);
-  return e;
-}
-
-inline result<envelope> envelope_from_json(const boost::json::value& value) {
-  using detail::bad;
-  using detail::missing;
-  const auto* obj = value.if_object();
-  if (!obj) return failure{errc::invalid_format, "the envelope is not a JSON object"};
-  for (const auto& kv : *obj) {
-    if (std::find(detail::envelope_members.begin(), detail::envelope_members.end(), kv.key()) ==
-            detail::envelope_members.end() &&
-        !PEERPROTO_FAULT(ignore_unknown_members))
-      return bad(kv.key(), "is not an envelope member");
-  }
-  for (std::size_t i = 0; i < 6; ++i)
-    if (!obj->contains(detail::envelope_members[i])) return missing(detail::envelope_members[i]);
-
-  envelope e;
-  const auto* version = detail::string_member(*obj, "version");
-  if (!version) return bad("version", "is not a string");
-  e.version = *version;
-
-  const auto* msg_type = detail::string_member(*obj, "msg_type");
-  if (!msg_type || !is_msg_type(*msg_type)) return bad("msg_type", "is not a message type (^[a-z][a-z0-9_]{0,63}$)");
-  e.msg_type = *msg_type;
-
-  for (auto [name, field] : {std::pair{"sender_id", &e.sender_id}, std::pair{"recipient_id", &e.recipient_id}}) {
-    const auto* s = detail::string_member(*obj, name);
-    if (!s || !is_entity_id(*s)) return bad(name, "is not an entity id (1-128 of A-Z a-z 0-9 . _ : @ -)");
-    *field = *s;
-  }
-
-  const auto* ts = detail::string_member(*obj, "timestamp");
-  const auto parsed_ts = ts ? parse_timestamp(*ts) : std::nullopt;
-  if (!parsed_ts) return bad("timestamp", "is not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.fff]Z)");
-  e.timestamp = *parsed_ts;
-
-  const auto* nonce = detail::string_member(*obj, "nonce");
-  if (!nonce || !hex_decode_into(*nonce, e.nonce)) return bad("nonce", "is not 32 lowercase hex characters");
-
-  const auto* sid = obj->if_contains("session_id");
-  const auto* seq = obj->if_contains("sequence_num");
-  if (sid && !seq) return missing("sequence_num");
-  if (seq && !sid) return missing("session_id");
-  if (sid) {
-    const auto* s = sid->if_string();
-    if (!s || !(e.session_id = parse_uuid_v4(*s))) return bad("session_id", "is not a lowercase canonical UUID v4");
-    // ENV-14: an integer token (the parser keeps `1.0` and `1e0` as doubles), 1 .. 2^53-1.
-    std::uint64_t n = 0;
-    if (seq->is_int64() && seq->get_int64() > 0) n = static_cast<std::uint64_t>(seq->get_int64());
-    if (n == 0 || n > limits::max_sequence_num) return bad("sequence_num", "is not an integer from 1 to 2^53-1");
-    e.sequence_num = n;
-  }
-
-  const auto* payload = obj->if_contains("payload");
-  const auto* sealed = obj->if_contains("encrypted_payload");
-  if (!payload && !sealed) return missing("payload");
-  if (payload && sealed) return bad("encrypted_payload", "appears together with 'payload'");
-  if (payload) {
-    if (!payload->is_object()) return bad("payload", "is not a JSON object");
-    if (e.is_sealed_session_message()) return bad("payload", "is not allowed in a v1.1 session message (use encrypted_payload)");
-    e.payload = payload->get_object();
-  } else {
-    if (!e.is_sealed_session_message()) return bad("encrypted_payload", "is only allowed in a v1.1 session message");
-    const auto* s = sealed->if_string();
-    auto decoded = s ? base64_decode(*s) : std::nullopt;
-    if (!decoded || decoded->size() < crypto::gcm_tag_bytes)
-      return bad("encrypted_payload", "is not padded base64 of at least 16 bytes");
-    e.encrypted_payload = std::move(*decoded);
-  }
-
-  const auto* sig = obj->if_contains("signature");
-  if (e.is_sealed_session_message()) {
-    if (sig) return bad("signature", "is not allowed in a v1.1 session message");
-  } else {
-    if (!sig) return missing("signature");
-    const auto* s = sig->if_string();
-    crypto::signature sig_bytes{};
-    if (!s || !hex_decode_into(*s, sig_bytes)) return bad("signature", "is not 128 lowercase hex characters");
-    e.signature = sig_bytes;
-  }
-
-  if (!is_supported_version(e.version) && e.msg_type != "handshake")
-    return failure{errc::invalid_version, "version '" + e.version + "' is not supported"};
-  return e;
-}
-
 namespace detail {
-/// The common case of parsing an envelope, without building a JSON object for the envelope
-/// itself: its members are read straight into the fields, and only the payload is built as JSON
-/// (by the strict parser). It gives up (nullopt) at anything it does not handle: an escape or a
-/// non-ASCII byte in a member's string, an unknown or repeated member, a sequence number that is
-/// not plain digits, or any rule of §4 broken. The general path (parse_strict, then
-/// envelope_from_json) then decides and names the error, so an envelope read here is the one the
-/// general path gives for the same text (a property and the envelope fuzz target check this).
-inline std::optional<envelope> read_envelope(std::string_view text, const jcs::parse_limits& lim) {
-  if (text.size() > lim.max_bytes || lim.max_depth < 2) return std::nullopt;
+enum member_index : std::size_t {
+  m_version, m_msg_type, m_sender, m_recipient, m_timestamp, m_nonce,
+  m_session, m_sequence, m_payload, m_sealed, m_signature
+};
+
+/// An envelope's members as read from its text, before their forms are checked. Two readers fill
+/// it (the direct one for the common case, the strict JSON parser for everything else) and one
+/// validator, envelope_from_members(), checks it, so there is one statement of §4's rules. It
+/// points into the text read and into `storage`, so it is neither copied nor moved.
+struct envelope_members_read {
+  enum class form : std::uint8_t { absent, string, integer, object, other };
+  std::array<form, envelope_members.size()> forms{};
+  std::array<std::string_view, envelope_members.size()> strings{};  ///< where the form is string
+  std::uint64_t sequence_num = 0;                                   ///< where it is integer: a token above 0
+  boost::json::object* payload = nullptr;                           ///< where it is object
+  boost::json::value storage;  ///< the parsed JSON (general reader) or the payload (direct reader)
+
+  envelope_members_read() = default;
+  envelope_members_read(const envelope_members_read&) = delete;
+  envelope_members_read& operator=(const envelope_members_read&) = delete;
+
+  bool has(std::size_t i) const { return forms[i] != form::absent; }
+  const std::string_view* string(std::size_t i) const { return forms[i] == form::string ? &strings[i] : nullptr; }
+};
+
+/// The direct reader: an envelope's members straight from its text, without building a JSON
+/// object for the envelope itself (only the payload is parsed, by the strict parser). It gives up
+/// (false, leaving `m` as it was) at anything it does not handle: an escape or a non-ASCII byte in
+/// a member's string, a value that is not a string (but for the payload and a sequence number of
+/// plain digits), an unknown or repeated member, or anything after the object. The general reader
+/// then decides, so the members read here are those the general reader gives for the same text (a
+/// property and the envelope fuzz target check this).
+inline bool read_members_direct(std::string_view text, const jcs::parse_limits& lim, envelope_members_read& m) {
+  if (text.size() > lim.max_bytes || lim.max_depth < 2) return false;
   const char* p = text.data();
   const char* const end = p + text.size();
   const auto ws = [&] {
@@ -242,88 +164,189 @@ inline std::optional<envelope> read_envelope(std::string_view text, const jcs::p
     p += n + 1;
     return true;
   };
-  enum : std::size_t { m_version, m_msg_type, m_sender, m_recipient, m_timestamp, m_nonce, m_session, m_sequence, m_payload, m_sealed, m_signature };
-  std::array<std::string_view, envelope_members.size()> text_of{};
+  std::array<std::string_view, envelope_members.size()> strings{};
   unsigned seen = 0;
   std::uint64_t sequence_num = 0;
-  boost::json::value payload_value;
+  boost::json::value payload;
   ws();
-  if (p == end || *p != '{') return std::nullopt;
+  if (p == end || *p != '{') return false;
   ++p;
   for (;;) {
     ws();
     std::string_view name;
-    if (!plain_string(name)) return std::nullopt;
+    if (!plain_string(name)) return false;
     const auto i = static_cast<std::size_t>(std::find(envelope_members.begin(), envelope_members.end(), name) - envelope_members.begin());
-    if (i == envelope_members.size() || (seen & (1u << i))) return std::nullopt;
+    if (i == envelope_members.size() || (seen & (1u << i))) return false;
     seen |= 1u << i;
     ws();
-    if (p == end || *p != ':') return std::nullopt;
+    if (p == end || *p != ':') return false;
     ++p;
     ws();
     if (i == m_payload) {
-      if (p == end || *p != '{') return std::nullopt;
+      if (p == end || *p != '{') return false;
       jcs::detail::strict_parser parser(std::string_view(p, static_cast<std::size_t>(end - p)), lim);
-      p = parser.value_at(payload_value, 2);  // the envelope is depth 1
-      if (!p) return std::nullopt;
-    } else if (i == m_sequence) {  // ENV-14: 1 .. 2^53-1, written as plain digits
+      p = parser.value_at(payload, 2);  // the envelope is depth 1
+      if (!p) return false;
+    } else if (i == m_sequence) {  // plain digits without a leading zero, short enough for int64
       const char* digits = p;
       while (p != end && *p >= '0' && *p <= '9' && p - digits < 17) ++p;
-      if (p == digits || *digits == '0' || p - digits > 16) return std::nullopt;
+      if (p == digits || *digits == '0' || p - digits > 16) return false;
       std::from_chars(digits, p, sequence_num);
-      if (sequence_num > limits::max_sequence_num) return std::nullopt;
-    } else if (!plain_string(text_of[i])) {
-      return std::nullopt;
+    } else if (!plain_string(strings[i])) {
+      return false;
     }
     ws();
-    if (p == end) return std::nullopt;
+    if (p == end) return false;
     if (*p == '}') break;
-    if (*p != ',') return std::nullopt;
+    if (*p != ',') return false;
     ++p;
   }
   ++p;
   ws();
-  if (p != end) return std::nullopt;
+  if (p != end) return false;
 
-  const auto has = [&](std::size_t i) { return (seen & (1u << i)) != 0; };
-  for (std::size_t i = 0; i <= m_nonce; ++i)
-    if (!has(i)) return std::nullopt;
-  envelope e;
-  e.version = text_of[m_version];
-  if (!is_msg_type(text_of[m_msg_type]) || !is_entity_id(text_of[m_sender]) || !is_entity_id(text_of[m_recipient])) return std::nullopt;
-  e.msg_type = text_of[m_msg_type];
-  e.sender_id = text_of[m_sender];
-  e.recipient_id = text_of[m_recipient];
-  const auto ts = parse_timestamp(text_of[m_timestamp]);
-  if (!ts || !hex_decode_into(text_of[m_nonce], e.nonce)) return std::nullopt;
-  e.timestamp = *ts;
-  if (has(m_session) != has(m_sequence)) return std::nullopt;
-  if (has(m_session)) {
-    if (!(e.session_id = parse_uuid_v4(text_of[m_session]))) return std::nullopt;
-    e.sequence_num = sequence_num;
+  using form = envelope_members_read::form;
+  for (std::size_t i = 0; i < envelope_members.size(); ++i)
+    if (seen & (1u << i)) m.forms[i] = i == m_payload ? form::object : i == m_sequence ? form::integer : form::string;
+  m.strings = strings;
+  m.sequence_num = sequence_num;
+  if (seen & (1u << m_payload)) {
+    m.storage = std::move(payload);
+    m.payload = &m.storage.get_object();
   }
-  if (has(m_payload) == has(m_sealed) || has(m_payload) == e.is_sealed_session_message()) return std::nullopt;
-  if (has(m_payload)) {
-    e.payload = std::move(payload_value.get_object());
+  return true;
+}
+
+/// The general reader: the members of a parsed JSON value (in m.storage). INVALID_FORMAT for a
+/// non-object or an unknown member (the first in the text); the known members are read either
+/// way, for an error reply that names what it can (ERR-3, ERR-4).
+inline result<void> read_members_json(envelope_members_read& m) {
+  auto* obj = m.storage.if_object();
+  if (!obj) return failure{errc::invalid_format, "the envelope is not a JSON object"};
+  using form = envelope_members_read::form;
+  std::optional<failure> unknown;
+  for (auto& kv : *obj) {
+    const auto i = static_cast<std::size_t>(std::find(envelope_members.begin(), envelope_members.end(), kv.key()) - envelope_members.begin());
+    if (i == envelope_members.size()) {
+      if (!unknown && !PEERPROTO_FAULT(ignore_unknown_members)) unknown = bad(kv.key(), "is not an envelope member");
+      continue;
+    }
+    auto& v = kv.value();
+    if (const auto* s = v.if_string()) {
+      m.forms[i] = form::string;
+      m.strings[i] = *s;
+    } else if (v.is_int64() && v.get_int64() > 0) {  // ENV-14: `1.0` and `1e0` stay doubles: other
+      m.forms[i] = form::integer;
+      if (i == m_sequence) m.sequence_num = static_cast<std::uint64_t>(v.get_int64());
+    } else if (auto* o = v.if_object()) {
+      m.forms[i] = form::object;
+      if (i == m_payload) m.payload = o;
+    } else {
+      m.forms[i] = form::other;
+    }
+  }
+  if (unknown) return *unknown;
+  return {};
+}
+
+/// The one validator of an envelope's members (SPEC §4), taking the payload out of them. Checks
+/// run in the order of the member table, so the reported failure is the first rule broken in that
+/// order (ERR-9): MISSING_FIELDS for an absent required member; INVALID_FORMAT for a wrong form;
+/// INVALID_VERSION, last, for an unsupported version on anything but a handshake (ENV-4, VER-4).
+/// Does not check the recipient, the clock, or the signature.
+inline result<envelope> envelope_from_members(envelope_members_read& m) {
+  using form = envelope_members_read::form;
+  for (std::size_t i = 0; i <= m_nonce; ++i)
+    if (!m.has(i)) return missing(envelope_members[i]);
+
+  envelope e;
+  const auto* version = m.string(m_version);
+  if (!version) return bad("version", "is not a string");
+  e.version = *version;
+
+  const auto* msg_type = m.string(m_msg_type);
+  if (!msg_type || !is_msg_type(*msg_type)) return bad("msg_type", "is not a message type (^[a-z][a-z0-9_]{0,63}$)");
+  e.msg_type = *msg_type;
+
+  for (auto [i, field] : {std::pair{m_sender, &e.sender_id}, std::pair{m_recipient, &e.recipient_id}}) {
+    const auto* s = m.string(i);
+    if (!s || !is_entity_id(*s)) return bad(envelope_members[i], "is not an entity id (1-128 of A-Z a-z 0-9 . _ : @ -)");
+    *field = *s;
+  }
+
+  const auto* ts = m.string(m_timestamp);
+  const auto parsed_ts = ts ? parse_timestamp(*ts) : std::nullopt;
+  if (!parsed_ts) return bad("timestamp", "is not an RFC 3339 UTC timestamp (YYYY-MM-DDTHH:MM:SS[.fff]Z)");
+  e.timestamp = *parsed_ts;
+
+  const auto* nonce = m.string(m_nonce);
+  if (!nonce || !hex_decode_into(*nonce, e.nonce)) return bad("nonce", "is not 32 lowercase hex characters");
+
+  if (m.has(m_session) && !m.has(m_sequence)) return missing("sequence_num");
+  if (m.has(m_sequence) && !m.has(m_session)) return missing("session_id");
+  if (m.has(m_session)) {
+    const auto* s = m.string(m_session);
+    if (!s || !(e.session_id = parse_uuid_v4(*s))) return bad("session_id", "is not a lowercase canonical UUID v4");
+    // ENV-14: an integer token, 1 .. 2^53-1.
+    if (m.forms[m_sequence] != form::integer || m.sequence_num > limits::max_sequence_num)
+      return bad("sequence_num", "is not an integer from 1 to 2^53-1");
+    e.sequence_num = m.sequence_num;
+  }
+
+  if (!m.has(m_payload) && !m.has(m_sealed)) return missing("payload");
+  if (m.has(m_payload) && m.has(m_sealed)) return bad("encrypted_payload", "appears together with 'payload'");
+  if (m.has(m_payload)) {
+    if (!m.payload) return bad("payload", "is not a JSON object");
+    if (e.is_sealed_session_message()) return bad("payload", "is not allowed in a v1.1 session message (use encrypted_payload)");
+    e.payload = std::move(*m.payload);
   } else {
-    auto decoded = base64_decode(text_of[m_sealed]);
-    if (!decoded || decoded->size() < crypto::gcm_tag_bytes) return std::nullopt;
+    if (!e.is_sealed_session_message()) return bad("encrypted_payload", "is only allowed in a v1.1 session message");
+    const auto* s = m.string(m_sealed);
+    auto decoded = s ? base64_decode(*s) : std::nullopt;
+    if (!decoded || decoded->size() < crypto::gcm_tag_bytes)
+      return bad("encrypted_payload", "is not padded base64 of at least 16 bytes");
     e.encrypted_payload = std::move(*decoded);
   }
-  if (has(m_signature) == e.is_sealed_session_message()) return std::nullopt;
-  if (has(m_signature) && !hex_decode_into(text_of[m_signature], e.signature.emplace())) return std::nullopt;
-  if (!is_supported_version(e.version) && e.msg_type != "handshake") return std::nullopt;
+
+  if (e.is_sealed_session_message()) {
+    if (m.has(m_signature)) return bad("signature", "is not allowed in a v1.1 session message");
+  } else {
+    if (!m.has(m_signature)) return missing("signature");
+    const auto* s = m.string(m_signature);
+    if (!s || !hex_decode_into(*s, e.signature.emplace())) return bad("signature", "is not 128 lowercase hex characters");
+  }
+
+  if (!is_supported_version(e.version) && e.msg_type != "handshake")
+    return failure{errc::invalid_version, "version '" + e.version + "' is not supported"};
   return e;
+}
+
+/// Reads envelope text into `m`: the direct reader when it can, the strict JSON rules of §3
+/// otherwise (PAYLOAD_TOO_LARGE over lim.max_bytes, INVALID_FORMAT for what is not JSON), then
+/// read_members_json.
+inline result<void> read_members(std::string_view text, const jcs::parse_limits& lim, envelope_members_read& m) {
+  if (read_members_direct(text, lim, m)) return {};
+  auto value = jcs::parse_strict(text, lim);
+  if (!value) return value.error();
+  m.storage = std::move(*value);
+  return read_members_json(m);
 }
 }  // namespace detail
 
-/// Parses and validates envelope text: the strict JSON rules of §3 (PAYLOAD_TOO_LARGE over
-/// lim.max_bytes, INVALID_FORMAT otherwise), then envelope_from_json.
+/// Validates a parsed JSON value as an envelope (SPEC §4): detail::envelope_from_members on its
+/// members, taking the payload out of `value`.
+inline result<envelope> envelope_from_json(boost::json::value value) {
+  detail::envelope_members_read m;
+  m.storage = std::move(value);
+  if (auto read = detail::read_members_json(m); !read) return read.error();
+  return detail::envelope_from_members(m);
+}
+
+/// Parses and validates envelope text (SPEC §3, §4).
 inline result<envelope> parse_envelope(std::string_view text, const jcs::parse_limits& lim = {}) {
-  if (auto e = detail::read_envelope(text, lim)) return std::move(*e);
-  auto value = jcs::parse_strict(text, lim);
-  if (!value) return value.error();
-  return envelope_from_json(std::move(*value));
+  detail::envelope_members_read m;
+  if (auto read = detail::read_members(text, lim, m); !read) return read.error();
+  return detail::envelope_from_members(m);
 }
 
 /// Which members to leave out when building JSON (for signing input and associated data).

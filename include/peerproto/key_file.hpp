@@ -1,4 +1,4 @@
-// A node's identity on disk, and its fingerprint (SPEC §2).
+// A node's identity on disk, its fingerprint (SPEC §2), and as GET /public-key publishes it.
 //
 // Key file: JSON, mode 0600, in one of two forms (SPEC ID-12):
 //   plain      {"entity_id", "public_key", "private_key"} (hex)
@@ -43,6 +43,25 @@ struct identity {
 };
 
 /// ID-3: lowercase hex of the first 16 bytes of SHA-256 of the public key.
+/// A peer's identity as its GET /public-key publishes it (HTTP-6).
+struct published_identity {
+  std::string entity_id;
+  crypto::public_key key{};
+};
+
+/// Reads the answer to GET /public-key: status 200 and a JSON object with an entity id (ID-2) and
+/// a 64-hex-character public key. Every initiator learns its peer this way before a handshake.
+inline result<published_identity> read_published_identity(int status, std::string_view body) {
+  const auto v = jcs::parse_strict(body);
+  const auto* o = v ? v->if_object() : nullptr;
+  const auto* id = o ? detail::string_member(*o, "entity_id") : nullptr;
+  const auto* key = o ? detail::string_member(*o, "public_key") : nullptr;
+  const auto key_bytes = key ? hex_decode_fixed<32>(*key) : std::nullopt;
+  if (status != 200 || !id || !is_entity_id(*id) || !key_bytes)
+    return failure{errc::invalid_format, "GET /public-key did not answer {entity_id, public_key}"};
+  return published_identity{std::string(*id), *key_bytes};
+}
+
 inline std::string fingerprint(const crypto::public_key& key) {
   const auto d = crypto::sha256(key);
   return hex_encode(std::span<const std::uint8_t>(d.data(), 16));

@@ -74,7 +74,7 @@ class backoff {
 
   /// Records a failure at `now`; returns the block it starts (zero if none).
   std::chrono::milliseconds fail(sys_milliseconds now) {
-    while (!failures_.empty() && now - failures_.front() >= cfg_.window) failures_.pop_front();
+    while (!failures_.empty() && has_elapsed(failures_.front(), cfg_.window, now)) failures_.pop_front();
     failures_.push_back(now);
     if (failures_.size() > cfg_.threshold) failures_.pop_front();  // keeps memory at `threshold`
     if (failures_.size() < cfg_.threshold) {
@@ -96,7 +96,7 @@ class backoff {
     blocked_until_ = {};
   }
   bool idle(sys_milliseconds now) const {
-    return blocked_for(now).count() == 0 && (failures_.empty() || now - failures_.back() >= cfg_.window);
+    return blocked_for(now).count() == 0 && (failures_.empty() || has_elapsed(failures_.back(), cfg_.window, now));
   }
 
  private:

@@ -51,7 +51,7 @@ class sequencer {
   std::vector<T> accept(std::uint64_t seq, T item, sys_milliseconds now) {
     std::vector<T> out;
     if (check(seq)) return out;
-    if (seq < next_) {  // only the test-only fault lets a delivered number through: deliver it again
+    if (PEERPROTO_FAULT(accept_replayed_sequence) && seq < next_) {  // a test-only fault: deliver it again
       out.push_back(std::move(item));
       return out;
     }
@@ -74,7 +74,7 @@ class sequencer {
     for (const auto& [seq, h] : held_)  // (the test-only fault takes the latest arrival instead)
       if (!earliest || (h.arrived < *earliest) != PEERPROTO_FAULT(gap_timer_from_latest)) earliest = h.arrived;
     if (!earliest) return std::nullopt;
-    return *earliest + opt_.gap_timeout;
+    return ends_at(*earliest, opt_.gap_timeout);
   }
 
   /// At or after next_deadline(), fails every held item (ORD-6): returns them with their sequence

@@ -182,7 +182,7 @@ class session {
 
   /// HS-16: true when a handshake is pending and `timeout` has passed since it started.
   bool handshake_due(sys_milliseconds now, std::chrono::milliseconds timeout) const noexcept {
-    return pending_ && now - pending_->started >= timeout;
+    return pending_ && has_elapsed(pending_->started, timeout, now);
   }
 
   /// Why a failed session failed (CHALLENGE_EXPIRED after a timeout, for example).
@@ -212,7 +212,7 @@ class session {
   /// (SES-4..SES-6). Returns true when it expired now.
   bool expire_if_due(sys_milliseconds now) {
     if (state_ != session_state::ready) return false;
-    const bool due = now - last_activity_ >= opt_.idle_ttl || now - ready_at_ >= opt_.lifetime ||
+    const bool due = has_elapsed(last_activity_, opt_.idle_ttl, now) || has_elapsed(ready_at_, opt_.lifetime, now) ||
                      sent() >= opt_.max_messages || received_.next_expected() - 1 >= opt_.max_messages;
     return due && apply(session_event::expire, now).ok();
   }
@@ -220,7 +220,7 @@ class session {
   /// The earliest time expire_if_due() or the sequencer's gap timer needs attention.
   std::optional<sys_milliseconds> next_deadline() const {
     if (state_ != session_state::ready) return std::nullopt;
-    auto d = std::min(last_activity_ + opt_.idle_ttl, ready_at_ + opt_.lifetime);
+    auto d = std::min(ends_at(last_activity_, opt_.idle_ttl), ends_at(ready_at_, opt_.lifetime));
     if (const auto gap = received_.next_deadline()) d = std::min(d, *gap);
     return d;
   }

@@ -164,6 +164,11 @@ result<std::vector<wire_reply>> client::exchange(const peer_url& peer, const std
   return out;
 }
 
+// The engine's timers, run before each use: a session idle or old past its limits ends here as it
+// does at the peer (SES-4, SES-5) instead of being used once more. A client receives no requests,
+// so poll() has nothing for it to answer.
+void client::poll() { (void)engine_->poll(system_now()); }
+
 result<std::vector<accepted_reply>> client::accept(const wire_reply& r) {
   if (r.body.empty()) return failure{errc::invalid_format, "the peer answered status " + std::to_string(r.status) + " without an envelope"};
   return engine_->accept_reply(r.body, system_now());
@@ -174,18 +179,14 @@ result<std::string> client::learn_identity(const peer_url& peer) {
   http_peer.websocket = false;
   auto r = post(http_peer, "/public-key", nullptr);
   if (!r) return r.error();
-  auto v = jcs::parse_strict(r->body);
-  const auto* o = v ? v->if_object() : nullptr;
-  const auto* id = o ? detail::string_member(*o, "entity_id") : nullptr;
-  const auto* key = o ? detail::string_member(*o, "public_key") : nullptr;
-  const auto bytes = key ? hex_decode_fixed<32>(*key) : std::nullopt;
-  if (r->status != 200 || !id || !is_entity_id(*id) || !bytes)
-    return failure{errc::invalid_format, "GET /public-key did not answer {entity_id, public_key}"};
-  if (const auto b = trust_.accept_handshake_key(*id, *bytes, system_now()); !b) return b.error();
-  return std::string(*id);
+  auto peer_identity = read_published_identity(r->status, r->body);
+  if (!peer_identity) return peer_identity.error();
+  if (const auto b = trust_.accept_handshake_key(peer_identity->entity_id, peer_identity->key, system_now()); !b) return b.error();
+  return std::move(peer_identity->entity_id);
 }
 
 result<uuid> client::handshake(const peer_url& peer, const std::string& peer_id) {
+  poll();
   auto m2 = exchange(peer, {engine_->begin_handshake(peer_id, system_now())});
   if (!m2) return m2.error();
   if ((*m2)[0].body.empty()) return failure{errc::invalid_format, "no handshake_ack"};
@@ -193,15 +194,12 @@ result<uuid> client::handshake(const peer_url& peer, const std::string& peer_id)
   if (!m3) return m3.error();
   auto m4 = exchange(peer, {*m3});
   if (!m4) return m4.error();
-  auto ready = accept((*m4)[0]);  // HS-15: the first session message proves the responder's keys
-  if (!ready) return ready.error();
-  if (ready->size() != 1 || (*ready)[0].reply.msg_type != "ack" || !(*ready)[0].reply.session_id)
-    return failure{errc::invalid_format, "expected the session_ready ack"};
-  return *(*ready)[0].reply.session_id;
+  return engine::session_ready(accept((*m4)[0]));
 }
 
 result<std::vector<accepted_reply>> client::send(const peer_url& peer, const uuid& session, std::string_view msg_type,
                                                  const boost::json::object& payload) {
+  poll();
   auto msg = engine_->send(session, msg_type, payload, system_now());
   if (!msg) return msg.error();
   auto r = exchange(peer, {*msg});
@@ -223,6 +221,7 @@ result<std::vector<accepted_reply>> client::send_sessionless(const peer_url& pee
 
 result<accepted_reply> client::send_chunked(const peer_url& peer, const uuid& session, std::string_view msg_type,
                                             const boost::json::object& payload, std::size_t chunk_size) {
+  poll();
   auto chunks = engine_->chunk_payloads(msg_type, payload, chunk_size);
   if (!chunks) return chunks.error();
   std::vector<std::string> messages;

@@ -71,6 +71,7 @@ class client {
   void release(const peer_url& peer, std::unique_ptr<http_conn> c);
   result<ws_conn*> websocket(const peer_url& peer);
   result<std::vector<accepted_reply>> accept(const wire_reply& r);
+  void poll();
 
   boost::asio::io_context ioc_;
   identity self_;

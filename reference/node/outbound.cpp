@@ -361,18 +361,15 @@ class outbound::link : public std::enable_shared_from_this<link> {
     const std::string none;
     auto r = co_await http_exchange(http::verb::get, "/public-key", none, none);
     if (!r.answered()) co_return r.problem;
-    auto v = jcs::parse_strict(r.body);
-    const auto* o = v && v->is_object() ? &v->as_object() : nullptr;
-    const auto* id = o ? detail::string_member(*o, "entity_id") : nullptr;
-    const auto* key = o ? detail::string_member(*o, "public_key") : nullptr;
-    const auto bytes = key ? hex_decode_fixed<32>(*key) : std::nullopt;
-    if (r.status != 200 || !id || !is_entity_id(*id) || !bytes) co_return "GET /public-key did not answer {entity_id, public_key}";
-    const auto bound = out_.ctx_.trust.accept_handshake_key(*id, *bytes, system_now());
+    const auto peer_identity = read_published_identity(r.status, r.body);
+    if (!peer_identity) co_return peer_identity.error().message;
+    const auto& [id, key] = *peer_identity;
+    const auto bound = out_.ctx_.trust.accept_handshake_key(id, key, system_now());
     if (!bound) co_return std::string(wire_name(bound.code())) + ": " + bound.error().message;
     state_changes c;
-    if (*bound != trust_store::binding::known) c.peers.emplace_back(*id, *bytes);
+    if (*bound != trust_store::binding::known) c.peers.emplace_back(id, key);
     if (!out_.commit(std::move(c))) co_return "the node could not store the peer's key";
-    peer_id_ = std::string(*id);
+    peer_id_ = id;
     out_.ctx_.state.remember_url(*peer_id_, to_);
     co_return std::nullopt;
   }
@@ -417,16 +414,15 @@ class outbound::link : public std::enable_shared_from_this<link> {
     if (!m3) co_return handshake_failure{"handshake: " + std::string(wire_name(m3.code())) + ": " + m3.error().message, std::nullopt};
     auto m4 = co_await exchange(*m3, trace);
     if (!m4.answered()) co_return handshake_failure{m4.problem, std::nullopt};
-    auto ready = accept(m4);
+    auto ready = engine::session_ready(accept(m4));
     out_.commit({});
     if (!ready && PEERPROTO_FAULT(initiator_skips_session_ready))
       if (const auto id = session_id_of(*m3)) {
         session_ = *id;
         co_return std::nullopt;
       }
-    if (!ready || ready->size() != 1 || ready->front().reply.msg_type != msg::ack || !ready->front().reply.session_id)
-      co_return handshake_failure{"handshake: the peer did not confirm the session" + (ready ? std::string() : ": " + ready.error().message), std::nullopt};
-    session_ = *ready->front().reply.session_id;
+    if (!ready) co_return handshake_failure{"handshake: the peer did not confirm the session: " + ready.error().message, std::nullopt};
+    session_ = *ready;
     out_.ctx_.log->info("outbound: session {} with {} at {}; up to {} messages under way", format_uuid(*session_), *peer_id_, to_, window());
     co_return std::nullopt;
   }

@@ -69,6 +69,7 @@ inline void engine::make_room_for_session(request_context& ctx, const envelope& 
 inline std::string engine::begin_handshake(std::string_view peer_id, sys_milliseconds now) {
   static_assert(next_state(session_role::initiator, session_state::idle, session_event::send_handshake) ==
                 session_state::await_ack);
+  now = monotonic(now);
   pending_handshake p;
   p.started = now;
   p.ephemeral.emplace(draw<32>(rng_));
@@ -85,6 +86,13 @@ inline std::string engine::begin_handshake(std::string_view peer_id, sys_millise
   if (!s.start_handshake(std::move(p), now)) std::terminate();  // a new session is idle: see the static_assert
   initiating_.emplace(e.nonce, std::move(s));
   return text;
+}
+
+inline result<uuid> engine::session_ready(const result<std::vector<accepted_reply>>& ready) {
+  if (!ready) return ready.error();
+  if (ready->size() != 1 || ready->front().reply.msg_type != msg::ack || !ready->front().reply.session_id)
+    return failure{errc::invalid_format, "the answer to handshake_confirm is not the session_ready ack"};
+  return *ready->front().reply.session_id;
 }
 
 inline result<std::string> engine::finish_handshake(std::string_view msg2_text, sys_milliseconds now) {

@@ -2,8 +2,6 @@
 // then the handler of its kind), the authentication steps shared by every kind, and dispatch.
 #pragma once
 
-#include <cstdlib>
-
 namespace peerproto {
 
 inline outcome engine::handle(std::string_view text, std::string_view remote, sys_milliseconds now,
@@ -18,7 +16,9 @@ inline outcome engine::handle(std::string_view text, std::string_view remote, sy
 inline outcome engine::refuse(const failure& f, std::string_view text, std::string_view remote, sys_milliseconds now,
                               std::optional<std::chrono::seconds> retry_after) {
   auto ctx = context_for(remote, monotonic(now));
-  if (auto value = jcs::parse_strict(text, opt_.json)) peek(*value, ctx);
+  detail::envelope_members_read m;
+  (void)detail::read_members(text, opt_.json, m);  // whatever it reads names the reply
+  peek(m, ctx);
   outcome o = error_reply(ctx, f, retry_after);
   o.msg_type = std::move(ctx.msg_type);
   return o;
@@ -29,42 +29,29 @@ inline bool engine::ours(std::string_view version) const {
 }
 
 // ERR-3, ERR-4: what can be read of a request that may not be a valid envelope.
-inline void engine::peek(const boost::json::value& v, request_context& ctx) const {
-  const auto* o = v.if_object();
-  if (!o) return;
-  if (const auto* s = detail::string_member(*o, "sender_id"); s && is_entity_id(*s)) ctx.sender_id = *s;
-  if (const auto* s = detail::string_member(*o, "nonce"); s && hex_decode_fixed<16>(*s)) ctx.nonce_hex = *s;
-  if (const auto* s = detail::string_member(*o, "version"); s && ours(*s)) ctx.version = *s;
-  if (const auto* s = detail::string_member(*o, "msg_type"); s && is_msg_type(*s)) ctx.msg_type = *s;
+inline void engine::peek(const detail::envelope_members_read& m, request_context& ctx) const {
+  if (const auto* s = m.string(detail::m_sender); s && is_entity_id(*s)) ctx.sender_id = *s;
+  if (const auto* s = m.string(detail::m_nonce); s && hex_decode_fixed<16>(*s)) ctx.nonce_hex = *s;
+  if (const auto* s = m.string(detail::m_version); s && ours(*s)) ctx.version = *s;
+  if (const auto* s = m.string(detail::m_msg_type); s && is_msg_type(*s)) ctx.msg_type = *s;
 }
 
 // SPEC §17, steps 1 to 3, then the handler of the message's kind.
 inline outcome engine::process(request_context& ctx, std::string_view text) {
   const auto now = ctx.now;
-  // The common case is read directly into an envelope; anything else takes the general path,
-  // which also reads what it can of an invalid request for the error reply (peek()).
-  result<envelope> parsed = failure{errc::invalid_format, ""};
-  if (auto direct = detail::read_envelope(text, opt_.json)) {
-    ctx.sender_id = direct->sender_id;
-    ctx.nonce_hex = hex_encode(direct->nonce);
-    if (ours(direct->version)) ctx.version = direct->version;
-    ctx.msg_type = direct->msg_type;
-    parsed = std::move(*direct);
-  } else {
-    auto value = jcs::parse_strict(text, opt_.json);
-    if (!value) return error_reply(ctx, value.error());
-    peek(*value, ctx);
-    parsed = envelope_from_json(std::move(*value));  // peek() has read what it needs
-  }
+  detail::envelope_members_read m;
+  const auto read = detail::read_members(text, opt_.json, m);
+  peek(m, ctx);
   // ERR-8: an `error` is never answered, not even when it is malformed.
   if (ctx.msg_type == msg::error) {
     auto unanswered = outcome::silent(ctx.nonce_hex, {});
     unanswered.error = errc::unsupported_message_type;  // for metrics; nothing is sent
     return unanswered;
   }
+  if (!read) return error_reply(ctx, read.error());
+  auto parsed = detail::envelope_from_members(m);
   if (!parsed) return error_reply(ctx, parsed.error());
   envelope& e = *parsed;
-  if (PEERPROTO_FAULT(exit_on_chunk) && e.msg_type == msg::chunk) std::_Exit(70);  // a node that dies mid-run
   // HS-1, part of the envelope's form (PROC-1): the handshake messages are sessionless.
   if (e.session_id && is_handshake_type(e.msg_type))
     return error_reply(ctx, {errc::invalid_format, "handshake messages carry no session_id or sequence_num (HS-1)"});

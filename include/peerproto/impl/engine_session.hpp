@@ -12,17 +12,27 @@ inline session* engine::session_of(const envelope& e) {
   return &it->second;
 }
 
+// The first steps of every session message, a request or a reply to one of ours: the sender's own
+// session (SESSION_NOT_FOUND), expired once due (SES-4, SES-5), then ready for this message's
+// version and sequence number (ORD-4, ORD-5). Audited into `ctx` where one is given.
+inline result<session*> engine::session_for(const envelope& e, sys_milliseconds now, request_context* ctx) {
+  session* s = session_of(e);
+  if (!s) return failure{errc::session_not_found, "no such session for this sender"};
+  changed_.insert(s->id());
+  if (s->expire_if_due(now) && ctx) audit(*ctx, audit_event::session_expired, e, errc::session_expired, "session expired");
+  if (auto checked = s->check_inbound(e); !checked) {
+    if (ctx && checked.code() == errc::replay_detected)
+      audit(*ctx, audit_event::replay_detected, e, checked.code(), "sequence number reused");
+    return checked.error();
+  }
+  return s;
+}
+
 inline outcome engine::handle_session_message(request_context& ctx, envelope e) {
   ctx.session_id = format_uuid(*e.session_id);
-  session* found = session_of(e);
-  if (!found) return error_reply(ctx, {errc::session_not_found, "no such session for this sender"});
-  session& s = *found;
-  changed_.insert(s.id());
-  if (s.expire_if_due(ctx.now)) audit(ctx, audit_event::session_expired, e, errc::session_expired, "session expired");
-  if (auto checked = s.check_inbound(e); !checked) {
-    if (checked.code() == errc::replay_detected) audit(ctx, audit_event::replay_detected, e, checked.code(), "sequence number reused");
-    return error_reply(ctx, checked.error());
-  }
+  auto found = session_for(e, ctx.now, &ctx);
+  if (!found) return error_reply(ctx, found.error());
+  session& s = **found;
   if (!s.encrypted()) {
     if (auto o = authenticate_signed(ctx, e, s.peer_key())) return std::move(*o);  // SES-11, RPL-2
   }
@@ -90,26 +100,33 @@ inline outcome engine::deliver(request_context& ctx, session& s, const held_mess
 }
 
 inline outcome engine::session_reply(request_context& ctx, session& s, handler_reply r) {
-  auto reply = make_header(s.version(), r.msg_type, opt_.self_id, s.peer_id(), ctx.now, rng_);
-  if (auto sealed = s.seal_outbound(reply, r.payload, ctx.now); !sealed)
-    return error_reply(ctx, {sealed.code(), "the session cannot send: " + sealed.error().message});
-  if (!s.encrypted()) sign(reply, *identity_);
-  return outcome::answer(serialize(reply), ctx.nonce_hex, std::move(ctx.audit));
+  auto sealed = seal_in(s, r.msg_type, r.payload, ctx.now);
+  if (!sealed) return error_reply(ctx, {sealed.code(), "the session cannot send: " + sealed.error().message});
+  return outcome::answer(std::move(*sealed), ctx.nonce_hex, std::move(ctx.audit));
+}
+
+// The one way a message of ours leaves a session, a reply or one we send: the session's members
+// filled in, then sealed (1.1) or signed (1.0).
+inline result<std::string> engine::seal_in(session& s, std::string_view msg_type, const boost::json::object& payload,
+                                           sys_milliseconds now) {
+  changed_.insert(s.id());
+  auto e = make_header(s.version(), msg_type, opt_.self_id, s.peer_id(), now, rng_);
+  if (auto sealed = s.seal_outbound(e, payload, now); !sealed) return sealed.error();
+  if (!s.encrypted()) sign(e, *identity_);
+  return serialize(e);
 }
 
 inline result<std::string> engine::send(const uuid& session_id, std::string_view msg_type, const boost::json::object& payload,
                                         sys_milliseconds now) {
+  now = monotonic(now);
   const auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return failure{errc::session_not_found, "no such session"};
   session& s = it->second;
-  changed_.insert(session_id);
-  auto e = make_header(s.version(), msg_type, opt_.self_id, s.peer_id(), now, rng_);
-  if (auto sealed = s.seal_outbound(e, payload, now); !sealed) return sealed.error();
-  if (!s.encrypted()) sign(e, *identity_);
+  auto text = seal_in(s, msg_type, payload, now);
   // SES-8: the sender's session is closed once its session_close is sealed (keys wiped, ENC-7).
-  if (msg_type == msg::session_close)
+  if (text && msg_type == msg::session_close)
     if (auto closed = s.apply(session_event::close, now); !closed) return closed.error();
-  return serialize(e);
+  return text;
 }
 
 inline result<std::vector<boost::json::object>> engine::chunk_payloads(std::string_view msg_type,
@@ -135,11 +152,9 @@ inline result<std::vector<accepted_reply>> engine::accept_reply(std::string_view
     if (e->msg_type == msg::error) return error_of(*e);
     return std::vector<accepted_reply>{{*e, *e->payload}};
   }
-  session* found = session_of(*e);
-  if (!found) return failure{errc::session_not_found, "no such session"};
-  session& s = *found;
-  if (auto checked = s.check_inbound(*e); !checked) return checked.error();
-  changed_.insert(s.id());
+  auto found = session_for(*e, now, nullptr);
+  if (!found) return found.error();
+  session& s = **found;
   auto payload = s.open_inbound(*e);
   if (!payload) return payload.error();
   std::vector<accepted_reply> out;

@@ -38,7 +38,7 @@ inline std::vector<outcome> engine::poll(sys_milliseconds now) {
     if (expire_pending(s, now))
       audit(ctx, audit_event::handshake_failed, std::nullopt, errc::challenge_expired, "pending handshake expired");
     std::move(ctx.audit.begin(), ctx.audit.end(), std::back_inserter(events));
-    if (const auto t = s.terminal_since(); t && now - *t >= opt_.terminal_retention) {
+    if (const auto t = s.terminal_since(); t && has_elapsed(*t, opt_.terminal_retention, now)) {
       changed_.insert(s.id());
       it = sessions_.erase(it);
       continue;
@@ -50,7 +50,7 @@ inline std::vector<outcome> engine::poll(sys_milliseconds now) {
   for (auto it = initiating_.begin(); it != initiating_.end();) {
     expire_pending(it->second, now);
     const auto t = it->second.terminal_since();
-    it = t && now - *t >= opt_.terminal_retention ? initiating_.erase(it) : std::next(it);
+    it = t && has_elapsed(*t, opt_.terminal_retention, now) ? initiating_.erase(it) : std::next(it);
   }
   reassembler_.expire(now);
   if (!events.empty()) out.push_back(outcome::silent({}, std::move(events)));
@@ -64,8 +64,8 @@ inline std::optional<sys_milliseconds> engine::next_deadline() const {
   };
   const auto consider_session = [&](const session& s) {
     consider(s.next_deadline());
-    if (const auto* p = s.pending()) consider(p->started + opt_.handshake_timeout);
-    if (const auto t = s.terminal_since()) consider(*t + opt_.terminal_retention);
+    if (const auto* p = s.pending()) consider(ends_at(p->started, opt_.handshake_timeout));
+    if (const auto t = s.terminal_since()) consider(ends_at(*t, opt_.terminal_retention));
   };
   for (const auto& [id, s] : sessions_) consider_session(s);
   for (const auto& [nonce, s] : initiating_) consider_session(s);
