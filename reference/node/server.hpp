@@ -27,6 +27,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -128,7 +129,10 @@ class server {
   bool admit(const std::string& address);
   /// Runs `f` on the core thread: at once with one thread, posted otherwise.
   template <class F>
-  void on_core(F&& f);
+  void on_core(F&& f) {
+    if (transport_) boost::asio::post(ioc_, std::forward<F>(f));
+    else f();
+  }
   /// A callback that runs `done` on the connection's executor `ex`.
   reply_fn back_to(const boost::asio::any_io_executor& ex, reply_fn done) const;
   /// submit() on the core thread.
