@@ -8,6 +8,7 @@
 #include "node/pkcs11.hpp"
 #include "node/server.hpp"
 
+#include <peerproto/fault.hpp>
 #include <peerproto/key_derivation.hpp>
 
 #include <boost/asio/signal_set.hpp>
@@ -16,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <algorithm>
 #include <iostream>
 #include <thread>
@@ -164,6 +166,13 @@ int send(const send_options& o) {
 static_assert(!peerproto::crypto::unsafe_fuzzing_crypto, "the fuzzing-mode crypto stand-ins are not secure; build without PEERPROTO_FUZZING_UNSAFE_CRYPTO");
 
 int main(int argc, char** argv) {
+#ifdef PEERPROTO_FAULT_INJECTION
+  // The test node: the one fault it runs with (include/peerproto/fault.hpp), set before any thread.
+  if (const char* f = std::getenv("PEERPROTO_FAULT"); f && *f && !peerproto::fault::enable(f)) {
+    std::cerr << "peerproto-node: PEERPROTO_FAULT=" << f << " is no fault of include/peerproto/fault.hpp\n";
+    return 2;
+  }
+#endif
   CLI::App app{"peerproto-node: the reference node of the peerproto protocol (docs/SPEC.md)"};
   app.require_subcommand(1);
 
