@@ -92,8 +92,8 @@ json::object to_json(const inbox_entry& m) {
 }
 }  // namespace
 
-control::control(server& srv, std::filesystem::path socket_path)
-    : srv_(srv), path_(std::move(socket_path)), acceptor_(srv.ioc_) {}
+control::control(server& srv, control_parts parts, std::filesystem::path socket_path)
+    : srv_(srv), node_(parts), path_(std::move(socket_path)), acceptor_(parts.ioc) {}
 
 control::~control() = default;
 
@@ -101,7 +101,7 @@ void control::start() {
   const unix_path address(path_);  // any length: a long path is named through its folder
   if (std::filesystem::exists(path_)) {
     // A socket someone still answers on belongs to a running node; one nobody answers is stale.
-    local::socket probe(srv_.ioc_);
+    local::socket probe(node_.ioc);
     boost::system::error_code ec;
     probe.connect(address.endpoint(), ec);
     if (!ec) throw config_error("another node is running with the state directory " + path_.parent_path().string());
@@ -111,7 +111,7 @@ void control::start() {
   acceptor_.bind(address.endpoint());
   ::chmod(path_.c_str(), 0600);
   acceptor_.listen();
-  asio::co_spawn(srv_.ioc_, accept(), asio::detached);
+  asio::co_spawn(node_.ioc, accept(), asio::detached);
 }
 
 void control::stop() {
@@ -128,7 +128,7 @@ asio::awaitable<void> control::accept() {
   for (;;) {
     auto [ec, s] = co_await acceptor_.async_accept(use);
     if (ec) co_return;  // closed at shutdown
-    asio::co_spawn(srv_.ioc_, serve(std::move(s)), asio::detached);
+    asio::co_spawn(node_.ioc, serve(std::move(s)), asio::detached);
   }
 }
 
@@ -137,8 +137,8 @@ asio::awaitable<void> control::serve(socket s) {
   open_.insert(&s);
   std::string buffer;
   // A line holds at most the largest payload `send` takes, and the request around it.
-  const std::size_t max_line = std::max(srv_.cfg_.max_body_bytes, srv_.outbound_->options().max_send_bytes) + 65536;
-  auto parse = srv_.engine_opt_.json;
+  const std::size_t max_line = std::max(srv_.config().max_body_bytes, node_.out.options().max_send_bytes) + 65536;
+  auto parse = node_.protocol.json;
   parse.max_bytes = max_line;
   for (;;) {
     const auto [ec, n] = co_await asio::async_read_until(s, asio::dynamic_buffer(buffer, max_line), '\n', use);
@@ -173,7 +173,7 @@ asio::awaitable<void> control::serve(socket s) {
     } catch (const bad_request& e) {
       answer = {{"error", e.what()}};
     } catch (const store_error& e) {
-      srv_.log_->error("control: {}", e.what());
+      node_.log.error("control: {}", e.what());
       answer = {{"error", std::string("the node could not use its state: ") + e.what()}};
     } catch (const std::exception& e) {  // anything else: answered, so the connection stays accounted for
       answer = {{"error", std::string("the request could not be carried out: ") + e.what()}};
@@ -187,7 +187,7 @@ asio::awaitable<void> control::serve(socket s) {
 
 asio::awaitable<json::object> control::handle(const json::object& req) {
   const std::string op = string_arg(req, "op");
-  auto& st = *srv_.store_;
+  auto& st = node_.state;
   if (op == "send") co_return co_await send(req);
   if (op == "inbox") co_return co_await inbox(req);
   if (op == "key_rotate" || op == "key_revoke") co_return co_await rotate(req, op == "key_rotate");
@@ -198,7 +198,7 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
   }
   if (op == "outbox_cancel") {
     const auto id = int_arg(req, "id", 0, 1, INT64_MAX);
-    if (!srv_.outbound_->cancel(id)) throw bad_request("outbox #" + std::to_string(id) + " is not queued (see ctl outbox)");
+    if (!node_.out.cancel(id)) throw bad_request("outbox #" + std::to_string(id) + " is not queued (see ctl outbox)");
     co_return json::object{{"id", id}, {"cancelled", true}};
   }
   if (op == "inbox_ack") co_return json::object{{"acknowledged", st.ack_inbox(int_arg(req, "through", 0, 0, INT64_MAX))}};
@@ -219,7 +219,7 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
     for (auto& [id, r] : st.peer_rotations()) rotated.emplace(id, r);
     const auto counter = [&](const std::string& id) { return rotated.contains(id) ? rotated[id].counter : 0; };
     json::array list;
-    for (const auto& [id, key] : srv_.trust_.keys()) {
+    for (const auto& [id, key] : node_.trust.keys()) {
       const auto it = stored.find(id);
       list.push_back(json::object{{"entity_id", id},
                                   {"public_key", hex_encode(key)},
@@ -245,18 +245,18 @@ asio::awaitable<json::object> control::handle(const json::object& req) {
       p.url = canonical_url(*url);
     }
     st.pin_peer(p);
-    srv_.trust_.pin_by_operator(p.entity_id, p.key);
+    node_.trust.pin_by_operator(p.entity_id, p.key);
     co_return json::object{{"pinned", p.entity_id}, {"fingerprint", fingerprint(p.key)}, {"url", p.url}};
   }
   if (op == "unpin") {
     const auto id = string_arg(req, "entity_id");
     const bool stored = st.unpin_peer(id);
-    const bool bound = srv_.trust_.unpin(id);
+    const bool bound = node_.trust.unpin(id);
     co_return json::object{{"unpinned", stored || bound}};
   }
   if (op == "sessions") {
     json::array list;
-    for (const auto& [id, s] : srv_.engine_->sessions())
+    for (const auto& [id, s] : node_.sessions.sessions())
       list.push_back(json::object{{"session_id", format_uuid(id)},
                                   {"peer_id", s.peer_id()},
                                   {"role", s.role() == session_role::initiator ? "initiator" : "responder"},
@@ -273,7 +273,7 @@ asio::awaitable<json::object> control::send(const json::object& req) {
   std::string to = string_arg(req, "to");
   if (to.find("://") == std::string::npos) {
     // An entity id: the address it was pinned or last reached at.
-    const std::string url = srv_.store_->url_of(to);
+    const std::string url = node_.state.url_of(to);
     if (url.empty()) throw bad_request("no address is known for '" + to + "': give a URL, or pin it with ctl peers pin ... --url URL");
     to = url;
   } else {
@@ -285,11 +285,11 @@ asio::awaitable<json::object> control::send(const json::object& req) {
   if (!is_msg_type(type) || is_core_type(type) || is_reply_type(type))
     throw bad_request("type must be a request type of SPEC §15 or a plugin's, not '" + type + "'");
   const auto& payload = object_arg(req, "payload");
-  const auto expires = seconds(int_arg(req, "expires_in_s", srv_.outbound_->options().default_expiry.count(), 1, 30 * 86400));
+  const auto expires = seconds(int_arg(req, "expires_in_s", node_.out.options().default_expiry.count(), 1, 30 * 86400));
   const auto id = enqueue(to, type, payload, expires);
   const auto wait = int_arg(req, "wait_s", 0, 0, 86400);
   if (wait == 0) co_return json::object{{"id", id}, {"state", "queued"}};
-  const auto e = co_await srv_.outbound_->settled(id, std::chrono::steady_clock::now() + seconds(wait));
+  const auto e = co_await node_.out.settled(id, std::chrono::steady_clock::now() + seconds(wait));
   co_return e ? to_json(*e) : json::object{{"id", id}, {"state", "unknown"}};
 }
 
@@ -313,7 +313,7 @@ asio::awaitable<json::object> control::rotate(const json::object& req, bool to_n
   }
   const auto wait = seconds(int_arg(req, "wait_s", 30, 0, 3600));
   std::set<std::string> urls;
-  for (const auto& p : srv_.store_->peer_records())
+  for (const auto& p : node_.state.peer_records())
     if (!p.url.empty()) urls.insert(p.url);
   key_rotation r;
   try {
@@ -322,15 +322,15 @@ asio::awaitable<json::object> control::rotate(const json::object& req, bool to_n
     throw bad_request(e.what());
   }
   const auto& chain = srv_.own_chain();
-  const auto most = static_cast<std::ptrdiff_t>(srv_.engine_opt_.max_rotation_chain);
+  const auto most = static_cast<std::ptrdiff_t>(node_.protocol.max_rotation_chain);
   const auto from = static_cast<std::ptrdiff_t>(chain.size()) > most ? chain.end() - most : chain.begin();
   const json::object payload{{"chain", to_json(std::vector<key_rotation>(from, chain.end()))}};
   std::vector<std::pair<std::string, std::int64_t>> queued;
-  for (const auto& url : urls) queued.emplace_back(url, enqueue(url, std::string(msg::key_rotation), payload, srv_.outbound_->options().default_expiry));
+  for (const auto& url : urls) queued.emplace_back(url, enqueue(url, std::string(msg::key_rotation), payload, node_.out.options().default_expiry));
   const auto deadline = std::chrono::steady_clock::now() + wait;
   json::array announced;
   for (const auto& [url, id] : queued) {
-    const auto e = co_await srv_.outbound_->settled(id, deadline);
+    const auto e = co_await node_.out.settled(id, deadline);
     announced.push_back(json::object{{"to", url}, {"id", id}, {"state", e ? to_string(e->status) : "unknown"}});
   }
   json::object out{{"counter", r.counter}, {"statement", to_json(r)}, {"announced", std::move(announced)}};
@@ -340,7 +340,7 @@ asio::awaitable<json::object> control::rotate(const json::object& req, bool to_n
   } else {
     // KR-9: with its key revoked the node has nothing left to sign with, so it stops, the way
     // SIGTERM stops it (the serve command's signal handler drains and ends the run).
-    srv_.log_->warn("identity key revoked (rotation {}): stopping", r.counter);
+    node_.log.warn("identity key revoked (rotation {}): stopping", r.counter);
     ::kill(::getpid(), SIGTERM);
   }
   co_return out;
@@ -352,19 +352,19 @@ std::int64_t control::enqueue(const std::string& to, const std::string& type, co
   e.msg_type = type;
   e.payload = jcs::canonicalize(payload);
   // One too large for one envelope of its peer goes as a chunked transfer (outbound.hpp).
-  const auto& opt = srv_.outbound_->options();
+  const auto& opt = node_.out.options();
   if (e.payload.size() > opt.max_send_bytes)
     throw bad_request("the payload is " + std::to_string(e.payload.size()) + " bytes; the node sends at most " +
                       std::to_string(opt.max_send_bytes) + " (--max-send-bytes)");
   e.created = system_now();
   e.expires = e.created + expires_in;
   e.trace = new_trace_id();
-  const auto id = srv_.store_->add_outbox(e, opt.max_outbox);
+  const auto id = node_.state.add_outbox(e, opt.max_outbox);
   if (id == 0)
     throw bad_request("the outbox is full (" + std::to_string(opt.max_outbox.messages) + " messages or " +
                       std::to_string(opt.max_outbox.bytes) + " payload bytes waiting; --max-outbox, --max-outbox-bytes)");
-  srv_.log_->info("outbox #{} to {}: {} queued, trace {}", id, to, type, e.trace);
-  srv_.outbound_->queued(id, to);
+  node_.log.info("outbox #{} to {}: {} queued, trace {}", id, to, type, e.trace);
+  node_.out.queued(id, to);
   return id;
 }
 
@@ -373,13 +373,13 @@ asio::awaitable<json::object> control::inbox(const json::object& req) {
   const auto limit = static_cast<std::size_t>(int_arg(req, "limit", 100, 1, 10000));
   const auto deadline = std::chrono::steady_clock::now() + seconds(int_arg(req, "wait_s", 0, 0, 3600));
   for (;;) {
-    auto messages = srv_.store_->inbox(after, limit);
-    if (!messages.empty() || std::chrono::steady_clock::now() >= deadline || srv_.draining_) {
+    auto messages = node_.state.inbox(after, limit);
+    if (!messages.empty() || std::chrono::steady_clock::now() >= deadline || node_.draining) {
       json::array list;
       for (const auto& m : messages) list.push_back(to_json(m));
       co_return json::object{{"messages", std::move(list)}};
     }
-    co_await inbox_changed_.wait_until(srv_.ioc_, deadline);
+    co_await inbox_changed_.wait_until(node_.ioc, deadline);
   }
 }
 
@@ -395,7 +395,7 @@ json::object control::settle_task(const json::object& req, bool completed) {
     if (error.size() > limits::max_error_message_chars) throw bad_request("error is longer than 512 characters");
     payload["error"] = std::move(error);
   }
-  auto& st = *srv_.store_;
+  auto& st = node_.state;
   const auto task = st.task(task_id);
   if (!task) throw bad_request("no task " + task_id + " is queued");
   const std::string& sender = task->sender_id;
@@ -407,13 +407,13 @@ json::object control::settle_task(const json::object& req, bool completed) {
   e.msg_type = "task_result";
   e.payload = jcs::canonicalize(payload);
   e.created = system_now();
-  e.expires = e.created + srv_.outbound_->options().default_expiry;
+  e.expires = e.created + node_.out.options().default_expiry;
   e.trace = new_trace_id();
-  const auto id = st.finish_task(task_id, claim, e.created, e, srv_.outbound_->options().max_outbox);
+  const auto id = st.finish_task(task_id, claim, e.created, e, node_.out.options().max_outbox);
   if (!id) throw bad_request("the claim on task " + task_id + " does not hold (its lease ran out, or it was settled)");
   if (*id == 0) throw bad_request("the outbox is full; the task stays claimed until its lease runs out");
-  srv_.log_->info("task {} {}: task_result queued as outbox #{} to {}", task_id, completed ? "completed" : "failed", *id, url);
-  srv_.outbound_->queued(*id, url);
+  node_.log.info("task {} {}: task_result queued as outbox #{} to {}", task_id, completed ? "completed" : "failed", *id, url);
+  node_.out.queued(*id, url);
   return {{"task_id", task_id}, {"outbox_id", *id}};
 }
 

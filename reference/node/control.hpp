@@ -29,16 +29,42 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <set>
+
+namespace spdlog {
+class logger;
+}
+namespace peerproto {
+class engine;
+struct engine_options;
+class trust_store;
+}  // namespace peerproto
 
 namespace peerproto::node {
 
 class server;
+class store;
+class outbound;
+
+/// The parts of the node the control socket reads or changes, handed over by the server (which
+/// keeps them): with the server's public operations on its own key (server.hpp), all that the
+/// control socket reaches.
+struct control_parts {
+  boost::asio::io_context& ioc;
+  const engine_options& protocol;  ///< the JSON limits, max_rotation_chain
+  store& state;
+  trust_store& trust;
+  const engine& sessions;          ///< read only: the sessions op
+  outbound& out;                   ///< the outbox's delivery: queued, cancel, settled
+  spdlog::logger& log;
+  const std::atomic<bool>& draining;
+};
 
 class control {
  public:
-  control(server& srv, std::filesystem::path socket_path);
+  control(server& srv, control_parts parts, std::filesystem::path socket_path);
   ~control();
 
   /// Binds the socket (mode 0600). Throws config_error when another node uses the state directory.
@@ -62,7 +88,8 @@ class control {
   std::int64_t enqueue(const std::string& to, const std::string& type, const boost::json::object& payload,
                        std::chrono::seconds expires_in);
 
-  server& srv_;
+  server& srv_;  ///< its public operations only (config, self, own_chain, record_rotation, adopt_identity)
+  control_parts node_;
   std::filesystem::path path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   std::set<socket*> open_;

@@ -178,7 +178,8 @@ server::server(asio::io_context& ioc, node_config cfg)
              store_->outbox_waiting());
   outbound_ = std::make_unique<outbound>(
       ioc_, outbound_context{*engine_, trust_, *store_, [this](state_changes c) { commit(std::move(c)); }, log_}, cfg_.outbound);
-  control_ = std::make_unique<control>(*this, cfg_.control_socket.empty() ? cfg_.state_dir / "control.sock" : cfg_.control_socket);
+  control_ = std::make_unique<control>(*this, control_parts{ioc_, engine_opt_, *store_, trust_, *engine_, *outbound_, *log_, draining_},
+                                       cfg_.control_socket.empty() ? cfg_.state_dir / "control.sock" : cfg_.control_socket);
 }
 
 // The transport threads stop first: a connection destroyed with their io_context still finds the

@@ -123,7 +123,6 @@ class server {
   void closed(connection* c, const std::string& address);
 
  private:
-  friend class control;
   void accept();
   /// Admission at accept time; false when a connection limit is reached.
   bool admit(const std::string& address);
