@@ -29,6 +29,7 @@
 #include <peerproto/key_file.hpp>
 #include <peerproto/key_rotation.hpp>
 #include <peerproto/message_types.hpp>
+#include <peerproto/payload_forms.hpp>
 #include <peerproto/rate_limit.hpp>
 #include <peerproto/registry.hpp>
 #include <peerproto/replay_cache.hpp>

@@ -4,11 +4,16 @@
 
 #include <peerproto/encoding.hpp>
 #include <peerproto/fault.hpp>
+#include <peerproto/payload_forms.hpp>
 
 namespace peerproto::node {
 namespace {
 
-bool empty_object(const handler_request& r) { return r.payload.empty(); }
+// §15's form of the request's payload (payload_forms.hpp); INVALID_FORMAT when it lacks it.
+result<void> check_form(const handler_request& q) {
+  if (auto bad = payload_form_error_of(q.msg_type, q.payload)) return failure{errc::invalid_format, std::move(bad->message)};
+  return {};
+}
 
 // Hands a delivered message to the application through the inbox; RATE_LIMITED when the
 // application has left `max_inbox` messages unacknowledged.
@@ -19,20 +24,6 @@ result<handler_reply> to_inbox(const handler_context& ctx, const handler_request
                                q.request.session_id ? format_uuid(*q.request.session_id) : std::string(),
                                hex_encode(q.request.nonce), format_timestamp({q.now, 3}), {}});
   return handler_reply{"ack", {{"status", "delivered"}}};  // MSG-8: other members are ignored
-}
-
-// MSG-9: {task_id, status: "completed", result: object} or {task_id, status: "failed", error: string}.
-bool valid_task_result(const boost::json::object& p) {
-  const auto* id = p.if_contains("task_id");
-  const auto* status = p.if_contains("status");
-  if (!id || !id->is_string() || !parse_uuid_v4(id->get_string()) || !status || !status->is_string()) return false;
-  if (status->get_string() == "completed") {
-    const auto* r = p.if_contains("result");
-    return p.size() == 3 && r && r->is_object();
-  }
-  const auto* e = p.if_contains("error");
-  return status->get_string() == "failed" && p.size() == 3 && e && e->is_string() &&
-         e->get_string().size() <= limits::max_error_message_chars;
 }
 
 }  // namespace
@@ -53,25 +44,21 @@ void register_builtin_handlers(registry& r, const handler_context& ctx) {
   for (const char* type : {"heartbeat", "status_report", "wake_up"})
     r.add(type, [ctx](const handler_request& q) { return to_inbox(ctx, q); });
   r.add("task_result", [ctx](const handler_request& q) -> result<handler_reply> {
-    if (!valid_task_result(q.payload) && !PEERPROTO_FAULT(task_result_any_payload))
-      return failure{errc::invalid_format, "task_result takes {task_id, status: \"completed\", result: object} "
-                                           "or {task_id, status: \"failed\", error: string}"};
+    if (auto form = check_form(q); !form && !PEERPROTO_FAULT(task_result_any_payload)) return form.error();
     return to_inbox(ctx, q);
   });
   r.add("capability_query", [&opt = ctx.engine_opt, &limits = ctx.limits, &r](const handler_request& q) -> result<handler_reply> {
-    if (!empty_object(q)) return failure{errc::invalid_format, "capability_query takes an empty payload"};
+    if (auto form = check_form(q); !form) return form.error();
     return handler_reply{"capability_response", capabilities(opt, r, limits)};
   });
   r.add("discovery", [&trust = ctx.trust](const handler_request& q) -> result<handler_reply> {
-    if (!empty_object(q)) return failure{errc::invalid_format, "discovery takes an empty payload"};
+    if (auto form = check_form(q); !form) return form.error();
     boost::json::array peers;
     for (const auto& [id, key] : trust.keys()) peers.push_back(boost::json::object{{"entity_id", id}, {"fingerprint", fingerprint(key)}});
     return handler_reply{"discovery_response", {{"peers", std::move(peers)}}};
   });
   r.add("task_delegate", [ctx](const handler_request& q) -> result<handler_reply> {
-    const auto* task = q.payload.if_contains("task");
-    if (q.payload.size() != 1 || !task || !task->is_object())
-      return failure{errc::invalid_format, "task_delegate takes exactly {task: object}"};
+    if (auto form = check_form(q); !form) return form.error();
     if (ctx.state.task_count() + ctx.pending.tasks.size() >= ctx.max_task_queue)
       return failure{errc::rate_limited, "the task queue is full"};
     std::array<std::uint8_t, 16> random{};
@@ -79,7 +66,7 @@ void register_builtin_handlers(registry& r, const handler_context& ctx) {
     const std::string id = format_uuid(make_uuid_v4(random));
     // MSG-6: accepted only once durably queued: the node writes the task before the reply, and a
     // storage failure turns the reply into INTERNAL_ERROR, so the task is not acknowledged (MSG-5).
-    ctx.pending.tasks.push_back({id, q.request.sender_id, jcs::canonicalize(*task), format_timestamp({q.now, 3}), {}});
+    ctx.pending.tasks.push_back({id, q.request.sender_id, jcs::canonicalize(q.payload.at("task")), format_timestamp({q.now, 3}), {}});
     return handler_reply{"task_accepted", {{"task_id", id}}};
   });
 }

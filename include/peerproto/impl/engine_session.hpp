@@ -73,11 +73,7 @@ inline outcome engine::handle_session_message(request_context& ctx, envelope e) 
 inline outcome engine::deliver(request_context& ctx, session& s, const held_message& h) {
   if (auto counted = s.apply(session_event::message, ctx.now); !counted) return error_reply(ctx, counted.error());
   if (h.request.msg_type == msg::session_close) {
-    for (const auto& kv : h.payload) {
-      const auto* reason = kv.value().if_string();
-      if (kv.key() != "reason" || !reason || reason->size() > limits::max_close_reason_chars)
-        return error_reply(ctx, {errc::invalid_format, "session_close takes only a reason of at most 256 characters"});
-    }
+    if (auto bad = payload_form_error_of(msg::session_close, h.payload)) return error_reply(ctx, {errc::invalid_format, std::move(bad->message)});
     auto out = session_reply(ctx, s, handler_reply{std::string(msg::ack), {{"acked_nonce", hex_encode(h.request.nonce)}, {"status", "closed"}}});
     if (!PEERPROTO_FAULT(ignore_session_close))
       if (auto closed = s.apply(session_event::close, ctx.now); !closed) return error_reply(ctx, closed.error());  // SES-8
