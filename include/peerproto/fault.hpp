@@ -30,6 +30,7 @@
   X(skip_replay_check, "accepts a nonce already used (RPL-2, RPL-5)") \
   X(skip_timestamp_check, "accepts a timestamp outside the tolerance (RPL-1)") \
   X(short_replay_memory, "forgets a nonce after one second (RPL-2)") \
+  X(replay_memory_from_arrival, "remembers a nonce for the tolerance from its arrival, not from its timestamp (RPL-2)") \
   X(backoff_per_address_only, "keeps back-off per address only (RL-4 per sender)") \
   X(backoff_per_sender_only, "keeps back-off per sender only (RL-4 per address)") \
   /* the library: handshakes */ \
@@ -52,6 +53,7 @@
   X(skip_chunk_hash, "accepts a reassembled payload whose SHA-256 does not match (CHK-6)") \
   X(revocation_keeps_sessions, "keeps a revoked key's sessions open (KR-7)") \
   X(rotation_ignores_counter, "accepts a rotation record whose counter does not grow (KR-4)") \
+  X(rotation_keeps_valid_prefix, "applies a chain's statements before the one that fails, instead of nothing (KR-4)") \
   X(rotation_ignores_entity, "follows a rotation record of another entity (KR-4)") \
   X(rotation_skips_signatures, "accepts a rotation record whose signatures fail (KR-4)") \
   /* the node: its configuration (advertises one value, applies another) */ \
@@ -67,12 +69,14 @@
   X(pinned_binds_new_keys, "with --trust pinned, binds a new identity as tofu would (ID-5)") \
   X(rotation_no_grace, "gives a replaced key no grace period (KR-6)") \
   X(wide_timestamp_tolerance, "applies twice the timestamp tolerance it advertises (RPL-1)") \
+  X(window_one_short, "applies a reorder window one smaller than it advertises (ORD-5)") \
   /* the node: requests, replies, resources and storage */ \
   X(exit_before_reply, "dies after storing every 50th delivery, before its reply leaves") \
   X(exit_on_chunk, "dies when a chunk arrives (a node that stops mid-run)") \
   X(no_body_limit, "reads bodies up to 64 MiB whatever its max_envelope_bytes (HTTP-3)") \
   X(no_capabilities, "has no GET /capabilities (a half-built node)") \
   X(no_limits_advertised, "lists no limits in its capabilities (a reading SPEC allows)") \
+  X(malformed_version_answers_505, "answers 505 to a request line whose version is malformed (HTTP-10)") \
   X(no_websocket, "does not upgrade GET /ws (a half-built node)") \
   X(read_timeout_answers_408, "answers 408 before closing at its read timeout (a reading SPEC allows)") \
   X(refuses_handshakes, "refuses every handshake (a half-built node)") \

@@ -85,6 +85,7 @@ class replay_cache {
     if (seen_.size() >= opt_.max_entries) return errc::rate_limited;
     auto expiry = expiry_of(ts);
     if (PEERPROTO_FAULT(short_replay_memory)) expiry = now + std::chrono::seconds(1);  // forgets too soon
+    if (PEERPROTO_FAULT(replay_memory_from_arrival)) expiry = expiry_of(now);  // the window anchored at arrival
     add(key(sender, nonce), expiry);
     if (opt_.journal) journal_.push_back({std::string(sender), nonce, expiry});
     return {};

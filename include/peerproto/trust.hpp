@@ -97,13 +97,19 @@ class trust_store {
     const auto bound = key_for(sender_id);
     const auto first = std::find_if(newer, chain.end(), [&](const key_rotation& r) { return bound && r.old_key == *bound; });
     if (first == chain.end()) return failure{errc::unknown_sender, "no newer statement's old_key is the key bound to this entity"};
-    for (auto it = first; it != chain.end(); ++it) {
-      if (!verify(*it) && !PEERPROTO_FAULT(rotation_skips_signatures))
-        return failure{errc::invalid_signature, "statement " + std::to_string(it->counter) + "'s signatures do not verify"};
-      if (it->effective.time > now + tolerance)
-        return failure{errc::replay_detected, "statement " + std::to_string(it->counter) + " takes effect in the future"};
+    auto end = first;  // the statements to apply are [first, end)
+    std::optional<failure> refused;
+    for (; end != chain.end() && !refused; ++end) {
+      if (!verify(*end) && !PEERPROTO_FAULT(rotation_skips_signatures))
+        refused = failure{errc::invalid_signature, "statement " + std::to_string(end->counter) + "'s signatures do not verify"};
+      else if (end->effective.time > now + tolerance)
+        refused = failure{errc::replay_detected, "statement " + std::to_string(end->counter) + " takes effect in the future"};
     }
-    const auto& last = chain.back();
+    if (refused) {
+      --end;  // the statement refused
+      if (!PEERPROTO_FAULT(rotation_keeps_valid_prefix) || end == first) return *refused;  // changes nothing
+    }
+    const auto& last = *std::prev(end);
     rotation_applied done{record.counter, last.counter, *bound, last.new_key};
     record.counter = last.counter;
     record.previous = last.old_key;
@@ -117,6 +123,7 @@ class trust_store {
     }
     rotations_.insert_or_assign(std::string(sender_id), record);
     ++generation_;
+    if (refused) return *refused;  // the fault: the statements before the refused one applied
     return done;
   }
 

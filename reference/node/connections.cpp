@@ -255,6 +255,8 @@ class http_connection : public connection, public std::enable_shared_from_this<h
       return srv_.refuse(ex_, {errc::payload_too_large, "the body exceeds the envelope limit"}, "", address_,
                          [self = this->shared_from_this()](const outcome& o) { self->respond(self->envelope_response(o), true); });
     if (ec == http::error::header_limit) return respond(plain(http::status::request_header_fields_too_large, "headers too large\n"), true);
+    if (ec == http::error::bad_version && PEERPROTO_FAULT(malformed_version_answers_505))
+      return respond(plain(http::status::http_version_not_supported, "HTTP version not supported\n"), true);
     if (ec.category() == http::make_error_code(http::error::bad_target).category())
       return respond(plain(http::status::bad_request, "malformed HTTP request\n"), true);  // HTTP-10
     if (ec) return cut();

@@ -139,6 +139,7 @@ server::server(asio::io_context& ioc, node_config cfg)
   if (PEERPROTO_FAULT(long_session_idle)) engine_opt_.session.idle_ttl *= 2;
   if (PEERPROTO_FAULT(long_session_lifetime)) engine_opt_.session.lifetime *= 2;
   if (PEERPROTO_FAULT(long_transfer_idle)) engine_opt_.chunks.idle_timeout *= 2;
+  if (PEERPROTO_FAULT(window_one_short)) engine_opt_.session.ordering.window -= 1;
   if (PEERPROTO_FAULT(rotation_no_grace)) engine_opt_.rotation_grace = std::chrono::milliseconds(0);
   if (PEERPROTO_FAULT(long_rotation_grace)) engine_opt_.rotation_grace *= 2;
   if (PEERPROTO_FAULT(backoff_one_late)) engine_opt_.rate.backoff.threshold += 1;

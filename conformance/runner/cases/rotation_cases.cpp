@@ -150,6 +150,18 @@ void add_rotation_cases(std::vector<test_case>& out) {
                    expect_refused(c, s, {forged}, errc::invalid_signature, "KR-4");
                    expect_applied(c, s, {statement(who, &next, 1)}, "key_rotated", 1, "KR-4");  // nothing changed before
                  }});
+  out.push_back({"KR-4/later-statement-forged", {"KR-4", "KR-5"}, g,
+                 "a chain whose second statement does not verify is INVALID_SIGNATURE and changes nothing: its valid first "
+                 "statement is not applied either",
+                 [](context& c) {
+                   const auto& who = c.fresh();
+                   const auto k1 = next_key(who, 1), k2 = next_key(who, 2);
+                   auto s = c.handshake(who);
+                   auto forged = statement(k1, &k2, 2);
+                   forged.old_signature[7] ^= 0x04;
+                   expect_refused(c, s, {statement(who, &k1, 1), forged}, errc::invalid_signature, "KR-4");
+                   expect_applied(c, s, {statement(who, &k1, 1)}, "key_rotated", 1, "KR-4");  // counter 0 still: nothing was kept
+                 }});
   out.push_back({"KR-4/forged-new-signature", {"KR-4", "KR-2"}, g,
                  "a statement countersigned by another key than new_key is INVALID_SIGNATURE", [](context& c) {
                    const auto& who = c.fresh();

@@ -147,6 +147,25 @@ void add_signature_cases(std::vector<test_case>& out) {
                    expect_refusal(c, text, errc::unsupported_message_type, "MSG-1");
                    expect_refusal(c, text, errc::replay_detected, "RPL-3");
                  }});
+  out.push_back({"RPL-2/future-dated-replay", {"RPL-2", "RPL-1"}, r,
+                 "a message dated ahead of the node's clock is remembered until its timestamp plus the tolerance, not its arrival "
+                 "plus the tolerance: its replay just after the latter is REPLAY_DETECTED",
+                 [](context& c) {
+                   const auto tolerance = std::chrono::milliseconds(c.node.limit("timestamp_tolerance_ms"));
+                   require_time_for(c, "timestamp_tolerance_ms", tolerance + std::chrono::seconds(1));
+                   // Ahead by the tolerance less a margin for the two clocks and the trip; replayed
+                   // when arrival + tolerance has passed, while the timestamp is still acceptable.
+                   const auto margin = std::min<std::chrono::milliseconds>(std::chrono::seconds(5), tolerance / 4);
+                   const auto& who = c.bound();
+                   const auto text = signed_ping(c, who, tolerance - margin);
+                   c.expect_reply(c.exchange(text), text, "pong", "RPL-1");
+                   const auto wait = tolerance + margin / 2;
+                   c.note("replaying after " + std::to_string(wait.count()) + " ms, when the timestamp is " +
+                          std::to_string((margin + margin / 2).count()) + " ms old");
+                   std::this_thread::sleep_for(wait);
+                   expect_refusal(c, text, errc::replay_detected, "RPL-2");
+                 },
+                 std::chrono::seconds(30)});
   out.push_back({"RPL-2/replay-later", {"RPL-2"}, r,
                  "a replay some seconds later, while its timestamp is still acceptable, is still REPLAY_DETECTED", [](context& c) {
                    // RPL-2: the node remembers the nonce while the timestamp is acceptable.

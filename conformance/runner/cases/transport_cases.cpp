@@ -144,6 +144,12 @@ void add_transport_cases(std::vector<test_case>& out) {
                  }});
   out.push_back({"HTTP-10/request-line", {"HTTP-10", "ERR-7"}, g, "a malformed request line gets 4xx and the connection closes",
                  [](context& c) { malformed(c, "HELLO THERE\r\n\r\n", "HTTP-10"); }});
+  out.push_back({"HTTP-10/request-version", {"HTTP-10"}, g,
+                 "a request line whose version is not HTTP/DIGIT.DIGIT gets 4xx (505 is for a well-formed version, SPEC §19 point 46)",
+                 [](context& c) {
+                   malformed(c, "GET /health HTTP/1.x\r\nHost: node\r\n\r\n", "HTTP-10");
+                   malformed(c, "GET /health HTTP/11.1\r\nHost: node\r\n\r\n", "HTTP-10");
+                 }});
   out.push_back({"HTTP-10/header-line", {"HTTP-10"}, g, "a header line without a colon gets 4xx and the connection closes",
                  [](context& c) { malformed(c, "GET /health HTTP/1.1\r\nHost node\r\n\r\n", "HTTP-10"); }});
   out.push_back({"HTTP-10/oversize-headers", {"HTTP-10"}, g, "headers over the header limit get 4xx and the connection closes",
